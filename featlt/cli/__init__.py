@@ -1,0 +1,99 @@
+"""The ``featlt`` command line: a click group whose commands parse, call one library function
+and print. Heavy imports happen inside the commands, so ``featlt --help`` is instant.
+
+Every command carries the common options (``--device --threads --seed --json -v
+--allow-download``) through :func:`featlt_command`. Command modules register themselves on
+:data:`main` and are listed in ``_COMMAND_MODULES``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from featlt import __version__
+from featlt.errors import FeatltError
+from featlt.runtime import Runtime, to_jsonable
+
+
+class FeatltUsageError(click.ClickException):
+    """A :class:`FeatltError` shown to the user: message only, exit status 2."""
+
+    exit_code = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="featlt")
+def main() -> None:
+    """featlt: which pretrained backbone, with which cheap head, serves your rare classes best."""
+
+
+def featlt_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the common options to a click command callback and turn featlt errors into messages.
+
+    The callback receives a :class:`Runtime` as its first argument, already applied (offline hub,
+    logging, thread variables).
+    """
+
+    @click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        show_default=True,
+        help="Where torch and faiss run; 'cuda' without a GPU is an error.",
+    )
+    @click.option("--threads", type=int, default=None, help="CPU threads (torch, faiss, BLAS).")
+    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random step.")
+    @click.option(
+        "--json", "json_output", is_flag=True, help="Print one JSON document on stdout; logs on stderr."
+    )
+    @click.option("-v", "--verbose", "verbosity", count=True, help="More logging (-vv: debug).")
+    @click.option(
+        "--allow-download",
+        is_flag=True,
+        help="Allow timm to download weights from the hub (featlt is offline by default).",
+    )
+    @functools.wraps(fn)
+    def wrapper(
+        device: str,
+        threads: int | None,
+        seed: int,
+        json_output: bool,
+        verbosity: int,
+        allow_download: bool,
+        **kwargs: Any,
+    ) -> Any:
+        runtime = Runtime(
+            device=device,  # type: ignore[arg-type]
+            threads=threads,
+            seed=seed,
+            json_output=json_output,
+            verbosity=verbosity,
+            allow_download=allow_download,
+        )
+        try:
+            runtime.apply()
+            return fn(runtime, **kwargs)
+        except FeatltError as err:
+            raise FeatltUsageError(str(err)) from err
+
+    return wrapper
+
+
+def emit(runtime: Runtime, document: Any, text: str) -> None:
+    """Print ``document`` as JSON with ``--json``, otherwise the human-readable ``text``."""
+    if runtime.json_output:
+        click.echo(json.dumps(to_jsonable(document), indent=2))
+    else:
+        click.echo(text)
+
+
+_COMMAND_MODULES = ("info",)
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"featlt.cli.{_name}")

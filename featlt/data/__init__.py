@@ -1,0 +1,1 @@
+"""Dataset sources, long-tail profiles and the one validation-split function."""

@@ -1,0 +1,460 @@
+"""The HDF5 feature store: schema, provenance, crash-safe append/resume, chunked readers.
+
+Layout (one file per backbone x dataset, one group per split)::
+
+    /                  attrs: featlt_version, schema_version, created, provenance (JSON), complete
+    /<split>/features  (N, D) float16|float32, chunked ~1 MiB: the clean eval-transform feature
+    /<split>/views     (N, V, D) optional: V train-time-augmented views
+    /<split>/logits    (N, K) float32 optional: the backbone's own classifier outputs
+    /<split>/labels    (N,) int64
+    /<split>/index     (N,) int64: position of each row in the source dataset
+    /<split>/skipped   (S,) int64 optional: source positions skipped as unreadable (--skip-bad)
+    /<split>           attrs: class_names (JSON), class_counts (JSON), n_rows, n_written
+
+Crash safety: the default HDF5 format (no SWMR, no ``libver="latest"``); every batch is written
+and flushed *before* ``n_written`` advances, so after a kill the file reopens and everything below
+``n_written`` is valid. The root attribute ``complete`` is set last; readers refuse files without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+
+from featlt import __version__
+from featlt.errors import ProvenanceMismatch, StoreError
+
+SCHEMA_VERSION = 1
+ARRAYS = ("features", "views", "logits")
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+# Provenance keys that describe the run rather than the features; they may differ on resume.
+VOLATILE_PROVENANCE_KEYS = frozenset({"run"})
+WriteMode = Literal["create", "resume", "overwrite"]
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """What a split holds (``featlt info`` prints this)."""
+
+    name: str
+    n_rows: int
+    n_written: int
+    dim: int
+    dtype: str
+    n_views: int
+    n_logits: int
+    class_names: list[str]
+    class_counts: list[int]
+    n_skipped: int
+
+
+def provenance_diff(
+    a: dict[str, Any], b: dict[str, Any], ignore: frozenset[str] = VOLATILE_PROVENANCE_KEYS
+) -> list[str]:
+    """Dotted keys whose values differ between two provenance records (ignored keys skipped)."""
+    diffs: list[str] = []
+
+    def walk(x: Any, y: Any, prefix: str) -> None:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for key in sorted(set(x) | set(y)):
+                if not prefix and key in ignore:
+                    continue
+                walk(x.get(key), y.get(key), f"{prefix}.{key}" if prefix else key)
+        elif x != y:
+            diffs.append(prefix)
+
+    walk(json.loads(json.dumps(a)), json.loads(json.dumps(b)), "")
+    return diffs
+
+
+def require_same_provenance(
+    a: dict[str, Any], b: dict[str, Any], what: str, keys: tuple[str, ...] | None = None
+) -> None:
+    """Raise :class:`ProvenanceMismatch` naming the first differing attribute.
+
+    Args:
+        keys: compare only these top-level keys (e.g. ``("backbone",)``); all but volatile if None.
+    """
+    if keys is not None:
+        a = {k: a.get(k) for k in keys}
+        b = {k: b.get(k) for k in keys}
+    diffs = provenance_diff(a, b)
+    if diffs:
+        key = diffs[0]
+        raise ProvenanceMismatch(
+            f"{what}: provenance differs at '{key}' ({_lookup(a, key)!r} vs {_lookup(b, key)!r})"
+            + (f" and {len(diffs) - 1} more attribute(s)" if len(diffs) > 1 else "")
+            + "; use matching settings or write a new file"
+        )
+
+
+def _lookup(record: dict[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def rows_per_chunk(row_bytes: int, target_bytes: int = 1 << 20) -> int:
+    """Rows in one ~1 MiB HDF5 chunk."""
+    return max(1, target_bytes // max(1, row_bytes))
+
+
+class StoreWriter:
+    """Creates or resumes a feature store and appends rows batch by batch.
+
+    Use :meth:`begin_split` for each split, then :meth:`write_rows` in order, then
+    :meth:`mark_complete`. Rows must be appended sequentially from :meth:`n_written`.
+    """
+
+    def __init__(self, path: str | Path, provenance: dict[str, Any], mode: WriteMode = "create"):
+        self.path = Path(path)
+        self.provenance = provenance
+        if mode not in ("create", "resume", "overwrite"):
+            raise StoreError(f"store mode '{mode}': unknown; use create, resume or overwrite")
+        exists = self.path.exists()
+        if mode == "create" and exists:
+            raise StoreError(
+                f"output {self.path}: already exists; pass --resume to continue it or "
+                "--overwrite to replace it"
+            )
+        if mode == "resume" and exists:
+            self._file = self._open(self.path, "r+")
+            if "featlt_version" not in self._file.attrs:
+                self._file.close()
+                raise StoreError(
+                    f"output {self.path}: exists but is not a featlt feature store; "
+                    "choose another output or pass --overwrite"
+                )
+            stored = json.loads(self._file.attrs["provenance"])
+            try:
+                require_same_provenance(stored, provenance, f"resuming {self.path}")
+            except ProvenanceMismatch:
+                self._file.close()
+                raise
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.path.parent, os.W_OK):
+            raise StoreError(
+                f"output {self.path}: folder {self.path.parent} is not writable; "
+                "choose a writable output path"
+            )
+        if exists:
+            self.path.unlink()
+        self._file = self._open(self.path, "w")
+        attrs = self._file.attrs
+        attrs["featlt_version"] = __version__
+        attrs["schema_version"] = SCHEMA_VERSION
+        attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        attrs["provenance"] = json.dumps(provenance, sort_keys=True)
+        attrs["complete"] = False
+        self._file.flush()
+
+    @staticmethod
+    def _open(path: Path, mode: str) -> h5py.File:
+        try:
+            return h5py.File(path, mode)  # default format: reopenable after a kill
+        except OSError as err:
+            raise StoreError(f"output {path}: cannot be opened for writing ({err})") from err
+
+    def begin_split(
+        self,
+        split: str,
+        labels: np.ndarray,
+        source_index: np.ndarray,
+        class_names: list[str],
+        dim: int,
+        dtype: str = "float32",
+        n_views: int = 0,
+        n_logits: int = 0,
+        skipped: np.ndarray | None = None,
+        compression: str | None = None,
+    ) -> int:
+        """Create a split (or check a resumed one) and return its ``n_written``.
+
+        Args:
+            labels: (N,) int class ids in 0..len(class_names)-1.
+            source_index: (N,) int position of each row in the source dataset.
+            dim: feature dimension D.
+            n_views: V augmented views per row (0: no ``views`` array).
+            n_logits: K backbone logits per row (0: no ``logits`` array).
+            skipped: (S,) source positions left out as unreadable.
+        """
+        labels = np.asarray(labels, dtype=np.int64)
+        n_rows = int(labels.shape[0])
+        if split in self._file:
+            group = self._file[split]
+            same = (
+                group["features"].shape == (n_rows, dim)
+                and np.array_equal(group["labels"][:], labels)
+                and np.array_equal(group["index"][:], np.asarray(source_index, np.int64))
+                and ("views" in group) == (n_views > 0)
+                and ("logits" in group) == (n_logits > 0)
+            )
+            if not same:
+                raise StoreError(
+                    f"resuming {self.path}: split '{split}' holds different rows, labels or "
+                    "arrays than this run would write; pass --overwrite to start again"
+                )
+            return int(group.attrs["n_written"])
+        if dtype not in ("float16", "float32"):
+            raise StoreError(f"feature dtype '{dtype}': use float16 or float32")
+        group = self._file.create_group(split)
+        itemsize = np.dtype(dtype).itemsize
+        chunk = min(max(n_rows, 1), rows_per_chunk(dim * itemsize))
+        group.create_dataset(
+            "features", shape=(n_rows, dim), dtype=dtype, chunks=(chunk, dim),
+            compression=compression,
+        )
+        if n_views:
+            vchunk = min(max(n_rows, 1), rows_per_chunk(n_views * dim * itemsize))
+            group.create_dataset(
+                "views", shape=(n_rows, n_views, dim), dtype=dtype,
+                chunks=(vchunk, n_views, dim), compression=compression,
+            )
+        if n_logits:
+            lchunk = min(max(n_rows, 1), rows_per_chunk(n_logits * 4))
+            group.create_dataset(
+                "logits", shape=(n_rows, n_logits), dtype="float32", chunks=(lchunk, n_logits)
+            )
+        group.create_dataset("labels", data=labels)
+        group.create_dataset("index", data=np.asarray(source_index, dtype=np.int64))
+        if skipped is not None and len(skipped):
+            group.create_dataset("skipped", data=np.asarray(skipped, dtype=np.int64))
+        counts = np.bincount(labels, minlength=len(class_names)) if n_rows else []
+        group.attrs["class_names"] = json.dumps(list(class_names))
+        group.attrs["class_counts"] = json.dumps([int(c) for c in counts])
+        group.attrs["n_rows"] = n_rows
+        group.attrs["n_written"] = 0
+        self._file.flush()
+        return 0
+
+    def n_written(self, split: str) -> int:
+        return int(self._file[split].attrs["n_written"])
+
+    def write_rows(
+        self,
+        split: str,
+        start: int,
+        features: np.ndarray,
+        views: np.ndarray | None = None,
+        logits: np.ndarray | None = None,
+    ) -> None:
+        """Write rows ``[start, start + b)``, flush, then advance ``n_written``.
+
+        Args:
+            features: (b, D) float.
+            views: (b, V, D) float, when the split has views.
+            logits: (b, K) float, when the split has logits.
+        """
+        group = self._file[split]
+        written = int(group.attrs["n_written"])
+        if start != written:
+            raise StoreError(
+                f"store {self.path}: split '{split}' expects rows from {written}, got {start}"
+            )
+        stop = start + int(features.shape[0])
+        dtype = group["features"].dtype
+        for name, array in (("features", features), ("views", views), ("logits", logits)):
+            if array is None:
+                continue
+            _check_finite(array, name, split, start, dtype if name != "logits" else np.float32)
+            group[name][start:stop] = array
+        self._file.flush()
+        group.attrs["n_written"] = stop
+        self._file.flush()
+
+    def mark_complete(self) -> None:
+        """Mark the file complete once every split is fully written."""
+        for split in self._file:
+            group = self._file[split]
+            if int(group.attrs["n_written"]) != int(group.attrs["n_rows"]):
+                raise StoreError(f"store {self.path}: split '{split}' is not fully written")
+        self._file.attrs["complete"] = True
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file.id.valid:
+            self._file.close()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_finite(array: np.ndarray, name: str, split: str, start: int, dtype: np.dtype) -> None:
+    if not np.isfinite(array).all():
+        raise StoreError(
+            f"split '{split}' rows from {start}: the backbone produced NaN/Inf {name}; "
+            "check the weights and the input value range"
+        )
+    if np.dtype(dtype) == np.float16 and np.abs(array).max(initial=0.0) > FLOAT16_MAX:
+        raise StoreError(
+            f"split '{split}' rows from {start}: {name} reach {np.abs(array).max():.3g}, beyond "
+            f"float16's range ({FLOAT16_MAX:.0f}); re-run with --dtype float32"
+        )
+
+
+class FeatureStore:
+    """Read-only access to a complete feature store, streaming under a memory budget.
+
+    ``rows`` arguments are index views: sorted row indices into a stored split.
+    """
+
+    def __init__(self, path: str | Path, allow_incomplete: bool = False):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"feature file {self.path}: not found; run `featlt extract` first")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as err:
+            raise StoreError(
+                f"feature file {self.path}: not an HDF5 file ({err}); pass a file written by "
+                "`featlt extract`"
+            ) from err
+        attrs = self._file.attrs
+        if "featlt_version" not in attrs or "provenance" not in attrs:
+            self._file.close()
+            raise StoreError(
+                f"feature file {self.path}: not a featlt feature store (no featlt_version); "
+                "pass a file written by `featlt extract`"
+            )
+        if not allow_incomplete and not bool(attrs.get("complete", False)):
+            self._file.close()
+            raise StoreError(
+                f"feature file {self.path}: incomplete (extraction was interrupted); finish it "
+                "with the same `featlt extract ... --resume` command"
+            )
+        self.provenance: dict[str, Any] = json.loads(attrs["provenance"])
+        self.complete = bool(attrs.get("complete", False))
+        self.created = str(attrs.get("created", ""))
+        self.featlt_version = str(attrs["featlt_version"])
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self._file.keys())
+
+    def _group(self, split: str) -> h5py.Group:
+        if split not in self._file:
+            raise StoreError(
+                f"feature file {self.path}: no split '{split}' (has {', '.join(self.splits)}); "
+                "extract it with --splits"
+            )
+        group = self._file[split]
+        if "labels" not in group or "features" not in group:
+            raise StoreError(
+                f"feature file {self.path}: split '{split}' has no labels or features; "
+                "re-extract it"
+            )
+        return group
+
+    def info(self, split: str) -> SplitInfo:
+        group = self._group(split)
+        feats = group["features"]
+        return SplitInfo(
+            name=split,
+            n_rows=int(group.attrs["n_rows"]),
+            n_written=int(group.attrs["n_written"]),
+            dim=int(feats.shape[1]),
+            dtype=str(feats.dtype),
+            n_views=int(group["views"].shape[1]) if "views" in group else 0,
+            n_logits=int(group["logits"].shape[1]) if "logits" in group else 0,
+            class_names=json.loads(group.attrs["class_names"]),
+            class_counts=json.loads(group.attrs["class_counts"]),
+            n_skipped=int(group["skipped"].shape[0]) if "skipped" in group else 0,
+        )
+
+    def labels(self, split: str) -> np.ndarray:
+        """(N,) int64 class ids of a split."""
+        return self._group(split)["labels"][:]
+
+    def source_index(self, split: str) -> np.ndarray:
+        """(N,) int64 positions of the split's rows in the source dataset."""
+        return self._group(split)["index"][:]
+
+    def class_names(self, split: str) -> list[str]:
+        return json.loads(self._group(split).attrs["class_names"])
+
+    def has(self, split: str, array: str) -> bool:
+        return split in self._file and array in self._file[split]
+
+    def iter_rows(
+        self,
+        split: str,
+        rows: np.ndarray | None = None,
+        array: str = "features",
+        budget_mb: float = 256.0,
+        dtype: type = np.float32,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream ``array`` of a split in contiguous blocks that fit ``budget_mb``.
+
+        Yields:
+            (positions, values): positions (b,) index into ``rows`` (or rows themselves when
+            ``rows`` is None); values (b, ...) the selected rows cast to ``dtype``.
+        """
+        group = self._group(split)
+        if array not in ARRAYS or array not in group:
+            raise StoreError(
+                f"feature file {self.path}: split '{split}' has no '{array}' array; "
+                + ("extract with --views" if array == "views" else "extract with --store-logits")
+            )
+        dset = group[array]
+        n_rows = dset.shape[0]
+        row_bytes = int(np.prod(dset.shape[1:])) * max(dset.dtype.itemsize, np.dtype(dtype).itemsize)
+        block = max(dset.chunks[0] if dset.chunks else 1, int(budget_mb * 2**20) // row_bytes)
+        if rows is None:
+            for start in range(0, n_rows, block):
+                stop = min(start + block, n_rows)
+                yield np.arange(start, stop), dset[start:stop].astype(dtype, copy=False)
+            return
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= n_rows):
+            raise StoreError(
+                f"index view on split '{split}': rows must be sorted, unique and in [0, {n_rows})"
+            )
+        position = 0
+        while position < rows.size:
+            start = int(rows[position])
+            stop = min(start + block, n_rows)
+            end = int(np.searchsorted(rows, stop, side="left"))
+            chunk = dset[start:stop]
+            yield (
+                np.arange(position, end),
+                chunk[rows[position:end] - start].astype(dtype, copy=False),
+            )
+            position = end
+
+    def read(
+        self,
+        split: str,
+        rows: np.ndarray | None = None,
+        array: str = "features",
+        dtype: type = np.float32,
+        budget_mb: float = 256.0,
+    ) -> np.ndarray:
+        """Read the selected rows of ``array`` into memory: (n, D), (n, V, D) or (n, K)."""
+        parts = [values for _, values in self.iter_rows(split, rows, array, budget_mb, dtype)]
+        if parts:
+            return np.concatenate(parts)
+        shape = self._group(split)[array].shape[1:]
+        return np.empty((0, *shape), dtype=dtype)
+
+    def close(self) -> None:
+        if self._file.id.valid:
+            self._file.close()
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
