@@ -141,7 +141,13 @@ class StoreWriter:
                 self._file.close()
                 raise
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(
+                f"output {self.path}: cannot create folder {self.path.parent} ({err.strerror}); "
+                "choose a writable output path"
+            ) from err
         if not os.access(self.path.parent, os.W_OK):
             raise StoreError(
                 f"output {self.path}: folder {self.path.parent} is not writable; "
