@@ -11,7 +11,7 @@ Layout (one file per backbone x dataset, one group per split)::
     /<split>/skipped   (S,) int64 optional: source positions skipped as unreadable (--skip-bad)
     /<split>           attrs: class_names (JSON), class_counts (JSON), n_rows, n_written
 
-Crash safety: the default HDF5 format (no SWMR, no ``libver="latest"``); every batch is written
+Crash safety: the default HDF5 format (no SWMR, no ``libver="latest"``); each batch is written
 and flushed *before* ``n_written`` advances, so after a kill the file reopens and everything below
 ``n_written`` is valid. The root attribute ``complete`` is set last; readers refuse files without it.
 """
@@ -416,7 +416,8 @@ class FeatureStore:
             )
         dset = group[array]
         n_rows = dset.shape[0]
-        row_bytes = int(np.prod(dset.shape[1:])) * max(dset.dtype.itemsize, np.dtype(dtype).itemsize)
+        itemsize = max(dset.dtype.itemsize, np.dtype(dtype).itemsize)
+        row_bytes = int(np.prod(dset.shape[1:])) * itemsize
         block = max(dset.chunks[0] if dset.chunks else 1, int(budget_mb * 2**20) // row_bytes)
         if rows is None:
             for start in range(0, n_rows, block):

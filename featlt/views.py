@@ -31,7 +31,8 @@ class Protocol:
     decay: Literal["exp", "step"] = "exp"
     n_max: int | None = None  # largest class's count; None: smallest stored class count
     balanced_per_class: int | None = None  # with profile="balanced"
-    val_source: ValSource = "auto"  # auto: a stored 'val' split, else outside (profiles), else carve
+    # auto: a stored 'val' split, else outside the subset (profiles), else carved from train
+    val_source: ValSource = "auto"
     val_per_class: int = 20  # outside regime: balanced validation rows per class
     val_fraction: float = 0.1  # carve regime: share of each class carved off
     train_split: str = "train"

@@ -96,7 +96,7 @@ def test_not_a_store_and_missing_file(tmp_path):
 def test_existing_output_refused_without_resume_or_overwrite(tmp_path):
     path = tmp_path / "f.h5"
     write_store(path)
-    with pytest.raises(StoreError, match="--resume .* --overwrite"):
+    with pytest.raises(StoreError, match=r"--resume .* --overwrite"):
         StoreWriter(path, PROV)
     StoreWriter(path, PROV, mode="overwrite").close()
     with pytest.raises(StoreError, match="incomplete"):

@@ -51,7 +51,7 @@ def test_too_little_data_to_carve_validation_is_an_error():
 
 
 def test_profile_view_with_outside_validation(tmp_path):
-    labels, X = balanced_store(tmp_path / "f.h5")
+    _, X = balanced_store(tmp_path / "f.h5")
     with FeatureStore(tmp_path / "f.h5") as store:
         view = resolve_view(store, Protocol(profile="cao2019", imbalance_factor=10,
                                             val_per_class=5))

@@ -48,9 +48,14 @@ def featlt_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="Where torch and faiss run; 'cuda' without a GPU is an error.",
     )
     @click.option("--threads", type=int, default=None, help="CPU threads (torch, faiss, BLAS).")
-    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random step.")
     @click.option(
-        "--json", "json_output", is_flag=True, help="Print one JSON document on stdout; logs on stderr."
+        "--seed", type=int, default=0, show_default=True, help="Seed of every random step."
+    )
+    @click.option(
+        "--json",
+        "json_output",
+        is_flag=True,
+        help="Print one JSON document on stdout; logs on stderr.",
     )
     @click.option("-v", "--verbose", "verbosity", count=True, help="More logging (-vv: debug).")
     @click.option(

@@ -72,7 +72,7 @@ def split_validation(
         elif regime == "carve":
             if own.size < 2:
                 continue
-            take_own = min(max(1, int(round(fraction * own.size))), own.size - 1)
+            take_own = min(max(1, round(fraction * own.size)), own.size - 1)
         else:
             raise FeatltError(f"validation regime '{regime}': unknown; use 'outside' or 'carve'")
         if take_own > 0:
