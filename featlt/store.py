@@ -13,7 +13,8 @@ Layout (one file per backbone x dataset, one group per split)::
 
 Crash safety: the default HDF5 format (no SWMR, no ``libver="latest"``); each batch is written
 and flushed *before* ``n_written`` advances, so after a kill the file reopens and everything below
-``n_written`` is valid. The root attribute ``complete`` is set last; readers refuse files without it.
+``n_written`` is valid. The root attribute ``complete`` is set last; readers refuse files
+without it.
 """
 
 from __future__ import annotations
