@@ -1,0 +1,126 @@
+"""``npz:FILE.npz``: images as numpy arrays.
+
+Keys: ``x_train``/``y_train`` (required), ``x_val``/``y_val`` and ``x_test``/``y_test`` (optional;
+without a test part one is held out from train), and optionally ``class_names`` (or
+``label_names``) (C,) str. Labels are ints 0..C-1; without names, classes are named "0".."C-1".
+
+Image conventions:
+
+- shape (N, H, W) or (N, H, W, 1): grayscale, replicated to RGB; (N, H, W, 3): RGB.
+  Channels-first (N, 1, H, W) / (N, 3, H, W) is accepted when the last axis is not 1 or 3.
+- dtype uint8 holds 0..255; float holds 0..1 (scaled by 255 and rounded). Float pixels outside
+  [0, 1] are refused (divide 0..255 data by 255, or store uint8).
+
+Only the label arrays and the array headers are read on open; the image arrays are loaded
+lazily, once per process.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featlt.data.sources import SPLIT_ORDER, array_to_rgb, file_sha256, register_source
+from featlt.data.sources.indexed import IndexedSource
+from featlt.errors import FeatltError
+
+
+@register_source("npz")
+class ArraySource(IndexedSource):
+    """Numpy-array npz; ``path`` is the .npz file."""
+
+    def __init__(self, path: str):
+        self.path = Path(path).expanduser()
+        self.uri = f"npz:{path}"
+        if not self.path.is_file():
+            raise FeatltError(f"dataset {self.uri}: file {self.path} not found; pass an .npz")
+        try:
+            archive = np.load(self.path)
+        except (OSError, ValueError) as err:
+            raise FeatltError(f"dataset {self.uri}: not a readable npz ({err})") from err
+        with archive:
+            files = set(archive.files)
+            parts = [p for p in SPLIT_ORDER if f"x_{p}" in files]
+            missing = [f"y_{p}" for p in parts if f"y_{p}" not in files]
+            if "train" not in parts or missing:
+                raise FeatltError(
+                    f"dataset {self.uri}: needs x_train and y_train (and y_<split> for each "
+                    f"x_<split>); found keys {', '.join(sorted(files))}"
+                )
+            labels = {p: np.asarray(archive[f"y_{p}"]).reshape(-1) for p in parts}
+            name_key = next((k for k in ("class_names", "label_names") if k in files), None)
+            names = [str(n) for n in archive[name_key]] if name_key else None
+        self._layouts: dict[str, str] = {}
+        for p in parts:
+            if not np.issubdtype(labels[p].dtype, np.integer):
+                raise FeatltError(
+                    f"dataset {self.uri}: y_{p} has dtype {labels[p].dtype}; labels must be "
+                    "integers 0..C-1"
+                )
+            shape, dtype = _npz_member_header(self.path, f"x_{p}")
+            self._layouts[p] = _layout(shape, dtype, f"dataset {self.uri}: x_{p}")
+            if shape[0] != labels[p].size:
+                raise FeatltError(
+                    f"dataset {self.uri}: x_{p} has {shape[0]} images but y_{p} has "
+                    f"{labels[p].size} labels; they must match"
+                )
+        if names is None:
+            names = [str(c) for c in range(int(max(v.max() for v in labels.values())) + 1)]
+        self._set_parts({p: v.astype(np.int64) for p, v in labels.items()}, names)
+        self._pixels: dict[str, np.ndarray] = {}
+        self._sha256: str | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pixels"] = {}
+        return state
+
+    def _load_part_image(self, part: str, position: int) -> Any:
+        if part not in self._pixels:
+            with np.load(self.path) as archive:
+                self._pixels[part] = archive[f"x_{part}"]
+        pixels = self._pixels[part][position]
+        if self._layouts[part] == "channels-first":
+            pixels = np.moveaxis(pixels, 0, -1)
+        return array_to_rgb(pixels, f"dataset {self.uri}: x_{part}[{position}]")
+
+    def describe(self) -> dict[str, Any]:
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.path)
+        return {
+            "uri": self.uri,
+            "scheme": self.scheme,
+            "path": str(self.path.resolve()),
+            "sha256": self._sha256,
+            "layouts": self._layouts,
+            "conventions": "grayscale replicated to RGB; uint8 0..255, float 0..1",
+            **self._describe_splits(),
+        }
+
+
+def _npz_member_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of array ``key`` in an npz, read from its header only."""
+    with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    return tuple(shape), dtype
+
+
+def _layout(shape: tuple[int, ...], dtype: np.dtype, what: str) -> str:
+    """``channels-last`` or ``channels-first`` for an image stack, or a FeatltError."""
+    if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
+        raise FeatltError(f"{what}: dtype {dtype} is neither uint8 (0..255) nor float (0..1)")
+    if len(shape) == 3 or (len(shape) == 4 and shape[3] in (1, 3)):
+        return "channels-last"
+    if len(shape) == 4 and shape[1] in (1, 3):
+        return "channels-first"
+    raise FeatltError(
+        f"{what}: shape {shape} is not (N, H, W), (N, H, W, 1|3) or (N, 1|3, H, W); "
+        "reshape the image array"
+    )

@@ -1,0 +1,89 @@
+"""A base for sources whose splits are position lists over stored parts (with a made test split).
+
+Most formats store one or more *parts* (``train``, ``val``, ``test``), each a sequence of labelled
+images. :class:`IndexedSource` turns the parts into splits: a part becomes the split of the same
+name; when no ``test`` part exists, :func:`~featlt.data.sources.stratified_holdout` moves a seeded
+share of each class of ``train`` into ``test`` and the rule is recorded in ``describe()``.
+Subclasses implement :meth:`IndexedSource._load_part_image` and call :meth:`_set_parts`.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import numpy as np
+
+from featlt.data.sources import (
+    SPLIT_ORDER,
+    ImageSource,
+    holdout_rule,
+    stratified_holdout,
+)
+from featlt.errors import FeatltError
+
+
+class IndexedSource(ImageSource):
+    """Splits as (part, positions) pairs; see the module docstring."""
+
+    def _set_parts(self, part_labels: dict[str, np.ndarray], class_names: list[str]) -> None:
+        """Define the splits from the parts' labels.
+
+        Args:
+            part_labels: part name -> (N_part,) int labels in 0..len(class_names)-1.
+        """
+        if "train" not in part_labels:
+            raise FeatltError(
+                f"dataset {self.uri}: has no 'train' part (found "
+                f"{', '.join(part_labels) or 'none'}); provide training images"
+            )
+        for part, labels in part_labels.items():
+            labels = np.asarray(labels)
+            if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
+                raise FeatltError(
+                    f"dataset {self.uri}: part '{part}' has labels in [{labels.min()}, "
+                    f"{labels.max()}] but {len(class_names)} class names; labels must be "
+                    f"0..{len(class_names) - 1}"
+                )
+        self.class_names = list(class_names)
+        self._part_labels = {k: np.asarray(v, dtype=np.int64) for k, v in part_labels.items()}
+        self._splits: dict[str, tuple[str, np.ndarray]] = {
+            part: (part, np.arange(labels.size, dtype=np.int64))
+            for part, labels in self._part_labels.items()
+            if part in SPLIT_ORDER
+        }
+        self.split_rule: dict[str, Any] | None = None
+        if "test" not in self._splits:
+            train_rows, test_rows = stratified_holdout(self._part_labels["train"])
+            self._splits["train"] = ("train", train_rows)
+            self._splits["test"] = ("train", test_rows)
+            self.split_rule = holdout_rule()
+
+    def split_names(self) -> tuple[str, ...]:
+        return tuple(s for s in SPLIT_ORDER if s in self._splits)
+
+    def labels(self, split: str) -> np.ndarray:
+        self.check_split(split)
+        part, positions = self._splits[split]
+        return self._part_labels[part][positions]
+
+    def load_image(self, split: str, i: int) -> Any:
+        self.check_split(split)
+        part, positions = self._splits[split]
+        if not 0 <= i < positions.size:
+            raise FeatltError(
+                f"dataset {self.uri}: split '{split}' has {positions.size} images, no item {i}"
+            )
+        return self._load_part_image(part, int(positions[i]))
+
+    @abc.abstractmethod
+    def _load_part_image(self, part: str, position: int) -> Any:
+        """Image ``position`` of stored part ``part`` as an RGB PIL image."""
+
+    def _describe_splits(self) -> dict[str, Any]:
+        """Split sizes, class names and the made-split rule (part of ``describe()``)."""
+        return {
+            "splits": {s: int(self._splits[s][1].size) for s in self.split_names()},
+            "class_names": self.class_names,
+            "split_rule": self.split_rule,
+        }

@@ -1,0 +1,87 @@
+"""``jpeg-npz:FILE.npz``: JPEG files packed into one npz (the layout of ``../shared/data/cifar10``).
+
+Keys per part ``p`` in train/val/test: ``p_bytes`` uint8 (n_bytes,) the JPEG files concatenated,
+``p_offsets`` int64 (N+1,) with image i at ``bytes[offsets[i]:offsets[i+1]]``, ``p_labels`` int64
+(N,); optional ``p_src`` (N,) file names (used in error messages) and ``label_names`` (C,).
+The byte arrays are read lazily, once per process (DataLoader workers each read their own copy).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featlt.data.sources import SPLIT_ORDER, decode_image, file_sha256, register_source
+from featlt.data.sources.indexed import IndexedSource
+from featlt.errors import FeatltError
+
+
+@register_source("jpeg-npz")
+class PackedJpegSource(IndexedSource):
+    """Packed-JPEG npz; ``path`` is the .npz file."""
+
+    def __init__(self, path: str):
+        self.path = Path(path).expanduser()
+        self.uri = f"jpeg-npz:{path}"
+        if not self.path.is_file():
+            raise FeatltError(
+                f"dataset {self.uri}: file {self.path} not found; pass an existing .npz"
+            )
+        try:
+            archive = np.load(self.path)
+        except (OSError, ValueError) as err:
+            raise FeatltError(f"dataset {self.uri}: not a readable npz ({err})") from err
+        with archive:
+            parts = [p for p in SPLIT_ORDER if f"{p}_bytes" in archive.files]
+            missing = [
+                f"{p}_{k}" for p in parts for k in ("offsets", "labels")
+                if f"{p}_{k}" not in archive.files
+            ]
+            if not parts or missing:
+                raise FeatltError(
+                    f"dataset {self.uri}: not a packed-JPEG npz (needs train_bytes, "
+                    f"train_offsets, train_labels; missing {', '.join(missing) or 'train_bytes'})"
+                    "; use npz: for plain image arrays"
+                )
+            labels = {p: archive[f"{p}_labels"].astype(np.int64) for p in parts}
+            self._offsets = {p: archive[f"{p}_offsets"].astype(np.int64) for p in parts}
+            names = (
+                [str(n) for n in archive["label_names"]] if "label_names" in archive.files
+                else [str(c) for c in range(int(max(v.max() for v in labels.values())) + 1)]
+            )
+        for p in parts:
+            if self._offsets[p].shape != (labels[p].size + 1,):
+                raise FeatltError(
+                    f"dataset {self.uri}: {p}_offsets has shape {self._offsets[p].shape} but "
+                    f"{p}_labels has {labels[p].size} entries; offsets must have N+1 entries"
+                )
+        self._set_parts(labels, names)
+        self._bytes: dict[str, np.ndarray] = {}
+        self._sha256: str | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_bytes"] = {}
+        return state
+
+    def _load_part_image(self, part: str, position: int) -> Any:
+        if part not in self._bytes:
+            with np.load(self.path) as archive:
+                self._bytes[part] = archive[f"{part}_bytes"]
+        start, stop = self._offsets[part][position], self._offsets[part][position + 1]
+        data = io.BytesIO(self._bytes[part][start:stop].tobytes())
+        return decode_image(data, f"dataset {self.uri}: {part} image {position}")
+
+    def describe(self) -> dict[str, Any]:
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.path)
+        return {
+            "uri": self.uri,
+            "scheme": self.scheme,
+            "path": str(self.path.resolve()),
+            "sha256": self._sha256,
+            **self._describe_splits(),
+        }
