@@ -1,0 +1,84 @@
+"""``featlt evaluate-separability FEATURES.h5 [...]``: head/tail separability report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from featlt.cli import emit, featlt_command, main
+from featlt.runtime import Runtime
+
+
+@main.command("evaluate-separability")
+@click.argument("feature_files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--profile", type=click.Choice(["none", "cao2019", "first"]), default="none",
+              show_default=True, help="Long-tail index view of the stored training rows.")
+@click.option("--imbalance-factor", type=float, default=100.0, show_default=True,
+              help="Imbalance factor of the --profile view.")
+@click.option("--n-max", type=int, default=None,
+              help="Largest class's count in the --profile view (default: smallest stored class).")
+@click.option("--val-source", type=click.Choice(["auto", "split", "outside", "carve"]),
+              default="auto", show_default=True,
+              help="Validation rows: a stored 'val' split, outside the LT subset, or carved.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the full report (JSON) here.")
+@click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default=None,
+              help="Write PNG plots into this folder.")
+@click.option("--knn-queries", type=int, default=2000, show_default=True,
+              help="Stratified training queries for kNN (every tail-third sample included).")
+@click.option("--knn-k", type=int, default=10, show_default=True, help="kNN neighbours.")
+@click.option("--knn-metric", type=click.Choice(["cosine", "l2"]), default="cosine",
+              show_default=True, help="cosine: centred, L2-normalised features; l2: raw.")
+@click.option("--pca-dim", type=int, default=64, show_default=True,
+              help="PCA dimensions for GBC and the Bhattacharyya matrix.")
+@click.option("--gbc-gaussian", type=click.Choice(["spherical", "diagonal"]),
+              default="spherical", show_default=True, help="GBC class Gaussians.")
+@click.option("--density-clusters", type=int, default=None,
+              help="Clusters of the density mixture (default: max(C, min(256, N // 500))).")
+@click.option("--dense-fraction", type=float, default=0.3, show_default=True,
+              help="Densest share of training samples whose make-up is reported (DLSA's rho).")
+@click.option("--split-ref", type=float, default=None,
+              help="CWS target sub-class size n_ref (default: median class size).")
+@click.option("--min-subclass-size", type=int, default=20, show_default=True,
+              help="CWS fewest samples per planned sub-class (m_min).")
+@featlt_command
+def evaluate_separability_command(
+    runtime: Runtime,
+    feature_files: tuple[Path, ...],
+    profile: str,
+    imbalance_factor: float,
+    n_max: int | None,
+    val_source: str,
+    output: Path | None,
+    plots_dir: Path | None,
+    knn_queries: int,
+    knn_k: int,
+    knn_metric: str,
+    pca_dim: int,
+    gbc_gaussian: str,
+    density_clusters: int | None,
+    dense_fraction: float,
+    split_ref: float | None,
+    min_subclass_size: int,
+) -> None:
+    """How well each feature file keeps rare classes apart: scores, bin matrices, split plan.
+
+    Several FEATURE_FILES give one comparison table. Scores are computed on the training rows of
+    the chosen view (and its validation rows for kNN/NCM); the test split is never read.
+    """
+    from featlt.separability import SeparabilityConfig
+    from featlt.separability_report import format_document, run_separability
+    from featlt.views import Protocol
+
+    protocol = Protocol(profile=profile, imbalance_factor=imbalance_factor, n_max=n_max,
+                        val_source=val_source, seed=runtime.seed)
+    config = SeparabilityConfig(
+        knn_k=knn_k, knn_queries=knn_queries, knn_metric=knn_metric, pca_dim=pca_dim,
+        gbc_gaussian=gbc_gaussian, density_clusters=density_clusters,
+        dense_fraction=dense_fraction, split_n_ref=split_ref, split_min_size=min_subclass_size,
+        seed=runtime.seed,
+    )
+    document = run_separability(list(feature_files), protocol, config, runtime.device,
+                                runtime.threads, output, plots_dir)
+    emit(runtime, document, format_document(document))

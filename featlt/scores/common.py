@@ -1,0 +1,67 @@
+"""Helpers every score shares: input checks, class sums, per-class recall."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from featlt.errors import FeatltError
+from featlt.faiss_ops import as_float32_rows
+
+
+def check_xy(X: np.ndarray, y: np.ndarray, what: str = "features") -> tuple[np.ndarray, np.ndarray]:
+    """Validate a feature matrix and its labels.
+
+    Args:
+        X: (n, D) finite features; y: (n,) non-negative integer class ids.
+    Returns:
+        (X as C-contiguous float32, y as int64).
+    """
+    X = as_float32_rows(X, what)
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise FeatltError(
+            f"{what}: {X.shape[0]} rows but labels of shape {y.shape}; pass one label per row"
+        )
+    if X.shape[0] == 0:
+        raise FeatltError(f"{what}: no rows; pass a non-empty split")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise FeatltError(f"{what}: labels must be non-negative integer class ids")
+    return X, y.astype(np.int64)
+
+
+def n_classes_of(y: np.ndarray, n_classes: int | None) -> int:
+    """C: ``n_classes`` when given (checked against the labels), else ``y.max() + 1``."""
+    top = int(y.max()) + 1
+    if n_classes is None:
+        return top
+    if top > n_classes:
+        raise FeatltError(
+            f"labels reach {top - 1} but n_classes is {n_classes}; pass the right class count"
+        )
+    return int(n_classes)
+
+
+def per_class_recall(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C,) float64 share of each class's samples predicted correctly; NaN for absent classes."""
+    total = np.bincount(y_true, minlength=n_classes).astype(np.float64)
+    hits = np.bincount(y_true[y_pred == y_true], minlength=n_classes).astype(np.float64)
+    recall = np.full(n_classes, np.nan)
+    np.divide(hits, total, out=recall, where=total > 0)
+    return recall
+
+
+def mean_or_none(values: np.ndarray) -> float | None:
+    """Mean over the finite entries; None when there are none."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def sum_by_class(values: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, k) float64 sums of the rows of ``values`` (n, k) per class ``y`` (n,)."""
+    import scipy.sparse as sp
+
+    indicator = sp.csr_matrix(
+        (np.ones(y.size), (y, np.arange(y.size))), shape=(n_classes, y.size)
+    )
+    return np.asarray(indicator @ np.asarray(values, dtype=np.float64))

@@ -1,0 +1,257 @@
+"""kNN and NCM balanced accuracy; stratified kNN queries. Higher is better for both.
+
+kNN [standard]: features centred on the training mean and L2-normalised (``metric="cosine"``,
+the default) or raw (``"l2"``); a query's ``k`` nearest training rows vote, ties going to the tied
+class whose nearest member ranks first. On the training features it is leave-one-out: the query
+itself is dropped from its neighbours (an exact duplicate of it still counts). Exact kNN costs
+N^2 D, so at scale the queries are a fixed-size stratified sample (:func:`stratified_query_rows`)
+searched against the full training set, block by block through :func:`featlt.faiss_ops.knn`.
+
+NCM (ALGORITHMS.md §1) [code]: class means of the centred, L2-normalised training features;
+predict the class whose mean has the largest cosine. On training features it is leave-one-out
+(a sample's own class mean is taken without it), computed exactly from class sums for all rows.
+
+Leave-one-out cannot score a class with a single training sample: such classes get NaN recall and
+are listed in ``excluded_classes``; they still act as neighbours and as candidate classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from featlt.errors import FeatltError
+from featlt.faiss_ops import FaissContext, knn, l2_normalise
+from featlt.scores.common import mean_or_none, per_class_recall, sum_by_class
+
+KnnMetric = Literal["cosine", "l2"]
+BLOCK_ROWS = 65536
+
+
+def stratified_query_rows(
+    y: np.ndarray, n_classes: int, n_queries: int, full_classes: np.ndarray | None, seed: int = 0
+) -> np.ndarray:
+    """A class-stratified sample of rows to use as kNN queries.
+
+    Every row of the ``full_classes`` (the tail third) is included; the remaining budget is
+    water-filled over the other classes (each gets ``min(n_c, q)``, with ``q`` as large as the
+    budget allows, leftovers to the most frequent classes), so the sample is as balanced as the
+    data allows. Rows are drawn per class with child seeds of ``seed``.
+
+    Args:
+        y: (n,) int labels; n_queries: target sample size (all rows when n <= n_queries).
+        full_classes: class ids whose rows are all included (may exceed the budget).
+    Returns:
+        rows: (q,) int64 sorted row indices.
+    """
+    if n_queries < 1:
+        raise FeatltError(f"--knn-queries {n_queries}: must be at least 1; pass e.g. 2000")
+    n = y.shape[0]
+    if n <= n_queries:
+        return np.arange(n, dtype=np.int64)
+    counts = np.bincount(y, minlength=n_classes)
+    full = np.zeros(n_classes, dtype=bool)
+    if full_classes is not None:
+        full[np.asarray(full_classes, dtype=np.int64)] = True
+    take = np.where(full, counts, 0)
+    budget = max(0, n_queries - int(take.sum()))
+    others = np.flatnonzero(~full & (counts > 0))
+    if others.size and budget:
+        oc = counts[others]
+        low, high = 0, int(oc.max())  # largest q with sum(min(oc, q)) <= budget
+        while low < high:
+            mid = (low + high + 1) // 2
+            if np.minimum(oc, mid).sum() <= budget:
+                low = mid
+            else:
+                high = mid - 1
+        quota = np.minimum(oc, low)
+        left = budget - int(quota.sum())
+        for i in np.lexsort((others, -oc)):  # most frequent first, ties by class id
+            if left == 0:
+                break
+            if quota[i] < oc[i]:
+                quota[i] += 1
+                left -= 1
+        take[others] = quota
+    order = np.argsort(y, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    seeds = np.random.SeedSequence(seed).spawn(n_classes)
+    chosen = []
+    for c in np.flatnonzero(take):
+        rows = order[bounds[c]:bounds[c + 1]]
+        rng = np.random.default_rng(seeds[c])
+        chosen.append(rows if take[c] >= rows.size else rng.choice(rows, take[c], replace=False))
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def cosine_transform(mean: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The kNN/NCM preprocessing: subtract the training mean (D,), L2-normalise each row."""
+    mean32 = np.asarray(mean, dtype=np.float32)
+    return lambda block: l2_normalise(np.asarray(block, dtype=np.float32) - mean32)
+
+
+@dataclass(frozen=True)
+class KNNResult:
+    """kNN classification of a set of queries."""
+
+    balanced_accuracy: float | None  # mean per-class recall over evaluated classes
+    per_class_recall: np.ndarray  # (C,) float64; NaN where no query was evaluated
+    query_labels: np.ndarray  # (q,) int64 labels of the queries
+    neighbour_labels: np.ndarray  # (q, k) int64 labels of their neighbours, nearest first
+    queries_per_class: np.ndarray  # (C,) int64 queries used per class
+    excluded_classes: list[int]  # leave-one-out: classes with a single training sample
+    k: int
+    metric: str
+    leave_one_out: bool
+    device: dict[str, Any] = field(default_factory=dict)
+
+
+def vote(neighbour_labels: np.ndarray) -> np.ndarray:
+    """Majority label of each row of ``neighbour_labels`` (q, k), nearest-first tie-break."""
+    same = neighbour_labels[:, :, None] == neighbour_labels[:, None, :]
+    votes = same.sum(axis=2)  # (q, k): votes for the class of each neighbour position
+    return neighbour_labels[np.arange(votes.shape[0]), votes.argmax(axis=1)]
+
+
+def _search(
+    X_base: np.ndarray, queries: np.ndarray, k: int, metric: KnnMetric, mean: np.ndarray,
+    context: FaissContext,
+) -> np.ndarray:
+    if metric == "cosine":
+        transform = cosine_transform(mean)
+        _, ids = knn(transform(queries), X_base, k, context, metric="ip", transform=transform)
+    elif metric == "l2":
+        _, ids = knn(queries, X_base, k, context, metric="l2")
+    else:
+        raise FeatltError(f"kNN metric '{metric}': unknown; use cosine or l2")
+    return ids
+
+
+def knn_loo(
+    X: np.ndarray, y: np.ndarray, n_classes: int, query_rows: np.ndarray, context: FaissContext,
+    k: int = 10, metric: KnnMetric = "cosine", mean: np.ndarray | None = None,
+) -> KNNResult:
+    """Leave-one-out kNN of the training rows ``query_rows`` against all training rows.
+
+    Args:
+        X: (n, D) float32 training features; y: (n,) int64 labels.
+        query_rows: (q,) int rows of X used as queries.
+        mean: (D,) training mean for the cosine preprocessing (computed when None).
+    """
+    n = X.shape[0]
+    if n < 2:
+        raise FeatltError("kNN: needs at least 2 training rows")
+    k = min(k, n - 1)
+    mean = X.mean(axis=0, dtype=np.float64) if mean is None else mean
+    ids = _search(X, X[query_rows], k + 1, metric, mean, context)
+    keep = ids != query_rows[:, None]
+    keep[keep.all(axis=1), -1] = False  # self not found (duplicates): drop the farthest
+    neighbours = y[ids[keep].reshape(ids.shape[0], k)]
+    counts = np.bincount(y, minlength=n_classes)
+    query_labels = y[query_rows]
+    excluded = np.flatnonzero(counts == 1)
+    evaluated = counts[query_labels] > 1
+    return _result(query_labels, neighbours, evaluated, n_classes, excluded, k, metric, True,
+                   context)
+
+
+def knn_holdout(
+    X_train: np.ndarray, y_train: np.ndarray, X_query: np.ndarray, y_query: np.ndarray,
+    n_classes: int, context: FaissContext, k: int = 10, metric: KnnMetric = "cosine",
+    mean: np.ndarray | None = None,
+) -> KNNResult:
+    """kNN of held-out rows ``X_query`` (q, D) against the training rows ``X_train`` (n, D)."""
+    k = min(k, X_train.shape[0])
+    mean = X_train.mean(axis=0, dtype=np.float64) if mean is None else mean
+    ids = _search(X_train, X_query, k, metric, mean, context)
+    evaluated = np.ones(y_query.size, dtype=bool)
+    return _result(y_query, y_train[ids], evaluated, n_classes, np.empty(0, np.int64), k, metric,
+                   False, context)
+
+
+def _result(
+    query_labels: np.ndarray, neighbours: np.ndarray, evaluated: np.ndarray, n_classes: int,
+    excluded: np.ndarray, k: int, metric: str, loo: bool, context: FaissContext,
+) -> KNNResult:
+    predicted = vote(neighbours)
+    recall = per_class_recall(query_labels[evaluated], predicted[evaluated], n_classes)
+    return KNNResult(
+        balanced_accuracy=mean_or_none(recall), per_class_recall=recall,
+        query_labels=query_labels, neighbour_labels=neighbours,
+        queries_per_class=np.bincount(query_labels, minlength=n_classes).astype(np.int64),
+        excluded_classes=[int(c) for c in excluded], k=int(k), metric=metric, leave_one_out=loo,
+        device=context.record(),
+    )
+
+
+@dataclass(frozen=True)
+class NCMResult:
+    """Nearest-class-mean classification (cosine, centred features)."""
+
+    balanced_accuracy: float | None
+    per_class_recall: np.ndarray  # (C,) float64; NaN where not evaluated
+    excluded_classes: list[int]  # leave-one-out: classes with a single training sample
+    leave_one_out: bool
+
+
+def _normalised_class_sums(
+    X: np.ndarray, y: np.ndarray, n_classes: int, transform: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    sums = np.zeros((n_classes, X.shape[1]))
+    for start in range(0, X.shape[0], BLOCK_ROWS):
+        block = transform(X[start:start + BLOCK_ROWS])
+        sums += sum_by_class(block, y[start:start + BLOCK_ROWS], n_classes)
+    return sums
+
+
+def ncm_loo(
+    X: np.ndarray, y: np.ndarray, n_classes: int, mean: np.ndarray | None = None
+) -> NCMResult:
+    """Leave-one-out NCM balanced accuracy on the training rows ``X`` (n, D), ``y`` (n,)."""
+    mean = X.mean(axis=0, dtype=np.float64) if mean is None else mean
+    transform = cosine_transform(mean)
+    counts = np.bincount(y, minlength=n_classes)
+    sums = _normalised_class_sums(X, y, n_classes, transform)
+    sq_norms = (sums**2).sum(axis=1)
+    sums32 = sums.astype(np.float32)
+    predicted = np.empty(y.size, dtype=np.int64)
+    for start in range(0, X.shape[0], BLOCK_ROWS):
+        block = transform(X[start:start + BLOCK_ROWS])
+        labels = y[start:start + BLOCK_ROWS]
+        dots = (block @ sums32.T).astype(np.float64)  # (b, C): x . S_c
+        own = dots[np.arange(labels.size), labels]
+        x_sq = (block.astype(np.float64) ** 2).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos = dots / np.sqrt(sq_norms)[None, :]
+            loo_norm = np.sqrt(np.maximum(sq_norms[labels] - 2 * own + x_sq, 0.0))
+            cos[np.arange(labels.size), labels] = np.where(
+                loo_norm > 0, (own - x_sq) / loo_norm, -np.inf)
+        cos[:, counts == 0] = -np.inf
+        predicted[start:start + labels.size] = np.nan_to_num(cos, nan=-np.inf).argmax(axis=1)
+    evaluated = counts[y] > 1
+    recall = per_class_recall(y[evaluated], predicted[evaluated], n_classes)
+    return NCMResult(balanced_accuracy=mean_or_none(recall), per_class_recall=recall,
+                     excluded_classes=[int(c) for c in np.flatnonzero(counts == 1)],
+                     leave_one_out=True)
+
+
+def ncm_holdout(
+    X_train: np.ndarray, y_train: np.ndarray, X_query: np.ndarray, y_query: np.ndarray,
+    n_classes: int, mean: np.ndarray | None = None,
+) -> NCMResult:
+    """NCM fitted on ``X_train`` (n, D), evaluated on held-out ``X_query`` (q, D)."""
+    mean = X_train.mean(axis=0, dtype=np.float64) if mean is None else mean
+    transform = cosine_transform(mean)
+    sums = _normalised_class_sums(X_train, y_train, n_classes, transform)
+    norms = np.linalg.norm(sums, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = (transform(X_query).astype(np.float64) @ sums.T) / norms[None, :]
+    cos[:, norms == 0] = -np.inf
+    predicted = np.nan_to_num(cos, nan=-np.inf).argmax(axis=1)
+    recall = per_class_recall(y_query, predicted, n_classes)
+    return NCMResult(balanced_accuracy=mean_or_none(recall), per_class_recall=recall,
+                     excluded_classes=[], leave_one_out=False)

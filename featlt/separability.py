@@ -1,0 +1,403 @@
+"""The separability report: how well a feature space keeps rare classes apart (ALGORITHMS.md §6).
+
+:func:`evaluate_separability` computes every score of :mod:`featlt.scores` on training features
+(and held-out validation features where given) plus the classwise split plan;
+:func:`evaluate_store` does it on any index view of a feature store and records the view and the
+store's provenance. Every scalar score is listed in :data:`SCORES` with its direction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featlt.errors import FeatltError
+from featlt.faiss_ops import FaissContext, resolve_faiss
+from featlt.scores.bins import bhattacharyya_bin_matrix, knn_bin_matrix
+from featlt.scores.clustering import densest_fraction, fit_density, global_clustering
+from featlt.scores.common import check_xy, mean_or_none, n_classes_of
+from featlt.scores.gaussian import (
+    class_gaussians,
+    gbc_from_gaussians,
+    pca_basis,
+    shrink_variances,
+)
+from featlt.scores.logme import logme_from_moments
+from featlt.scores.moments import feature_moments
+from featlt.scores.neighbours import (
+    knn_holdout,
+    knn_loo,
+    ncm_holdout,
+    ncm_loo,
+    stratified_query_rows,
+)
+from featlt.shots import ABSOLUTE_GROUPS, RELATIVE_GROUPS, class_group_labels, shot_groups
+from featlt.splitting import classwise_split
+
+REPORT_KIND = "featlt.separability"
+REPORT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ScoreInfo:
+    """What a scalar score means."""
+
+    higher_is_better: bool
+    description: str  # one line
+    source: str  # [paper] / [code] / [standard] / [featlt design]
+
+
+SCORES: dict[str, ScoreInfo] = {
+    "knn_balanced_accuracy": ScoreInfo(
+        True, "mean per-class leave-one-out kNN recall on the stratified training queries",
+        "[standard]"),
+    "knn_tail_recall": ScoreInfo(
+        True, "mean leave-one-out kNN recall of the tail-third classes", "[featlt design]"),
+    "ncm_balanced_accuracy": ScoreInfo(
+        True, "mean per-class leave-one-out nearest-class-mean recall (cosine, centred)",
+        "[code] Kang et al. 2020"),
+    "ncm_tail_recall": ScoreInfo(
+        True, "mean leave-one-out NCM recall of the tail-third classes", "[featlt design]"),
+    "knn_balanced_accuracy_val": ScoreInfo(
+        True, "kNN balanced accuracy of validation rows against the training rows", "[standard]"),
+    "ncm_balanced_accuracy_val": ScoreInfo(
+        True, "NCM balanced accuracy of validation rows, class means from training rows",
+        "[code] Kang et al. 2020"),
+    "logme": ScoreInfo(
+        True, "LogME: mean over classes of the one-vs-rest max log evidence per sample",
+        "[paper] You et al. 2021"),
+    "logme_balanced": ScoreInfo(
+        True, "LogME with class-balanced sample weights (each class the same total weight)",
+        "[featlt design]"),
+    "gbc": ScoreInfo(
+        True, "GBC: minus the summed Bhattacharyya coefficients of class pairs after PCA-64 (<= 0)",
+        "[code] Pandy et al. 2022"),
+    "purity": ScoreInfo(
+        True, "purity of a k-means with K = number of classes (sample-weighted)", "[standard]"),
+    "nmi": ScoreInfo(
+        True, "normalised mutual information between classes and k-means clusters",
+        "[standard]"),
+}
+
+
+@dataclass(frozen=True)
+class SeparabilityConfig:
+    """Every setting of the report; echoed into it."""
+
+    knn_k: int = 10  # neighbours that vote
+    knn_queries: int = 2000  # stratified training queries (every tail-third sample included)
+    knn_metric: str = "cosine"  # cosine: centred + L2-normalised features; l2: raw features
+    pca_dim: int = 64  # GBC and the overlap matrix work in this many PCA dimensions (Pandy et al.)
+    gbc_gaussian: str = "spherical"  # the GBC reference default; "diagonal" optional
+    overlap_prior_strength: float = 10.0  # pseudo-samples of pooled variance per class (overlap)
+    cluster_niter: int = 20  # Lloyd iterations of every k-means
+    cluster_max_points_per_centroid: int = 1024  # global clustering: faiss training subsample
+    density_clusters: int | None = None  # K_d; None: max(C, min(256, N // 500))
+    density_max_points_per_centroid: int = 256  # faiss's default, set explicitly
+    density_prior_strength: float = 10.0  # pseudo-samples of global variance per cluster
+    dense_fraction: float = 0.3  # DLSA's rho: the densest share of training samples examined
+    split_n_ref: float | None = None  # CWS target sub-class size; None: median class size
+    split_min_size: int = 20  # CWS m_min
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise :class:`FeatltError` for a setting outside its range."""
+        if self.knn_k < 1:
+            raise FeatltError(f"--knn-k {self.knn_k}: must be at least 1; pass e.g. 10")
+        if self.knn_queries < 1:
+            raise FeatltError(f"--knn-queries {self.knn_queries}: must be at least 1")
+        if self.knn_metric not in ("cosine", "l2"):
+            raise FeatltError(f"kNN metric '{self.knn_metric}': unknown; use cosine or l2")
+        if self.pca_dim < 1:
+            raise FeatltError(f"--pca-dim {self.pca_dim}: must be at least 1; pass e.g. 64")
+        if self.gbc_gaussian not in ("spherical", "diagonal"):
+            raise FeatltError(f"GBC Gaussian '{self.gbc_gaussian}': use spherical or diagonal")
+        if not 0 < self.dense_fraction <= 1:
+            raise FeatltError(f"dense fraction {self.dense_fraction}: must be in (0, 1]")
+        if self.density_clusters is not None and self.density_clusters < 1:
+            raise FeatltError(f"density clusters {self.density_clusters}: must be at least 1")
+
+
+@dataclass(frozen=True)
+class SeparabilityReport:
+    """The full report; ``record()`` is its JSON form."""
+
+    scores: dict[str, float | None]
+    data: dict[str, Any]
+    per_class: dict[str, Any]
+    group_scores: dict[str, Any]
+    bin_matrices: dict[str, Any]
+    densest_fraction: dict[str, Any]
+    clustering: dict[str, Any]
+    knn: dict[str, Any]
+    split_plan: dict[str, Any]
+    config: SeparabilityConfig
+    faiss: dict[str, Any]
+    timings: dict[str, float]
+    input: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-able report: kind, version, input provenance, config, scores with directions."""
+        from featlt import __version__
+
+        return {
+            "kind": REPORT_KIND, "report_version": REPORT_VERSION, "featlt_version": __version__,
+            "input": self.input, "config": asdict(self.config), "faiss": self.faiss,
+            "scores": self.scores,
+            "score_info": {name: asdict(info) for name, info in SCORES.items()},
+            "data": self.data, "per_class": self.per_class, "group_scores": self.group_scores,
+            "bin_matrices": self.bin_matrices, "densest_fraction": self.densest_fraction,
+            "clustering": self.clustering, "knn": self.knn, "split_plan": self.split_plan,
+            "notes": self.notes, "timings": self.timings,
+        }
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 3)
+
+
+def _group_means(per_class: np.ndarray, groups: dict[str, np.ndarray | None]) -> dict[str, Any]:
+    return {name: (None if members is None else mean_or_none(per_class[members]))
+            for name, members in groups.items()}
+
+
+def _matrix_record(matrix: np.ndarray) -> list[list[float | None]]:
+    return [[None if not np.isfinite(v) else float(v) for v in row] for row in matrix]
+
+
+def evaluate_separability(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    n_classes: int | None = None,
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    config: SeparabilityConfig | None = None,
+    context: FaissContext | None = None,
+    class_names: list[str] | None = None,
+) -> SeparabilityReport:
+    """Every separability score of training features, and of validation features where given.
+
+    Args:
+        X_train: (N, D) training features; y_train: (N,) int class ids in 0..C-1.
+        n_classes: C; None: ``y_train.max() + 1``.
+        X_val, y_val: (n_val, D) and (n_val,) held-out rows (kNN and NCM only); optional.
+        context: faiss device and threads; None: ``resolve_faiss("auto")`` (1 thread).
+    """
+    import threadpoolctl
+
+    config = config or SeparabilityConfig()
+    config.check()
+    context = context or resolve_faiss("auto")
+    X, y = check_xy(X_train, y_train, "training features")
+    n_classes = n_classes_of(y, n_classes)
+    if X_val is not None and y_val is not None and len(y_val) > 0:
+        X_val, y_val = check_xy(X_val, y_val, "validation features")
+        n_classes_of(y_val, n_classes)
+        if X_val.shape[1] != X.shape[1]:
+            raise FeatltError(
+                f"validation features have {X_val.shape[1]} dimensions, training {X.shape[1]}; "
+                "use features of the same backbone"
+            )
+    else:
+        X_val = y_val = None
+    with threadpoolctl.threadpool_limits(limits=context.threads):
+        return _evaluate(X, y, n_classes, X_val, y_val, config, context, class_names)
+
+
+def _evaluate(
+    X: np.ndarray, y: np.ndarray, n_classes: int, X_val: np.ndarray | None,
+    y_val: np.ndarray | None, config: SeparabilityConfig, context: FaissContext,
+    class_names: list[str] | None,
+) -> SeparabilityReport:
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    counts = np.bincount(y, minlength=n_classes).astype(np.int64)
+    present = np.flatnonzero(counts)
+    if present.size < 2:
+        raise FeatltError(
+            f"training features: only {present.size} class present; separability needs at "
+            "least 2 classes with training samples"
+        )
+    with _timed(timings, "moments"):
+        moments = feature_moments(X, y, n_classes)
+    if moments.total_variance <= 0:
+        raise FeatltError(
+            f"training features: all {X.shape[0]} rows are identical, so no class can be told "
+            "apart; check the backbone weights and the feature layer, then re-extract"
+        )
+    groups = shot_groups(counts)
+    absent = np.flatnonzero(counts == 0)
+    if absent.size:
+        notes.append(f"classes {absent.tolist()} have no training samples and are left out")
+    scores: dict[str, float | None] = {}
+    per_class: dict[str, Any] = {"count": counts}
+
+    with _timed(timings, "logme"):
+        plain = logme_from_moments(moments)
+        balanced = logme_from_moments(moments, balanced=True)
+    scores["logme"], scores["logme_balanced"] = plain.score, balanced.score
+    per_class["logme"], per_class["logme_balanced"] = plain.per_class, balanced.per_class
+
+    with _timed(timings, "gaussians"):
+        basis = pca_basis(moments, config.pca_dim)
+        gaussians = class_gaussians(basis.transform(X), y, n_classes)
+        gbc_result = gbc_from_gaussians(gaussians, config.gbc_gaussian)
+        shrunk = shrink_variances(gaussians, config.overlap_prior_strength)
+    scores["gbc"] = gbc_result.score
+    per_class["gbc"] = gbc_result.per_class
+
+    with _timed(timings, "clustering"):
+        clustering = global_clustering(
+            X, y, context, seed=config.seed, niter=config.cluster_niter,
+            max_points_per_centroid=config.cluster_max_points_per_centroid)
+    scores["purity"], scores["nmi"] = clustering.purity, clustering.nmi
+
+    with _timed(timings, "density"):
+        n_dense_clusters = config.density_clusters or max(
+            present.size, min(256, X.shape[0] // 500))
+        mixture = fit_density(
+            X, context, n_dense_clusters, moments.total_variance / X.shape[1],
+            seed=config.seed, niter=config.cluster_niter,
+            max_points_per_centroid=config.density_max_points_per_centroid,
+            prior_strength=config.density_prior_strength)
+        dense = densest_fraction(mixture.train_log_density, y, groups, config.dense_fraction)
+        dense.update(n_clusters=int(mixture.centroids.shape[0]),
+                     prior_strength=mixture.prior_strength,
+                     method="cluster-size-weighted isotropic Gaussian mixture on faiss k-means "
+                            "[featlt design, ALGORITHMS.md §3]")
+
+    with _timed(timings, "knn"):
+        queries = stratified_query_rows(y, n_classes, config.knn_queries, groups["tail_third"],
+                                        seed=config.seed)
+        knn_train = knn_loo(X, y, n_classes, queries, context, k=config.knn_k,
+                            metric=config.knn_metric, mean=moments.mean)
+    tail = groups["tail_third"]
+    scores["knn_balanced_accuracy"] = knn_train.balanced_accuracy
+    scores["knn_tail_recall"] = None if tail is None else mean_or_none(
+        knn_train.per_class_recall[tail])
+    per_class["knn_recall"] = knn_train.per_class_recall
+
+    with _timed(timings, "ncm"):
+        ncm_train = ncm_loo(X, y, n_classes, mean=moments.mean)
+    scores["ncm_balanced_accuracy"] = ncm_train.balanced_accuracy
+    scores["ncm_tail_recall"] = None if tail is None else mean_or_none(
+        ncm_train.per_class_recall[tail])
+    per_class["ncm_recall"] = ncm_train.per_class_recall
+    if knn_train.excluded_classes:
+        notes.append(f"classes {knn_train.excluded_classes} have a single training sample: "
+                     "left out of the leave-one-out kNN/NCM scores")
+
+    scores["knn_balanced_accuracy_val"] = scores["ncm_balanced_accuracy_val"] = None
+    if X_val is not None and y_val is not None:
+        with _timed(timings, "validation"):
+            knn_val = knn_holdout(X, y, X_val, y_val, n_classes, context, k=config.knn_k,
+                                  metric=config.knn_metric, mean=moments.mean)
+            ncm_val = ncm_holdout(X, y, X_val, y_val, n_classes, mean=moments.mean)
+        scores["knn_balanced_accuracy_val"] = knn_val.balanced_accuracy
+        scores["ncm_balanced_accuracy_val"] = ncm_val.balanced_accuracy
+        per_class["knn_recall_val"] = knn_val.per_class_recall
+        per_class["ncm_recall_val"] = ncm_val.per_class_recall
+
+    with _timed(timings, "bins"):
+        matrices: dict[str, Any] = {}
+        for grouping in ("relative", "absolute"):
+            names, group_of = class_group_labels(counts, grouping)
+            group_of = np.where(counts > 0, group_of, -1)
+            matrices[grouping] = {
+                "groups": list(names),
+                "knn_confusion": _matrix_record(knn_bin_matrix(
+                    knn_train.query_labels, knn_train.neighbour_labels, group_of, len(names))),
+                "bhattacharyya": _matrix_record(bhattacharyya_bin_matrix(
+                    gaussians.means, shrunk, group_of, len(names))),
+            }
+
+    with _timed(timings, "split"):
+        split = classwise_split(
+            X, y, n_classes=n_classes, n_ref=config.split_n_ref, m_min=config.split_min_size,
+            seed=config.seed, niter=config.cluster_niter, device=context.requested,
+            threads=context.threads)
+
+    per_class_names = ("knn_recall", "ncm_recall", "logme", "logme_balanced", "gbc")
+    group_scores = {name: _group_means(np.asarray(per_class[name], dtype=np.float64), groups)
+                    for name in per_class_names}
+    _, relative = class_group_labels(counts, "relative")
+    _, absolute = class_group_labels(counts, "absolute")
+    per_class["group_relative"] = [RELATIVE_GROUPS[g] for g in relative]
+    per_class["group_absolute"] = [ABSOLUTE_GROUPS[g] for g in absolute]
+    data = {
+        "n_train": int(X.shape[0]), "n_val": 0 if y_val is None else int(y_val.size),
+        "dim": int(X.shape[1]), "n_classes": n_classes,
+        "class_names": class_names or [str(c) for c in range(n_classes)],
+        "train_counts": counts, "shot_groups": groups, "absent_classes": absent,
+        "loo_excluded_classes": knn_train.excluded_classes,
+        "imbalance_factor": float(counts[present].max() / counts[present].min()),
+    }
+    knn_record = {
+        "k": knn_train.k, "metric": config.knn_metric, "leave_one_out": True,
+        "n_queries_requested": config.knn_queries, "n_queries": int(queries.size),
+        "queries_per_class": knn_train.queries_per_class,
+        "all_tail_samples_included": bool(
+            tail is None or np.array_equal(knn_train.queries_per_class[tail], counts[tail])),
+        "exact_all_rows": bool(queries.size == X.shape[0]),
+    }
+    return SeparabilityReport(
+        scores=scores, data=data, per_class=per_class, group_scores=group_scores,
+        bin_matrices=matrices, densest_fraction=dense,
+        clustering={**asdict(clustering), "method": "faiss k-means, K = classes present"},
+        knn=knn_record, split_plan=split.plan_record(), config=config, faiss=context.record(),
+        timings=timings, notes=notes,
+    )
+
+
+def evaluate_store(
+    path: str | Path,
+    protocol: Any = None,
+    config: SeparabilityConfig | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+) -> SeparabilityReport:
+    """The separability report of a feature store under an index view.
+
+    Reads only the training and validation rows of ``protocol``'s view (never the test split),
+    and records the store's provenance and ``view.record()`` in ``report.input``.
+
+    Args:
+        protocol: a :class:`featlt.views.Protocol`; None: all stored training rows.
+    """
+    from dataclasses import replace
+
+    from featlt.store import FeatureStore
+    from featlt.views import resolve_view
+
+    path = Path(path)
+    context = resolve_faiss(device, threads)
+    total = time.perf_counter()
+    with FeatureStore(path) as store:
+        view = resolve_view(store, protocol)
+        X_train = store.read(view.train_split, view.train_rows)
+        y_train = store.labels(view.train_split)[view.train_rows]
+        X_val = store.read(view.val_split, view.val_rows)
+        y_val = store.labels(view.val_split)[view.val_rows]
+        record = {"file": str(path), "store": str(path), "features": store.provenance,
+                  "view": view.record(), "created": store.created,
+                  "featlt_version": store.featlt_version}
+        class_names = view.class_names
+    read_seconds = round(time.perf_counter() - total, 3)
+    try:
+        report = evaluate_separability(
+            X_train, y_train, len(class_names), X_val, y_val, config, context, class_names)
+    except FeatltError as err:
+        raise FeatltError(f"feature file {path}: {err}") from err
+    timings = {"read": read_seconds, **report.timings,
+               "total": round(time.perf_counter() - total, 3)}
+    return replace(report, input=record, timings=timings)

@@ -1,0 +1,253 @@
+"""Classwise splitting (CWS): cut frequent classes into k-means sub-classes (ALGORITHMS.md §4).
+
+**Reconstruction.** Yuan et al. (Mathematics 2023) publish no code; this is featlt's reading of
+their abstract: each class ``c`` is split into ``K_c`` pseudo-classes by a seeded per-class faiss
+k-means, with
+
+    K_c = max(1, min(round(n_c / n_ref), floor(n_c / m_min)))
+
+where ``n_ref`` is the target sub-class size (default: the median of the non-zero class counts),
+``m_min`` the fewest samples a planned sub-class may hold, and ``round`` rounds halves up. Classes
+too small to split stay whole. Without a trainable projection the static per-class k-means is the
+faithful equivalent of the paper's EMA prototypes; the CWS head calls :func:`classwise_split`.
+
+Documented behaviour for degenerate classes (the class stays whole, ``kept_whole`` says why):
+
+- a class with fewer points than the sub-classes asked for (only possible with an explicit
+  ``k_per_class``; the rule itself never asks for more than ``n_c / m_min``);
+- a class with fewer *distinct* points than its ``K_c`` (duplicates cannot be separated).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from featlt.errors import FeatltError
+from featlt.faiss_ops import as_float32_rows, count_distinct_rows, kmeans, resolve_faiss
+
+DEFAULT_MIN_SUBCLASS = 20  # m_min: a sub-class is never planned smaller than the "few" threshold
+DEFAULT_NITER = 20  # Lloyd iterations per class
+
+
+def _round_half_up(x: np.ndarray) -> np.ndarray:
+    return np.floor(np.asarray(x, dtype=np.float64) + 0.5).astype(np.int64)
+
+
+def default_n_ref(counts: np.ndarray) -> float:
+    """The default target sub-class size: the median of the non-zero class counts."""
+    counts = np.asarray(counts)
+    positive = counts[counts > 0]
+    if positive.size == 0:
+        raise FeatltError("classwise split: every class count is 0; pass training labels")
+    return float(np.median(positive))
+
+
+def plan_splits(
+    counts: np.ndarray, n_ref: float | None = None, m_min: int = DEFAULT_MIN_SUBCLASS
+) -> np.ndarray:
+    """Number of sub-classes per class by the §4 rule [reconstruction].
+
+    Args:
+        counts: (C,) int training count per class (0 allowed: such a class gets 1).
+        n_ref: target sub-class size (> 0); None: the median of the non-zero counts.
+        m_min: the fewest samples a planned sub-class may hold (>= 1).
+    Returns:
+        k_per_class: (C,) int64, ``max(1, min(round_half_up(n_c / n_ref), n_c // m_min))``.
+    """
+    counts = np.asarray(counts)
+    if counts.ndim != 1 or counts.size == 0 or (counts < 0).any():
+        raise FeatltError(
+            f"classwise split: counts must be a non-empty 1-D array of non-negative per-class "
+            f"counts, got shape {counts.shape}; pass np.bincount(y, minlength=n_classes)"
+        )
+    if int(m_min) != m_min or m_min < 1:
+        raise FeatltError(
+            f"classwise split: min sub-class size {m_min} must be an integer >= 1; pass e.g. 20"
+        )
+    if n_ref is None:
+        n_ref = default_n_ref(counts)
+    if not np.isfinite(n_ref) or n_ref <= 0:
+        raise FeatltError(
+            f"classwise split: n_ref {n_ref} must be a positive number; pass e.g. 100"
+        )
+    counts = counts.astype(np.int64)
+    by_size = _round_half_up(counts / float(n_ref))
+    by_min = counts // int(m_min)
+    return np.maximum(1, np.minimum(by_size, by_min)).astype(np.int64)
+
+
+def imbalance_factor(sizes: np.ndarray) -> float | None:
+    """Largest over smallest non-zero size; None when no size is positive."""
+    sizes = np.asarray(sizes)
+    positive = sizes[sizes > 0]
+    return float(positive.max() / positive.min()) if positive.size else None
+
+
+@dataclass(frozen=True)
+class ClasswiseSplit:
+    """A classwise split of training samples into sub-classes [reconstruction of CWS]."""
+
+    sub_labels: np.ndarray  # (N,) int64 sub-class of each training sample, 0..S-1
+    sub_to_class: np.ndarray  # (S,) int64 class of each sub-class; sub-classes ordered by class
+    prototypes: np.ndarray  # (S, D) float32 k-means centroid of each sub-class
+    k_per_class: np.ndarray  # (C,) int64 sub-classes actually made per class (sum = S)
+    k_planned: np.ndarray  # (C,) int64 the §4 rule's K_c (or the given k_per_class)
+    class_counts: np.ndarray  # (C,) int64 n_c
+    sub_counts: np.ndarray  # (S,) int64 samples per sub-class
+    imbalance_before: float | None  # max n_c / min n_c over non-empty classes
+    imbalance_after: float | None  # max / min sub-class size
+    kept_whole: dict[int, str]  # class -> why it was not split although K_c > 1 was planned
+    n_ref: float | None  # None when k_per_class was given
+    m_min: int
+    seed: int
+    niter: int
+    spherical: bool
+    device: dict[str, Any] = field(default_factory=dict)
+
+    def plan_record(self) -> dict[str, Any]:
+        """The split plan without per-sample arrays (for reports)."""
+        return {
+            "method": "CWS classwise split [reconstruction of Yuan et al. 2023]",
+            "n_ref": self.n_ref, "m_min": self.m_min, "seed": self.seed, "niter": self.niter,
+            "spherical": self.spherical,
+            "k_planned": self.k_planned, "k_per_class": self.k_per_class,
+            "n_subclasses": int(self.sub_to_class.size),
+            "class_counts": self.class_counts, "sub_counts": self.sub_counts,
+            "imbalance_before": self.imbalance_before, "imbalance_after": self.imbalance_after,
+            "kept_whole": {str(c): why for c, why in self.kept_whole.items()},
+            "device": self.device,
+        }
+
+
+def _class_seeds(seed: int, n_classes: int) -> list[int]:
+    """One independent faiss seed per class, derived with ``SeedSequence``."""
+    children = np.random.SeedSequence(seed).spawn(n_classes)
+    return [int(child.generate_state(1)[0] & 0x7FFFFFFF) for child in children]
+
+
+def classwise_split(
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int | None = None,
+    n_ref: float | None = None,
+    m_min: int = DEFAULT_MIN_SUBCLASS,
+    k_per_class: np.ndarray | None = None,
+    seed: int = 0,
+    niter: int = DEFAULT_NITER,
+    spherical: bool = False,
+    device: str = "auto",
+    threads: int | None = None,
+) -> ClasswiseSplit:
+    """Split every class into ``K_c`` sub-classes by a per-class seeded faiss k-means.
+
+    Each class's k-means trains on all of its points (no faiss subsampling). Deterministic for a
+    seed on CPU.
+
+    Args:
+        X: (N, D) training features.
+        y: (N,) int class ids in 0..C-1.
+        n_classes: C; None: ``y.max() + 1``.
+        n_ref, m_min: the §4 rule (see :func:`plan_splits`).
+        k_per_class: (C,) explicit sub-class counts instead of the rule (e.g. a saved plan).
+        spherical: cluster L2-normalised rows with unit-norm centroids.
+        device, threads: faiss device (auto/cpu/cuda) and OpenMP threads (None: 1).
+    """
+    X = as_float32_rows(X, "classwise split features")
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise FeatltError(
+            f"classwise split: {X.shape[0]} feature rows but labels of shape {y.shape}; pass one "
+            "label per row"
+        )
+    if y.size == 0:
+        raise FeatltError("classwise split: no training rows; pass a non-empty training split")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise FeatltError("classwise split: labels must be non-negative integer class ids")
+    n_classes = int(y.max()) + 1 if n_classes is None else int(n_classes)
+    if y.max() >= n_classes:
+        raise FeatltError(
+            f"classwise split: label {int(y.max())} is outside 0..{n_classes - 1}; "
+            "pass the right n_classes"
+        )
+    counts = np.bincount(y, minlength=n_classes).astype(np.int64)
+    if k_per_class is None:
+        planned = plan_splits(counts, n_ref, m_min)
+        used_ref: float | None = default_n_ref(counts) if n_ref is None else float(n_ref)
+    else:
+        planned = np.asarray(k_per_class, dtype=np.int64)
+        if planned.shape != (n_classes,) or (planned < 1).any():
+            raise FeatltError(
+                f"classwise split: k_per_class must hold one count >= 1 per class ({n_classes}), "
+                f"got shape {planned.shape}"
+            )
+        used_ref = None
+    context = resolve_faiss(device, threads)
+    seeds = _class_seeds(seed, n_classes)
+    sub_labels = np.empty(y.shape[0], dtype=np.int64)
+    prototypes: list[np.ndarray] = []
+    sub_to_class: list[int] = []
+    made = np.zeros(n_classes, dtype=np.int64)
+    kept_whole: dict[int, str] = {}
+    by_class = np.split(np.argsort(y, kind="stable"), np.cumsum(counts)[:-1])
+    for c, rows in enumerate(by_class):
+        if rows.size == 0:
+            continue
+        Xc = X[rows]
+        k = int(planned[c])
+        if k > rows.size:
+            kept_whole[c] = (f"{k} sub-classes asked for but the class has {rows.size} points; "
+                             "kept whole")
+            k = 1
+        if k > 1:
+            result = kmeans(Xc, k, context, seed=seeds[c], niter=niter, spherical=spherical,
+                            what=f"class {c} ({rows.size} points)")
+            centres, local = result.centroids, result.labels
+            if result.n_empty:
+                distinct = count_distinct_rows(Xc)
+                if distinct < k:
+                    kept_whole[c] = (f"{k} sub-classes planned but the class has only {distinct} "
+                                     "distinct points; kept whole")
+                    k = 1
+                else:
+                    centres, local = _drop_empty(centres, local)
+        if k == 1:
+            centres, local = _class_mean(Xc, spherical), np.zeros(rows.size, np.int64)
+        sub_labels[rows] = len(sub_to_class) + local
+        prototypes.append(centres)
+        sub_to_class.extend([c] * centres.shape[0])
+        made[c] = centres.shape[0]
+    sub_counts = np.bincount(sub_labels, minlength=len(sub_to_class)).astype(np.int64)
+    return ClasswiseSplit(
+        sub_labels=sub_labels, sub_to_class=np.asarray(sub_to_class, dtype=np.int64),
+        prototypes=np.concatenate(prototypes).astype(np.float32), k_per_class=made,
+        k_planned=planned, class_counts=counts, sub_counts=sub_counts,
+        imbalance_before=imbalance_factor(counts), imbalance_after=imbalance_factor(sub_counts),
+        kept_whole=kept_whole, n_ref=used_ref, m_min=int(m_min), seed=int(seed),
+        niter=int(niter), spherical=bool(spherical), device=context.record(),
+    )
+
+
+def _class_mean(Xc: np.ndarray, spherical: bool) -> np.ndarray:
+    """The (1, D) float32 prototype of a class kept whole (unit norm when spherical)."""
+    centre = Xc.mean(axis=0, dtype=np.float64)
+    if spherical:
+        norm = np.linalg.norm(centre)
+        centre = centre / norm if norm > 0 else centre
+    return centre[None, :].astype(np.float32)
+
+
+def _drop_empty(centroids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove centroids no point is assigned to and renumber the labels 0..k'-1.
+
+    Args:
+        centroids: (k, D); labels: (n,) int in 0..k-1.
+    Returns:
+        (centroids (k', D), labels (n,) in 0..k'-1), the surviving centroids in their order.
+    """
+    used = np.unique(labels)
+    remap = np.full(centroids.shape[0], -1, dtype=np.int64)
+    remap[used] = np.arange(used.size)
+    return centroids[used], remap[labels]
