@@ -1,0 +1,181 @@
+"""The head protocol (ARCHITECTURE.md "Contracts") and what every head shares.
+
+A head is a scikit-learn classifier on frozen features:
+
+- ``__init__`` stores parameters only; ``fit(X, y, sample_weight=None)`` returns ``self``;
+  learned state ends in ``_``; ``classes_`` maps arbitrary labels to output columns.
+- The class prior comes from the ``class_counts`` parameter (one count per class of
+  ``classes_``, e.g. the long-tailed training counts of a view) or, when it is None, from ``y``.
+- ``decision_function`` returns **raw logits** ``(n, C)`` (also for two classes: group mapping
+  and post-hoc adjustments need every class's logit); ``predict_proba`` is
+  ``softmax(logits / temperature)`` and ``predict`` its argmax.
+- Predictions are computed in float64 on the CPU from numpy state, so they do not depend on the
+  batch shape or the training device.
+
+Bad input raises :class:`HeadInputError`, a :class:`~featlt.errors.FeatltError` that is also a
+``ValueError`` (what scikit-learn's conformance checks expect).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from featlt.errors import FeatltError
+
+PREDICT_CHUNK = 16384  # rows per float64 inference block (bounds memory, not results)
+
+
+class HeadInputError(FeatltError, ValueError):
+    """Bad input to a head: wrong shape, NaN/Inf, labels or counts that do not fit."""
+
+
+def check_features(head: BaseEstimator, X: Any, reset: bool, what: str = "X") -> np.ndarray:
+    """Validate a feature matrix and return it as float64 ``(n, D)``.
+
+    With ``reset`` the feature count is recorded (``n_features_in_``), otherwise it is checked.
+    """
+    from sklearn.utils.validation import validate_data
+
+    try:
+        X = validate_data(head, X, reset=reset, dtype=np.float64, ensure_all_finite=True)
+    except ValueError as err:
+        raise HeadInputError(
+            f"{what} for {type(head).__name__}: {err} Pass a finite 2-D float array "
+            "(n_samples, n_features), e.g. the features of a store read by featlt."
+        ) from err
+    return X
+
+
+def check_features_labels(
+    head: BaseEstimator, X: Any, y: Any, sample_weight: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate training input.
+
+    Returns:
+        ``(X (n, D) float64, y (n,), sample_weight (n,) float64)``.
+    """
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import validate_data
+
+    try:
+        X, y = validate_data(head, X, y, reset=True, dtype=np.float64, ensure_all_finite=True)
+        check_classification_targets(y)
+        if sample_weight is None:
+            sample_weight = np.ones(X.shape[0])
+        else:
+            sample_weight = np.broadcast_to(
+                np.asarray(sample_weight, dtype=np.float64), (X.shape[0],)
+            ).copy()
+    except ValueError as err:
+        raise HeadInputError(
+            f"training data for {type(head).__name__}: {err} Pass finite features "
+            "(n_samples, n_features), one class label per row and optional non-negative "
+            "sample weights of the same length."
+        ) from err
+    if not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
+        raise HeadInputError(
+            f"sample_weight for {type(head).__name__}: NaN, Inf or negative weights; "
+            "pass finite weights >= 0"
+        )
+    if not sample_weight.sum() > 0:
+        raise HeadInputError(
+            f"sample_weight for {type(head).__name__}: all weights are 0; give some rows weight"
+        )
+    return X, y, sample_weight
+
+
+def encode_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map arbitrary labels to 0..C-1: returns ``(classes (C,), y_index (n,) int64)``."""
+    classes, y_index = np.unique(y, return_inverse=True)
+    return classes, y_index.astype(np.int64)
+
+
+def resolve_class_counts(
+    head: BaseEstimator, class_counts: Any, y_index: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """Per-class training counts ``(C,)`` float64: the ``class_counts`` parameter or from ``y``.
+
+    ``class_counts`` must hold one positive count per class of ``classes_`` (sorted labels).
+    """
+    if class_counts is None:
+        return np.bincount(y_index, minlength=n_classes).astype(np.float64)
+    counts = np.asarray(class_counts, dtype=np.float64).reshape(-1)
+    if counts.shape[0] != n_classes:
+        raise HeadInputError(
+            f"class_counts for {type(head).__name__}: {counts.shape[0]} counts but y has "
+            f"{n_classes} classes; a class absent from the training rows cannot be learned — "
+            "give one count per class present in y, or add training rows for the missing class"
+        )
+    if not np.all(np.isfinite(counts)) or np.any(counts <= 0):
+        raise HeadInputError(
+            f"class_counts for {type(head).__name__}: every count must be a positive number, "
+            f"got {counts.tolist()}"
+        )
+    return counts
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``(n, C)`` float64 logits."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
+
+
+def check_temperature(head: BaseEstimator) -> float:
+    temperature = head.temperature  # type: ignore[attr-defined]
+    if not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise HeadInputError(
+            f"The 'temperature' parameter of {type(head).__name__} must be a float > 0. "
+            f"Got {temperature!r} instead."
+        )
+    return float(temperature)
+
+
+class BaseHead(ClassifierMixin, BaseEstimator):
+    """Shared prediction path. Subclasses implement ``fit`` and ``_raw_logits``.
+
+    Fitted attributes every head sets: ``classes_`` (C,), ``class_counts_`` (C,) float64,
+    ``log_prior_`` (C,) float64 (log of the normalised counts), ``n_features_in_``.
+    """
+
+    def _raw_logits(self, X: np.ndarray) -> np.ndarray:
+        """Logits ``(n, C)`` float64 for validated float64 features ``(n, D)``."""
+        raise NotImplementedError
+
+    def _set_prior(self, class_counts: Any, y_index: np.ndarray) -> None:
+        counts = resolve_class_counts(self, class_counts, y_index, len(self.classes_))
+        self.class_counts_ = counts
+        self.log_prior_ = np.log(counts / counts.sum())
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Raw logits ``(n, C)`` float64 for features ``X`` ``(n, D)``."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)
+        X = check_features(self, X, reset=False)
+        parts = [
+            self._raw_logits(X[i : i + PREDICT_CHUNK])
+            for i in range(0, X.shape[0], PREDICT_CHUNK)
+        ]
+        if not parts:
+            return np.empty((0, len(self.classes_)), dtype=np.float64)
+        return np.concatenate(parts)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """``softmax(logits / temperature)``: ``(n, C)`` float64, rows sum to 1."""
+        temperature = check_temperature(self)
+        return softmax(self.decision_function(X) / temperature)
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Log of :meth:`predict_proba` ``(n, C)``, computed stably."""
+        from scipy.special import log_softmax
+
+        return log_softmax(self.decision_function(X) / check_temperature(self), axis=1)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The label (from ``classes_``) with the largest logit, ``(n,)``."""
+        return self.classes_[np.argmax(self.decision_function(X), axis=1)]

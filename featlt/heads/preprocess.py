@@ -1,0 +1,69 @@
+"""Feature preprocessing fitted on the training rows and saved with the head.
+
+- ``none``: features as stored.
+- ``standardize``: subtract the (weighted) training mean, divide by the training std per feature.
+- ``l2``: scale every row to unit L2 norm (no fitted state).
+- ``pca_whiten``: centre, rotate onto the training covariance's eigenvectors and divide by
+  ``sqrt(eigenvalue + eps)`` with ``eps = 1e-3 * mean(eigenvalues)`` (a floor, so directions
+  with almost no training variance are not blown up); all ``min(D, N - 1)`` components are kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from featlt.errors import FeatltError
+
+PREPROCESSING = ("none", "standardize", "l2", "pca_whiten")
+WHITEN_FLOOR = 1e-3  # eps = WHITEN_FLOOR * mean eigenvalue
+STD_FLOOR = 1e-12  # constant features keep scale 1 instead of dividing by 0
+
+
+def check_preprocess(name: str, owner: str) -> str:
+    if name not in PREPROCESSING:
+        raise FeatltError(
+            f"The 'preprocess' parameter of {owner} must be one of {', '.join(PREPROCESSING)}. "
+            f"Got {name!r} instead."
+        )
+    return name
+
+
+def fit_preprocessor(
+    kind: str, X: np.ndarray, sample_weight: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Fit preprocessing on training features.
+
+    Args:
+        kind: one of :data:`PREPROCESSING`.
+        X: (n, D) float64 training features.
+        sample_weight: (n,) non-negative weights, or None.
+    Returns:
+        state: float64 arrays (``mean`` (D,), ``scale`` (D,), ``components`` (D, K)) as needed.
+    """
+    if kind in ("none", "l2"):
+        return {}
+    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    w = w / w.sum()
+    mean = w @ X
+    centred = X - mean
+    if kind == "standardize":
+        std = np.sqrt(w @ (centred**2))
+        return {"mean": mean, "scale": np.where(std > STD_FLOOR, std, 1.0)}
+    cov = (centred * w[:, None]).T @ centred
+    eigvals, eigvecs = np.linalg.eigh(cov)
+    order = np.argsort(eigvals)[::-1][: max(1, min(X.shape[1], X.shape[0] - 1))]
+    eigvals = np.clip(eigvals[order], 0.0, None)
+    eps = WHITEN_FLOOR * max(float(eigvals.mean()), STD_FLOOR)
+    return {"mean": mean, "components": eigvecs[:, order] / np.sqrt(eigvals + eps)}
+
+
+def apply_preprocessor(kind: str, state: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    """Transform ``X`` (n, D) float64 -> (n, D') float64 with fitted ``state``."""
+    if kind == "none":
+        return X
+    if kind == "l2":
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        return X / np.maximum(norms, STD_FLOOR)
+    if kind == "standardize":
+        return (X - state["mean"]) / state["scale"]
+    return (X - state["mean"]) @ state["components"]

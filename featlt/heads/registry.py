@@ -1,0 +1,103 @@
+"""The named heads: one factory, ``make_head(name, **params)``, and their selection grids.
+
+Each :class:`HeadSpec` says what the name builds, which hyper-parameters the validation-only
+selection (:mod:`featlt.selection`) tries, and how sure we are of the method (the labels of
+ALGORITHMS.md: ``code``, ``paper``, ``reconstruction``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from featlt.errors import FeatltError
+from featlt.heads.base import BaseHead
+from featlt.heads.cosine import CosineHead
+from featlt.heads.ldam import LDAMDRWHead
+from featlt.heads.linear import LinearHead
+from featlt.heads.ncm import NCMHead
+from featlt.heads.posthoc import LWS, PostHocLA, TauNorm
+
+# The optimisation grid of every trainable head (chosen on validation; epochs by early stopping).
+TRAIN_GRID: dict[str, tuple[Any, ...]] = {"lr": (0.003, 0.03), "weight_decay": (1e-4, 1e-3)}
+TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))  # 0.0, 0.1, ..., 2.0
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A named head."""
+
+    name: str
+    cls: type[BaseHead]
+    defaults: dict[str, Any]  # constructor parameters that define the recipe
+    description: str
+    source: str  # code | paper | reconstruction (ALGORITHMS.md labels), with the reference
+    grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # selected on validation
+    base: str | None = None  # post-hoc wrappers: the registry name of the base head
+
+    def build(self, **params: Any) -> BaseHead:
+        return self.cls(**{**self.defaults, **params})
+
+
+HEADS: dict[str, HeadSpec] = {
+    spec.name: spec
+    for spec in (
+        HeadSpec("linear", LinearHead, {}, "linear, cross-entropy, instance-balanced sampling",
+                 "code: Kang et al. 2020", TRAIN_GRID),
+        HeadSpec("crt", LinearHead, {"sampling": "class_balanced"},
+                 "classifier re-training: fresh linear head, class-balanced sampling",
+                 "code: Kang et al. 2020", TRAIN_GRID),
+        HeadSpec("la_loss", LinearHead, {"loss": "la"},
+                 "linear, logit-adjusted loss CE(f + tau log pi)",
+                 "paper+code: Menon et al. 2021", {**TRAIN_GRID, "tau": (1.0, 1.5, 2.0)}),
+        HeadSpec("balanced_softmax", LinearHead, {"loss": "balanced_softmax"},
+                 "linear, Balanced Softmax CE(f + log n_c)", "paper+code: Ren et al. 2020",
+                 TRAIN_GRID),
+        HeadSpec("ldam_drw", LDAMDRWHead, {},
+                 "cosine logits, LDAM margins, deferred re-weighting (beta 0.9999)",
+                 "paper+code: Cao et al. 2019", {"lr": TRAIN_GRID["lr"]}),
+        HeadSpec("cosine", CosineHead, {}, "cosine classifier s * cos(w_c, z), cross-entropy",
+                 "paper", {"lr": TRAIN_GRID["lr"], "s": (16.0, 25.0, 30.0)}),
+        HeadSpec("mlp_la", LinearHead, {"loss": "la", "hidden": 512},
+                 "MLP projection (512, ReLU) + linear, logit-adjusted loss",
+                 "featlt option (projection) over Menon et al. 2021", TRAIN_GRID),
+        HeadSpec("ncm_l2", NCMHead, {"metric": "l2"},
+                 "nearest class mean, centred + L2-normalised features, -squared L2",
+                 "code: Kang et al. 2020"),
+        HeadSpec("ncm_cosine", NCMHead, {"metric": "cosine"},
+                 "nearest class mean, centred + L2-normalised features, cosine",
+                 "paper: Kang et al. 2020 (their code uses a dot product)"),
+        HeadSpec("tau_norm", TauNorm, {}, "tau-normalised plain linear head (bias dropped)",
+                 "code: Kang et al. 2020", {"tau": TAU_GRID}, base="linear"),
+        HeadSpec("lws", LWS, {}, "learnable per-class weight scaling over the plain linear head",
+                 "code: Kang et al. 2020", {"lr": (0.01, 0.1)}, base="linear"),
+        HeadSpec("posthoc_la", PostHocLA, {}, "plain linear head, post-hoc f - tau log pi",
+                 "paper+code: Menon et al. 2021", {"tau": TAU_GRID}, base="linear"),
+    )
+}
+
+
+def list_heads() -> list[str]:
+    """The registered head names, in the order ``--head all`` runs them."""
+    return list(HEADS)
+
+
+def head_spec(name: str) -> HeadSpec:
+    """The spec of ``name``; an unknown name is an error that lists the known ones."""
+    if name not in HEADS:
+        raise FeatltError(
+            f"head '{name}': unknown; choose one of {', '.join(HEADS)} (or 'all')"
+        )
+    return HEADS[name]
+
+
+def make_head(name: str, **params: Any) -> BaseHead:
+    """Build the named head; ``params`` override its recipe's defaults (e.g. ``lr=0.01``)."""
+    return head_spec(name).build(**params)
+
+
+HEAD_CLASSES: dict[str, Callable[..., BaseHead]] = {
+    cls.__name__: cls for cls in (LinearHead, CosineHead, LDAMDRWHead, NCMHead, TauNorm, LWS,
+                                  PostHocLA)
+}

@@ -1,0 +1,278 @@
+"""The shared machinery of heads trained by gradient descent on frozen features.
+
+:class:`TorchHead` fits preprocessing on the training rows, carves or takes validation data,
+trains a parameter dict with :func:`featlt.heads.training.train_parameters` and keeps the float64
+parameters for prediction. Subclasses give the parameters (``_init_params``), the forward pass
+(``_forward``) and the loss (``_make_loss``). Two hooks let later heads train on sub-class
+targets: ``_fit_targets`` (class index -> target index and per-target counts) and
+``_class_logits`` (target logits -> class logits, e.g. ``logsumexp`` over a class's
+sub-classes); both are the identity here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from featlt.errors import FeatltError
+from featlt.heads.base import (
+    BaseHead,
+    HeadInputError,
+    check_features,
+    check_features_labels,
+    encode_labels,
+)
+from featlt.heads.losses import LossFn
+from featlt.heads.preprocess import apply_preprocessor, check_preprocess, fit_preprocessor
+from featlt.heads.training import ForwardFn, TrainConfig, ValidateFn, train_parameters
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def param_error(owner: object, name: str, rule: str, value: Any) -> HeadInputError:
+    """The scikit-learn style parameter message."""
+    return HeadInputError(
+        f"The '{name}' parameter of {type(owner).__name__} must be {rule}. Got {value!r} instead."
+    )
+
+
+def mlp_embed(params: dict[str, torch.Tensor], Z: torch.Tensor) -> torch.Tensor:
+    """The optional MLP projection ``relu(Z P^T + p)``; the identity without ``proj_weight``."""
+    if "proj_weight" not in params:
+        return Z
+    return torch.relu(Z @ params["proj_weight"].T + params["proj_bias"])
+
+
+def uniform_init(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """torch.nn.Linear's default initialisation, seeded: U(-1/sqrt(cols), 1/sqrt(cols))."""
+    bound = 1.0 / np.sqrt(max(cols, 1))
+    return rng.uniform(-bound, bound, size=(rows, cols))
+
+
+def balanced_accuracy_from_logits(logits: torch.Tensor, targets: torch.Tensor, n: int) -> float:
+    """Mean per-class recall over the classes present in ``targets`` (n classes in all)."""
+    correct = (logits.argmax(dim=1) == targets).double()
+    hits = torch.zeros(n, dtype=torch.float64, device=logits.device).index_add_(0, targets, correct)
+    seen = torch.bincount(targets, minlength=n).double()
+    present = seen > 0
+    return float((hits[present] / seen[present]).mean())
+
+
+def logit_validator(
+    logits_fn: ForwardFn, Zv: np.ndarray, yv: np.ndarray, n_classes: int, device: str
+) -> ValidateFn:
+    """Score parameters on validation: (balanced accuracy, cross-entropy) of ``logits_fn``.
+
+    Args:
+        logits_fn: ``(params, Z) -> class logits (n, C)``.
+        Zv: (n_val, D) validation inputs of ``logits_fn``; yv: (n_val,) class indices.
+    """
+    Z_t = torch.as_tensor(Zv, dtype=torch.float32, device=device)
+    y_t = torch.as_tensor(yv, dtype=torch.int64, device=device)
+
+    def validate(params: dict[str, torch.Tensor]) -> tuple[float, float]:
+        logits = logits_fn(params, Z_t)
+        nll = float(torch.nn.functional.cross_entropy(logits, y_t))
+        return balanced_accuracy_from_logits(logits, y_t, n_classes), nll
+
+    return validate
+
+
+class ValidationMixin:
+    """Validation data for early stopping: given ``X_val``/``y_val``, or carved from train.
+
+    Needs the attributes ``classes_``, ``early_stopping``, ``validation_fraction`` and
+    ``random_state``.
+    """
+
+    def _validation_rows(
+        self, y_index: np.ndarray, X_val: Any, y_val: Any, seed: int
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Return ``(train_rows, val_rows or None, X_val or None, y_val index or None)``."""
+        from featlt.data.validation import split_validation
+
+        all_rows = np.arange(y_index.shape[0])
+        if X_val is not None or y_val is not None:
+            if X_val is None or y_val is None:
+                raise HeadInputError(
+                    f"{type(self).__name__}.fit: pass both X_val and y_val, or neither"
+                )
+            Xv = check_features(self, X_val, reset=False, what="X_val")
+            yv = np.asarray(y_val).reshape(-1)
+            if yv.shape[0] != Xv.shape[0] or yv.shape[0] == 0:
+                raise HeadInputError(
+                    f"validation data for {type(self).__name__}: X_val has {Xv.shape[0]} rows "
+                    f"and y_val {yv.shape[0]}; pass one label per row and at least one row"
+                )
+            unknown = np.setdiff1d(yv, self.classes_)
+            if unknown.size:
+                raise HeadInputError(
+                    f"y_val for {type(self).__name__}: labels {unknown[:5].tolist()} do not occur "
+                    "in the training labels; validate on the training classes only"
+                )
+            return all_rows, None, Xv, np.searchsorted(self.classes_, yv)
+        if not self.early_stopping:
+            return all_rows, None, None, None
+        try:
+            tv = split_validation(
+                y_index, all_rows, regime="carve", fraction=self.validation_fraction,
+                seed=seed,
+            )
+        except FeatltError as err:
+            raise HeadInputError(
+                f"{type(self).__name__}.fit: no validation data was given and too little data to "
+                f"carve one ({err}); pass X_val/y_val or set early_stopping=False"
+            ) from err
+        return tv.train, tv.val, None, None
+
+    def _seed(self) -> int:
+        if self.random_state is None:
+            return int(np.random.SeedSequence().generate_state(1)[0])
+        return int(self.random_state)
+
+
+class TorchHead(ValidationMixin, BaseHead):
+    """Base of the trainable heads; the parameters below are shared by all of them.
+
+    Parameters:
+        preprocess: none | standardize | l2 | pca_whiten, fitted on the training rows.
+        hidden: width of an MLP projection ``relu(P z + p)`` before the classifier; 0: none.
+        lr, weight_decay: Adam learning rate (cosine-annealed) and L2 penalty on weights.
+        batch_size, max_epochs: minibatch size and epoch budget.
+        patience: epochs without validation improvement before stopping.
+        early_stopping: keep the epoch with the best validation balanced accuracy (ties: lower
+            validation cross-entropy). Validation is ``X_val, y_val`` given to ``fit``, otherwise
+            carved from the training rows (``validation_fraction`` of each class with at least 2
+            rows). Without it the last epoch is kept.
+        class_counts: per-class training counts for the prior (aligned with ``classes_``);
+            None: counted from the training labels.
+        temperature: ``predict_proba`` is ``softmax(logits / temperature)``.
+        device: auto | cpu | cuda for training; prediction runs in float64 on the CPU.
+        random_state: seeds initialisation, carving and batch order.
+    """
+
+    def _init_params(self, rng: np.random.Generator, dim: int, n_out: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _forward(self, params: dict[str, torch.Tensor], Z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _make_loss(self, target_counts: np.ndarray, max_epochs: int) -> LossFn:
+        raise NotImplementedError
+
+    def _config_extra(self) -> dict[str, Any]:
+        """Training-config overrides of a subclass (sampling, first eligible epoch)."""
+        return {}
+
+    def _fit_targets(self, Z: np.ndarray, y_index: np.ndarray) -> tuple[np.ndarray, int]:
+        """Training targets ``(n,)`` and their number K (classes here)."""
+        return y_index, len(self.classes_)
+
+    def _class_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Map target logits ``(n, K)`` to class logits ``(n, C)`` (identity here)."""
+        return logits
+
+    def _check_params(self) -> None:
+        check_preprocess(self.preprocess, type(self).__name__)
+        checks = [
+            ("hidden", isinstance(self.hidden, (int, np.integer)) and self.hidden >= 0,
+             "an int >= 0"),
+            ("lr", isinstance(self.lr, (int, float)) and self.lr > 0, "a float > 0"),
+            ("weight_decay", isinstance(self.weight_decay, (int, float))
+             and self.weight_decay >= 0, "a float >= 0"),
+            ("batch_size", isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1,
+             "an int >= 1"),
+            ("max_epochs", isinstance(self.max_epochs, (int, np.integer)) and self.max_epochs >= 1,
+             "an int >= 1"),
+            ("patience", self.patience is None
+             or (isinstance(self.patience, (int, np.integer)) and self.patience >= 1),
+             "an int >= 1 or None"),
+            ("validation_fraction", isinstance(self.validation_fraction, float)
+             and 0 < self.validation_fraction < 1, "a float in (0, 1)"),
+            ("device", self.device in DEVICES, f"one of {', '.join(DEVICES)}"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise param_error(self, name, rule, getattr(self, name))
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        X_val: Any = None,
+        y_val: Any = None,
+    ) -> TorchHead:
+        """Fit on ``X`` (n, D) and labels ``y`` (n,); early-stop on ``X_val``/``y_val`` if given.
+
+        Returns:
+            self, with ``classes_``, ``class_counts_``, ``log_prior_``, ``preprocess_state_``,
+            ``state_`` (float64 parameters), ``best_epoch_``, ``n_epochs_``, ``val_score_``,
+            ``history_`` and ``device_``.
+        """
+        from featlt.runtime import resolve_torch_device
+
+        self._check_params()
+        X, y, weights = check_features_labels(self, X, y, sample_weight)
+        self.classes_, y_index = encode_labels(y)
+        if len(self.classes_) < 2:
+            raise HeadInputError(
+                f"{type(self).__name__}.fit: y has only one class ({self.classes_[0]!r}); "
+                "a classifier needs at least 2 classes"
+            )
+        seed = self._seed()
+        train_rows, val_rows, Xv, yv = self._validation_rows(y_index, X_val, y_val, seed)
+        if val_rows is not None:
+            Xv, yv = X[val_rows], y_index[val_rows]
+        X, y_index, weights = X[train_rows], y_index[train_rows], weights[train_rows]
+        self._set_prior(self.class_counts, y_index)
+        self.device_ = resolve_torch_device(self.device)
+        self.preprocess_state_ = fit_preprocessor(self.preprocess, X, weights)
+        Z = apply_preprocessor(self.preprocess, self.preprocess_state_, X)
+        targets, n_out = self._fit_targets(Z, y_index)
+        target_counts = np.bincount(targets, minlength=n_out).astype(np.float64)
+        if self.class_counts is not None and n_out == len(self.classes_):
+            target_counts = self.class_counts_
+        rng = np.random.default_rng(np.random.SeedSequence(seed))
+        init = self._init_params(rng, Z.shape[1], n_out)
+        validate = None
+        if Xv is not None:
+            Zv = apply_preprocessor(self.preprocess, self.preprocess_state_, Xv)
+            validate = logit_validator(
+                lambda params, Z: self._class_logits(self._forward(params, Z)),
+                Zv, yv, len(self.classes_), self.device_,
+            )
+        config = TrainConfig(
+            lr=float(self.lr), weight_decay=float(self.weight_decay),
+            batch_size=int(self.batch_size), max_epochs=int(self.max_epochs),
+            patience=self.patience, seed=seed, device=self.device_,
+            **self._config_extra(),
+        )
+        result = train_parameters(
+            init, self._forward, Z, targets, weights,
+            self._make_loss(target_counts, int(self.max_epochs)), config, validate,
+            decay=tuple(k for k in init if k.endswith("weight")),
+        )
+        self.state_ = result.params
+        self.best_epoch_ = result.best_epoch
+        self.n_epochs_ = result.n_epochs
+        self.val_score_ = result.val_score
+        self.history_ = result.history
+        return self
+
+    def embed(self, X: np.ndarray) -> np.ndarray:
+        """Preprocessed (and projected) features ``(n, H)`` float64 of validated ``X`` (n, D)."""
+        Z = apply_preprocessor(self.preprocess, self.preprocess_state_, X)
+        params = {k: torch.from_numpy(v) for k, v in self.state_.items()}
+        with torch.no_grad():
+            return mlp_embed(params, torch.from_numpy(np.ascontiguousarray(Z))).numpy()
+
+    def _raw_logits(self, X: np.ndarray) -> np.ndarray:
+        Z = torch.from_numpy(
+            np.ascontiguousarray(apply_preprocessor(self.preprocess, self.preprocess_state_, X))
+        )
+        params = {k: torch.from_numpy(v) for k, v in self.state_.items()}
+        with torch.no_grad():
+            return self._class_logits(self._forward(params, Z)).numpy()

@@ -1,0 +1,177 @@
+"""The one training loop of the trainable heads: minibatches, sampling, early stopping.
+
+Reusable by later heads: the forward function, the loss (and through it the prior) and the
+targets (classes or sub-classes) are all arguments. Parameters live in a dict of tensors so a
+head's forward is a plain function that runs in float32 on the training device and, after
+training, in float64 on the CPU for prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from featlt.errors import FeatltError
+from featlt.heads.losses import LossFn
+
+SAMPLING = ("instance", "class_balanced")
+ForwardFn = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
+# Validation callback: params -> (score to maximise, loss to minimise on ties).
+ValidateFn = Callable[[dict[str, torch.Tensor]], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (echoed into results through the head's parameters)."""
+
+    lr: float  # Adam learning rate, cosine-annealed to 0 over max_epochs
+    weight_decay: float  # L2 penalty (Adam's coupled decay) on the parameters named in `decay`
+    batch_size: int
+    max_epochs: int
+    patience: int | None  # epochs without validation improvement before stopping; None: never
+    sampling: str = "instance"  # instance | class_balanced (class uniform, then a sample in it)
+    first_eligible_epoch: int = 0  # earlier epochs (0-based) are never chosen (LDAM before DRW)
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class TrainResult:
+    """Chosen parameters (float64 numpy) and what happened."""
+
+    params: dict[str, np.ndarray]
+    best_epoch: int  # 1-based epoch whose parameters were kept
+    n_epochs: int  # epochs actually run
+    val_score: float | None  # validation score of the kept parameters
+    val_loss: float | None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class Adam:
+    """Adam (Kingma & Ba) with an L2 penalty on the named parameters, as ``torch.optim.Adam``
+    with ``weight_decay`` computes it. Written out because importing ``torch.optim`` pulls in
+    ``torch._dynamo`` (seconds on a busy 2-core machine, per process) for a few lines of maths.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], decay: tuple[str, ...], lr: float,
+                 weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        self.params = params
+        self.decay = {k: weight_decay if k in decay else 0.0 for k in params}
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.m = {k: torch.zeros_like(v) for k, v in params.items()}
+        self.v = {k: torch.zeros_like(v) for k, v in params.items()}
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, grads: tuple[torch.Tensor, ...], lr_factor: float = 1.0) -> None:
+        """Apply one update; ``grads`` in the order of ``params``; lr scaled by ``lr_factor``."""
+        self.t += 1
+        b1, b2 = self.betas
+        for (key, param), grad in zip(self.params.items(), grads, strict=True):
+            if self.decay[key]:
+                grad = grad + self.decay[key] * param
+            self.m[key].mul_(b1).add_(grad, alpha=1 - b1)
+            self.v[key].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            m_hat = self.m[key] / (1 - b1**self.t)
+            denom = (self.v[key] / (1 - b2**self.t)).sqrt_().add_(self.eps)
+            param.addcdiv_(m_hat, denom, value=-self.lr * lr_factor)
+
+
+def epoch_order(
+    targets: np.ndarray, sampling: str, generator: np.random.Generator
+) -> np.ndarray:
+    """Row order for one epoch of ``n`` draws: a permutation, or class-balanced draws.
+
+    Class-balanced: each draw picks a target uniformly among the targets present, then a row of
+    it uniformly (rows weighted ``1 / n_target``), with replacement.
+    """
+    n = targets.shape[0]
+    if sampling == "instance":
+        return generator.permutation(n)
+    counts = np.bincount(targets)
+    p = 1.0 / counts[targets]
+    return generator.choice(n, size=n, replace=True, p=p / p.sum())
+
+
+def train_parameters(
+    init: dict[str, np.ndarray],
+    forward: ForwardFn,
+    Z: np.ndarray,
+    targets: np.ndarray,
+    weights: np.ndarray,
+    loss_fn: LossFn,
+    config: TrainConfig,
+    validate: ValidateFn | None = None,
+    decay: tuple[str, ...] = (),
+) -> TrainResult:
+    """Train ``init`` parameters with Adam on ``Z`` and keep the best validation epoch.
+
+    Args:
+        init: initial parameters, name -> float array.
+        forward: ``forward(params, Z_batch) -> logits (b, K)``.
+        Z: (n, D) preprocessed training features.
+        targets: (n,) int64 in 0..K-1.
+        weights: (n,) per-sample loss weights.
+        validate: scores the current parameters on validation data; without it the last epoch
+            is kept.
+        decay: names of the parameters that get the L2 penalty.
+    """
+    if config.sampling not in SAMPLING:
+        raise FeatltError(f"sampling '{config.sampling}': use one of {', '.join(SAMPLING)}")
+    device = torch.device(config.device)
+    rng = np.random.default_rng(np.random.SeedSequence(config.seed))
+    params = {
+        k: torch.tensor(v, dtype=torch.float32, device=device, requires_grad=True)
+        for k, v in init.items()
+    }
+    optimizer = Adam(params, decay, config.lr, config.weight_decay)
+    Z_t = torch.as_tensor(Z, dtype=torch.float32, device=device)
+    t_t = torch.as_tensor(targets, dtype=torch.int64, device=device)
+    w_t = torch.as_tensor(weights, dtype=torch.float32, device=device)
+    n = Z.shape[0]
+    batch = max(1, min(config.batch_size, n))
+    total_steps = -(-n // batch) * config.max_epochs
+    best: tuple[float, float] | None = None
+    best_params = {k: v.detach().clone() for k, v in params.items()}
+    best_epoch, stale, history = config.max_epochs, 0, []
+    epoch = 0
+    for epoch in range(config.max_epochs):
+        order = torch.as_tensor(epoch_order(targets, config.sampling, rng), device=device)
+        total = 0.0
+        for start in range(0, n, batch):
+            rows = order[start : start + batch]
+            loss = loss_fn(forward(params, Z_t[rows]), t_t[rows], w_t[rows], epoch)
+            grads = torch.autograd.grad(loss, list(params.values()))
+            # Cosine annealing from lr to 0 over all steps of max_epochs.
+            optimizer.step(grads, 0.5 * (1.0 + math.cos(math.pi * optimizer.t / total_steps)))
+            total += float(loss.detach()) * rows.shape[0]
+        record = {"epoch": epoch + 1, "train_loss": total / n}
+        if validate is not None:
+            with torch.no_grad():
+                score, val_loss = validate(params)
+            record.update(val_score=score, val_loss=val_loss)
+            if epoch >= config.first_eligible_epoch:
+                if best is None or (score, -val_loss) > (best[0], -best[1]):
+                    best, best_epoch, stale = (score, val_loss), epoch + 1, 0
+                    best_params = {k: v.detach().clone() for k, v in params.items()}
+                else:
+                    stale += 1
+        history.append(record)
+        if config.patience is not None and validate is not None and stale >= config.patience:
+            break
+    if validate is None:
+        best_params = {k: v.detach() for k, v in params.items()}
+        best_epoch = epoch + 1
+    return TrainResult(
+        params={k: v.cpu().numpy().astype(np.float64) for k, v in best_params.items()},
+        best_epoch=best_epoch,
+        n_epochs=epoch + 1,
+        val_score=None if best is None else best[0],
+        val_loss=None if best is None else best[1],
+        history=history,
+    )

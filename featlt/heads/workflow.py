@@ -1,0 +1,201 @@
+"""What ``featlt fit-classifier`` and ``featlt predict`` do, as library functions.
+
+:func:`fit_classifiers` reads a feature store through an index view, selects every requested
+head on validation, evaluates each on the test split once at the end, saves each head
+(safetensors + JSON with config, provenance, selection and metrics) and a ``summary.json``.
+:func:`predict_features` applies a saved head to a feature file of the same backbone.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featlt.errors import FeatltError
+from featlt.heads.io import load_head, save_head
+from featlt.heads.registry import head_spec, list_heads
+from featlt.runtime import to_jsonable, write_json_atomic
+
+SUMMARY_FILE = "summary.json"
+
+
+def expand_head_names(names: tuple[str, ...] | list[str]) -> list[str]:
+    """``all`` -> every registered head; duplicates dropped, order kept; unknown names refused."""
+    out: list[str] = []
+    for name in names or ("all",):
+        for item in list_heads() if name == "all" else [name]:
+            head_spec(item)
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def fit_classifiers(
+    feature_file: str | Path,
+    heads: list[str] | tuple[str, ...],
+    out_dir: str | Path,
+    protocol: Any = None,
+    device: str = "auto",
+    seed: int = 0,
+    n_bootstrap: int = 1000,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fit, select (validation only), evaluate (test, once) and save the named heads.
+
+    Args:
+        feature_file: a complete feature store.
+        heads: registry names or ``all``.
+        out_dir: receives ``<head>/head.safetensors``, ``<head>/head.json`` and ``summary.json``.
+        protocol: :class:`featlt.views.Protocol` (profile, imbalance factor, validation source).
+        overrides: fixed constructor parameters for every head that takes them (e.g. max_epochs).
+    Returns:
+        The summary document (also written to ``out_dir/summary.json``).
+    """
+    from featlt.metrics import evaluate
+    from featlt.runtime import resolve_torch_device
+    from featlt.selection import SelectionData, check_selection_data, select_heads
+    from featlt.store import FeatureStore
+    from featlt.views import Protocol, load_arrays
+
+    names = expand_head_names(list(heads))
+    protocol = protocol or Protocol(seed=seed)
+    device = resolve_torch_device(device)  # type: ignore[arg-type]
+    with FeatureStore(feature_file) as store:
+        arrays = load_arrays(store, protocol)
+    if arrays.X_test is None:
+        raise FeatltError(
+            f"feature file {feature_file}: no '{protocol.test_split}' split to evaluate on; "
+            "extract a test split"
+        )
+    data = SelectionData(arrays.X_train, arrays.y_train, arrays.X_val, arrays.y_val,
+                         arrays.train_counts)
+    check_selection_data(data, arrays.class_names)
+    if arrays.y_test.shape[0] == 0:
+        raise FeatltError(f"feature file {feature_file}: the test split is empty")
+    n_classes = len(arrays.class_names)
+    if arrays.y_test.min() < 0 or arrays.y_test.max() >= n_classes:
+        raise FeatltError(
+            f"feature file {feature_file}: test labels outside 0..{n_classes - 1}; re-extract"
+        )
+    start = time.perf_counter()
+    selected = select_heads(names, data, device=device, seed=seed, overrides=overrides)
+    total_fit = time.perf_counter() - start
+    out_dir = Path(out_dir)
+    config = {"feature_file": str(feature_file), "heads": names, "device": device, "seed": seed,
+              "n_bootstrap": n_bootstrap, "overrides": overrides or {}}
+    summary: dict[str, Any] = {"config": config, "provenance": arrays.provenance,
+                               "class_names": arrays.class_names, "heads": {}}
+    for name, result in selected.items():
+        spec = head_spec(name)
+        # The test split is scored here, once per head, after all selection is done.
+        proba = result.head.predict_proba(arrays.X_test)
+        metrics = evaluate(arrays.y_test, proba, arrays.train_counts, n_bootstrap=n_bootstrap,
+                           seed=seed, class_names=arrays.class_names)
+        document = {
+            "name": name, "description": spec.description, "source": spec.source,
+            "class_names": arrays.class_names, "config": config,
+            "provenance": arrays.provenance, "selection": {
+                "selected": result.selected, "val": result.val, "candidates": result.candidates,
+                "grid": spec.grid, "fit_seconds": result.fit_seconds,
+            },
+            "metrics": {"test": metrics},
+        }
+        save_head(result.head, out_dir / name, document)
+        summary["heads"][name] = {
+            **{k: metrics[k] for k in ("accuracy", "balanced_accuracy", "head_third",
+                                       "mid_third", "tail_third", "many", "medium", "few",
+                                       "worst_class_accuracy", "macro_f1", "nll", "ece")},
+            "balanced_accuracy_ci": metrics.get("balanced_accuracy_ci"),
+            "val_balanced_accuracy": result.val["balanced_accuracy"],
+            "fit_seconds": result.fit_seconds,
+            "selected": result.selected,
+            "dir": str(out_dir / name),
+        }
+    summary["total_fit_seconds"] = total_fit
+    write_json_atomic(out_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def _check_compatible(document: dict[str, Any], store: Any, split: str, head_dir: Path) -> None:
+    from featlt.store import require_same_provenance
+
+    stored = document.get("provenance", {}).get("features", {})
+    require_same_provenance(
+        stored, store.provenance,
+        f"head {head_dir} (trained on {document.get('provenance', {}).get('store')}) applied "
+        f"to {store.path}", keys=("backbone",),
+    )
+    names = store.class_names(split)
+    if names != document.get("class_names"):
+        raise FeatltError(
+            f"feature file {store.path}: split '{split}' has classes {names[:5]}... but head "
+            f"{head_dir} predicts {document.get('class_names', [])[:5]}...; use a file of the "
+            "same dataset"
+        )
+
+
+def predict_features(
+    head_dir: str | Path,
+    feature_file: str | Path,
+    split: str = "test",
+    output: str | Path | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Apply a saved head to every row of ``split`` in a feature file of the same backbone.
+
+    Refuses a file whose ``backbone`` provenance differs from the head's training features.
+    With ``output`` (a .csv) writes one row per sample: row, source_index, label, prediction,
+    prediction_name, confidence. Returns a summary with the metrics against the stored labels.
+    """
+    from featlt.metrics import evaluate
+    from featlt.store import FeatureStore
+
+    head_dir = Path(head_dir)
+    head, document = load_head(head_dir)
+    with FeatureStore(feature_file) as store:
+        _check_compatible(document, store, split, head_dir)
+        X = store.read(split)
+        labels = store.labels(split)
+        source_index = store.source_index(split)
+    if X.shape[0] == 0:
+        raise FeatltError(f"feature file {feature_file}: split '{split}' is empty")
+    proba = head.predict_proba(X)
+    pred = proba.argmax(axis=1)
+    names = document["class_names"]
+    if output is not None:
+        write_predictions_csv(Path(output), {
+            "row": np.arange(X.shape[0]), "source_index": source_index, "label": labels,
+            "prediction": pred, "prediction_name": [names[i] for i in pred],
+            "confidence": proba.max(axis=1),
+        })
+    train_counts = document["provenance"]["view"]["train_class_counts"]
+    return {
+        "head": document.get("name"), "head_dir": str(head_dir), "feature_file": str(feature_file),
+        "split": split, "n": int(X.shape[0]), "output": None if output is None else str(output),
+        "metrics": evaluate(labels, proba, train_counts, n_bootstrap=n_bootstrap, seed=seed,
+                            class_names=names),
+        "predicted_counts": np.bincount(pred, minlength=len(names)).tolist(),
+    }
+
+
+def write_predictions_csv(path: Path, columns: dict[str, Any]) -> Path:
+    """Write equal-length columns as CSV, atomically (temporary file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    keys = list(columns)
+    try:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(keys)
+            for row in zip(*(columns[k] for k in keys), strict=True):
+                writer.writerow([to_jsonable(v) for v in row])
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,199 @@
+"""Long-tail metrics (ALGORITHMS.md §0): accuracies with bootstrap intervals, shot groups,
+worst-class accuracy, macro-F1, NLL, top-label ECE overall and per group, confusion matrix.
+
+Definitions (all on one evaluation split; classes are 0..C-1, C = ``len(train_counts)``):
+
+- ``accuracy``: share of correct rows. ``balanced_accuracy``: mean per-class recall over the
+  classes present in ``y_true``.
+- Group accuracies (``head_third``, ``mid_third``, ``tail_third``, ``many``, ``medium``, ``few``,
+  groups from :func:`featlt.shots.shot_groups` on the *training* counts): mean per-class recall
+  over the group's classes present in ``y_true``; ``None`` when the group is empty.
+- ``worst_class_accuracy``: the lowest per-class recall (and which class).
+- ``macro_f1``: unweighted mean F1 over the classes present in ``y_true``.
+- ``nll``: mean ``-log p(true class)``, probabilities clipped below at float64 eps.
+- ``ece``: top-label expected calibration error with 15 equal-width confidence bins
+  ``(k/15, (k+1)/15]``: ``sum_b |acc_b - conf_b| * n_b / n``; per-group ECE uses the rows whose
+  *true* class is in the group.
+- Bootstrap: ``n_bootstrap`` resamples of the evaluation rows (with replacement, seeded); the
+  interval is the 2.5th-97.5th percentile of accuracy and balanced accuracy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from featlt.errors import FeatltError
+from featlt.shots import ALL_GROUPS, shot_groups
+
+N_BOOTSTRAP = 1000
+ECE_BINS = 15
+BOOTSTRAP_CHUNK = 50  # resamples drawn at once (bounds memory at chunk x n)
+PROB_FLOOR = float(np.finfo(np.float64).eps)
+
+
+def check_predictions(y_true: Any, proba: Any, n_classes: int, what: str = "predictions") -> tuple[
+    np.ndarray, np.ndarray
+]:
+    """Validate ``y_true`` (n,) ints in 0..C-1 and ``proba`` (n, C) probabilities."""
+    y = np.asarray(y_true)
+    p = np.asarray(proba, dtype=np.float64)
+    if y.ndim != 1 or y.shape[0] == 0:
+        raise FeatltError(
+            f"{what}: the evaluation split is empty (labels of shape {y.shape}); evaluate on a "
+            "split with at least one row"
+        )
+    if p.ndim != 2 or p.shape != (y.shape[0], n_classes):
+        raise FeatltError(
+            f"{what}: probabilities have shape {p.shape}, expected ({y.shape[0]}, {n_classes}) "
+            "(one row per label, one column per class)"
+        )
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
+        raise FeatltError(
+            f"{what}: labels must be class ids in 0..{n_classes - 1}, got values from "
+            f"{y.min()} to {y.max()}; map labels to the training classes first"
+        )
+    if not np.all(np.isfinite(p)) or np.any(p < 0) or not np.allclose(p.sum(axis=1), 1.0,
+                                                                         atol=1e-6):
+        raise FeatltError(
+            f"{what}: probabilities must be finite, non-negative and sum to 1 per row; pass "
+            "predict_proba output, not logits"
+        )
+    return y.astype(np.int64), p
+
+
+def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Recall of every class ``(C,)`` float64; NaN for classes absent from ``y_true``."""
+    seen = np.bincount(y_true, minlength=n_classes).astype(np.float64)
+    hits = np.bincount(y_true, weights=(y_true == y_pred), minlength=n_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(seen > 0, hits / seen, np.nan)
+
+
+def mean_over(values: np.ndarray, classes: np.ndarray | None) -> float | None:
+    """Mean of ``values[classes]`` ignoring NaN; None for an empty group or all-NaN."""
+    if classes is None:
+        return None
+    picked = values[classes]
+    picked = picked[~np.isnan(picked)]
+    return float(picked.mean()) if picked.size else None
+
+
+def top_label_ece(proba: np.ndarray, y_true: np.ndarray, n_bins: int = ECE_BINS) -> float | None:
+    """Top-label ECE with ``n_bins`` equal-width bins; None without rows.
+
+    Args:
+        proba: (n, C) probabilities; y_true: (n,) class ids.
+    """
+    if y_true.shape[0] == 0:
+        return None
+    confidence = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y_true).astype(np.float64)
+    # Bin k holds confidences in (k/n_bins, (k+1)/n_bins]; a confidence of exactly 0 joins bin 0.
+    bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    gap = np.bincount(bins, weights=correct, minlength=n_bins) - np.bincount(
+        bins, weights=confidence, minlength=n_bins
+    )
+    return float(np.abs(gap).sum() / y_true.shape[0]) if count.sum() else None
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Unweighted mean F1 over the classes present in ``y_true``."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y_true, y_pred, labels=np.unique(y_true), average="macro",
+                          zero_division=0))
+
+
+def bootstrap_intervals(
+    y_true: np.ndarray, correct: np.ndarray, n_classes: int, n_bootstrap: int, seed: int
+) -> dict[str, list[float]]:
+    """95% percentile intervals of accuracy and balanced accuracy over resampled rows.
+
+    Args:
+        y_true: (n,) class ids; correct: (n,) bool, whether each row was predicted right.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    n = y_true.shape[0]
+    acc, bal = [], []
+    for start in range(0, n_bootstrap, BOOTSTRAP_CHUNK):
+        b = min(BOOTSTRAP_CHUNK, n_bootstrap - start)
+        rows = rng.integers(0, n, size=(b, n))
+        hit = correct[rows].astype(np.float64)
+        acc.append(hit.mean(axis=1))
+        cell = (np.arange(b)[:, None] * n_classes + y_true[rows]).ravel()
+        seen = np.bincount(cell, minlength=b * n_classes).reshape(b, n_classes)
+        hits = np.bincount(cell, weights=hit.ravel(), minlength=b * n_classes).reshape(
+            b, n_classes
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bal.append(np.nanmean(np.where(seen > 0, hits / seen, np.nan), axis=1))
+    out = {}
+    for name, values in (("accuracy", np.concatenate(acc)), ("balanced_accuracy",
+                                                             np.concatenate(bal))):
+        low, high = np.percentile(values, [2.5, 97.5])
+        out[name] = [float(low), float(high)]
+    return out
+
+
+def evaluate(
+    y_true: Any,
+    proba: Any,
+    train_counts: Any,
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = 0,
+    class_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Every long-tail metric of one set of predictions.
+
+    Args:
+        y_true: (n,) int class ids in 0..C-1.
+        proba: (n, C) predicted probabilities.
+        train_counts: (C,) int long-tailed training count per class (for the shot groups).
+        n_bootstrap: resamples for the intervals (0: no intervals).
+        seed: seeds the bootstrap.
+    Returns:
+        A JSON-able dict; empty groups and classes absent from ``y_true`` are None.
+    """
+    from sklearn.metrics import confusion_matrix
+
+    counts = np.asarray(train_counts)
+    n_classes = counts.shape[0]
+    y, p = check_predictions(y_true, proba, n_classes)
+    pred = p.argmax(axis=1)
+    correct = pred == y
+    recall = per_class_accuracy(y, pred, n_classes)
+    groups = shot_groups(counts)
+    present = ~np.isnan(recall)
+    worst = int(np.flatnonzero(present)[np.argmin(recall[present])])
+    result: dict[str, Any] = {
+        "n": int(y.shape[0]),
+        "accuracy": float(correct.mean()),
+        "balanced_accuracy": float(np.nanmean(recall)),
+    }
+    if n_bootstrap:
+        intervals = bootstrap_intervals(y, correct, n_classes, n_bootstrap, seed)
+        result["accuracy_ci"] = intervals["accuracy"]
+        result["balanced_accuracy_ci"] = intervals["balanced_accuracy"]
+    for name in ALL_GROUPS:
+        result[name] = mean_over(recall, groups[name])
+    result.update(
+        worst_class_accuracy=float(recall[worst]),
+        worst_class=worst if class_names is None else class_names[worst],
+        macro_f1=macro_f1(y, pred),
+        nll=float(-np.log(np.maximum(p[np.arange(y.shape[0]), y], PROB_FLOOR)).mean()),
+        ece=top_label_ece(p, y),
+    )
+    in_group: dict[str, float | None] = {}
+    for name in ALL_GROUPS:
+        members = groups[name]
+        mask = np.isin(y, members) if members is not None else np.zeros_like(correct)
+        in_group[name] = top_label_ece(p[mask], y[mask]) if mask.any() else None
+    result["ece_groups"] = in_group
+    result["per_class_accuracy"] = [None if np.isnan(r) else float(r) for r in recall]
+    result["confusion_matrix"] = confusion_matrix(y, pred, labels=np.arange(n_classes)).tolist()
+    result["groups"] = {k: None if v is None else v.tolist() for k, v in groups.items()}
+    result["bootstrap"] = {"n": int(n_bootstrap), "seed": seed, "interval": 0.95}
+    return result

@@ -1,0 +1,191 @@
+"""Model selection on validation data only (ALGORITHMS.md §0).
+
+For a named head (:mod:`featlt.heads.registry`) every combination of its grid (learning rate,
+weight decay, tau, scale ...) is fitted on the training rows; trainable heads stop early on the
+validation rows. The combination with the best validation balanced accuracy wins (ties: lower
+validation cross-entropy, then grid order). A temperature is then fitted on validation
+(minimising NLL; it changes probabilities, never predictions). Post-hoc wrappers reuse their
+base head's selection. The test split is not touched here; the caller
+(:func:`featlt.heads.workflow.fit_classifiers`) scores it once, after everything is chosen.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from featlt.errors import FeatltError
+from featlt.heads.base import BaseHead
+from featlt.heads.registry import head_spec
+
+TEMPERATURE_BOUNDS = (1e-3, 1e3)
+
+
+@dataclass
+class SelectedHead:
+    """A head fitted with its validation-chosen hyper-parameters."""
+
+    name: str
+    head: BaseHead
+    selected: dict[str, Any]  # chosen grid values, best epoch, temperature
+    val: dict[str, float]  # balanced_accuracy and nll of the chosen head on validation
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # every grid point tried
+    fit_seconds: float = 0.0  # wall time of the whole procedure, selection (and base) included
+
+
+@dataclass(frozen=True)
+class SelectionData:
+    """Training and validation arrays with labels 0..C-1."""
+
+    X_train: np.ndarray  # (n_train, D)
+    y_train: np.ndarray  # (n_train,) int
+    X_val: np.ndarray  # (n_val, D)
+    y_val: np.ndarray  # (n_val,) int
+    train_counts: np.ndarray  # (C,) long-tailed training counts (the prior)
+
+
+def val_score(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(balanced accuracy, cross-entropy) of raw logits ``(n, C)`` on labels ``(n,)`` 0..C-1."""
+    from scipy.special import log_softmax
+
+    pred = logits.argmax(axis=1)
+    classes = np.unique(y)
+    recall = [(pred[y == c] == c).mean() for c in classes]
+    nll = -log_softmax(logits, axis=1)[np.arange(y.shape[0]), y].mean()
+    return float(np.mean(recall)), float(nll)
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature ``T`` minimising validation NLL of ``softmax(logits / T)``.
+
+    Args:
+        logits: (n, C) raw validation logits; y: (n,) labels 0..C-1.
+    """
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    rows = np.arange(y.shape[0])
+
+    def nll(log_t: float) -> float:
+        return float(-log_softmax(logits / math.exp(log_t), axis=1)[rows, y].mean())
+
+    low, high = (math.log(b) for b in TEMPERATURE_BOUNDS)
+    found = minimize_scalar(nll, bounds=(low, high), method="bounded",
+                            options={"xatol": 1e-4})
+    return float(math.exp(found.x))
+
+
+def grid_points(grid: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Every combination of a grid, in order (one empty point for an empty grid)."""
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def runtime_params(head: BaseHead, device: str, seed: int) -> dict[str, Any]:
+    """``device`` and ``random_state`` for the heads that take them."""
+    names = head.get_params(deep=False)
+    return {k: v for k, v in (("device", device), ("random_state", seed)) if k in names}
+
+
+def select_head(
+    name: str,
+    data: SelectionData,
+    device: str = "auto",
+    seed: int = 0,
+    done: dict[str, SelectedHead] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> SelectedHead:
+    """Fit every grid point of head ``name``, keep the best on validation, fit its temperature.
+
+    Args:
+        done: heads already selected in this run; a wrapper's base is taken from here (and
+            added when missing).
+        overrides: fixed constructor parameters (e.g. ``max_epochs``) for every grid point.
+    """
+    spec = head_spec(name)
+    done = {} if done is None else done
+    start = time.perf_counter()
+    base_seconds = 0.0
+    fixed = dict(overrides or {})
+    if spec.base is not None:
+        if spec.base not in done:
+            done[spec.base] = select_head(spec.base, data, device, seed, done, overrides)
+        fixed["base"] = done[spec.base].head
+        base_seconds = done[spec.base].fit_seconds
+        fixed = {k: v for k, v in fixed.items() if k in spec.build().get_params(deep=False)}
+    fitted, candidates = [], []
+    for point in grid_points(spec.grid):
+        head = spec.build(**fixed, **point)
+        head.set_params(**runtime_params(head, device, seed))
+        head.fit(data.X_train, data.y_train, X_val=data.X_val, y_val=data.y_val)
+        bacc, nll = val_score(head.decision_function(data.X_val), data.y_val)
+        candidates.append({**point, "val_balanced_accuracy": bacc, "val_nll": nll,
+                           "best_epoch": getattr(head, "best_epoch_", None)})
+        fitted.append((head, point))
+    # Best balanced accuracy, then lowest NLL; max() keeps the first of equal keys (grid order).
+    chosen = max(range(len(candidates)), key=lambda i: (
+        candidates[i]["val_balanced_accuracy"], -candidates[i]["val_nll"]))
+    head, point = fitted[chosen]
+    bacc, nll = candidates[chosen]["val_balanced_accuracy"], candidates[chosen]["val_nll"]
+    temperature = fit_temperature(head.decision_function(data.X_val), data.y_val)
+    head.set_params(temperature=temperature)
+    selected = {**point, "temperature": temperature}
+    if hasattr(head, "best_epoch_"):
+        selected["best_epoch"] = head.best_epoch_
+    if spec.base is not None:
+        selected["base"] = {"name": spec.base, **done[spec.base].selected}
+    return SelectedHead(
+        name=name, head=head, selected=selected,
+        val={"balanced_accuracy": bacc, "nll": nll}, candidates=candidates,
+        fit_seconds=time.perf_counter() - start + base_seconds,
+    )
+
+
+def select_heads(
+    names: list[str],
+    data: SelectionData,
+    device: str = "auto",
+    seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, SelectedHead]:
+    """Select every named head (shared bases are fitted once); returns them in ``names`` order."""
+    done: dict[str, SelectedHead] = {}
+    for name in names:
+        if name not in done:
+            done[name] = select_head(name, data, device, seed, done, overrides)
+    return {name: done[name] for name in names}
+
+
+def check_selection_data(data: SelectionData, class_names: list[str]) -> None:
+    """Refuse what selection cannot work with, naming the fix."""
+    n_classes = len(data.train_counts)
+    for split, X, y in (("train", data.X_train, data.y_train), ("validation", data.X_val,
+                                                                 data.y_val)):
+        if y.shape[0] == 0:
+            raise FeatltError(
+                f"{split} split: empty; check the profile and the feature file's splits"
+            )
+        if y.min() < 0 or y.max() >= n_classes:
+            raise FeatltError(
+                f"{split} split: labels outside 0..{n_classes - 1}; the feature file is "
+                "inconsistent, re-extract it"
+            )
+        bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+        if bad.size:
+            raise FeatltError(
+                f"{split} split: features of row {int(bad[0])} contain NaN/Inf "
+                f"({bad.size} rows); re-extract the features"
+            )
+    missing = np.flatnonzero(np.asarray(data.train_counts) == 0)
+    if missing.size:
+        c = int(missing[0])
+        raise FeatltError(
+            f"class {c} ('{class_names[c]}') has no training rows in this view "
+            f"({missing.size} class(es) missing); a head cannot learn it — use a profile or "
+            "imbalance factor that keeps every class, or drop the class from the data"
+        )
