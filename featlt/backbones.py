@@ -1,0 +1,443 @@
+"""Frozen timm backbones from a spec: weights, data config, device and precision, provenance.
+
+A :class:`BackboneSpec` names a timm model (``arch`` or ``arch.tag``; the tag fixes the
+preprocessing) and a weights source:
+
+- ``random``: seeded random initialisation (a baseline; no download);
+- a file ``*.safetensors`` / ``*.pth`` / ``*.pt`` / ``*.bin``: a timm-layout state dict, loaded
+  with ``torch.load(weights_only=True)`` (a ``.pth`` holding anything but tensors is refused,
+  never executed);
+- ``local-dir:FOLDER``: a timm/Hugging Face export (``config.json`` plus ``model.safetensors`` or
+  ``pytorch_model.bin``);
+- ``hub``: the tag's weights on the Hugging Face hub, from the local hub cache, downloaded only
+  with ``--allow-download``.
+
+Zoo names (``featlt weights list``) resolve to a spec through :func:`resolve_spec`.
+
+Local weights are loaded by featlt, not by timm, so that every failure names the file, the
+backbone, the first mismatching tensor and both shapes. The classifier size is taken from the
+file (0 when it has no classifier), so logits stay available where the weights have them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from featlt.data.sources import file_sha256
+from featlt.errors import FeatltError
+from featlt.runtime import log
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+LOCAL_DIR_FILES = ("model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What to build: a timm model, a weights source and the preprocessing resolution."""
+
+    model: str  # timm "arch" or "arch.tag"; the tag selects the preprocessing config
+    weights: str = "random"  # random | hub | FILE | local-dir:FOLDER (see the module docstring)
+    resolution: int | None = None  # square input size; None: the tag's own input size
+    seed: int = 0  # seeds random initialisation
+    zoo: str | None = None  # the zoo entry this spec came from, recorded in provenance
+    origin: dict[str, Any] | None = None  # where converted zoo weights came from
+
+
+@dataclass
+class Backbone:
+    """A frozen model on its device with its eval transform.
+
+    ``transform`` maps an RGB PIL image to a (3, H, W) float32 tensor; :meth:`forward` maps a
+    (B, 3, H, W) batch to (B, D) float32 features and, when asked, (B, K) float32 logits.
+    """
+
+    model: Any  # torch.nn.Module in eval mode, parameters frozen
+    transform: Callable[[Any], Any]
+    dim: int  # D, the pooled pre-logits width (head_hidden_size)
+    num_classes: int  # K, the classifier width of the weights (0: no classifier)
+    device: str
+    precision: str  # float32 | amp-bfloat16 | amp-float16
+    provenance: dict[str, Any] = field(repr=False)  # what shapes the features (no local paths)
+    weights_path: str | None = None  # where the weights were read (machine-specific)
+
+    def forward(self, images: Any, logits: bool = False) -> tuple[Any, Any]:
+        """Pooled pre-logits features (B, D) and optionally logits (B, K), float32, on CPU."""
+        import torch
+
+        x = images.to(self.device, non_blocking=True)
+        if self.device == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self._autocast():
+            hidden = self.model.forward_features(x)
+            feats = self.model.forward_head(hidden, pre_logits=True)
+            out = self.model.forward_head(hidden) if logits else None
+        if feats.ndim != 2:
+            raise FeatltError(
+                f"backbone {self.provenance['model']}: pooled features have shape "
+                f"{tuple(feats.shape)}, not (B, D); choose a model with a pooling head"
+            )
+        return feats.float().cpu(), None if out is None else out.float().cpu()
+
+    def _autocast(self) -> Any:
+        import torch
+
+        if self.precision.startswith("amp-"):
+            dtype = getattr(torch, self.precision.removeprefix("amp-"))
+            return torch.autocast(device_type=self.device, dtype=dtype)
+        return contextlib.nullcontext()
+
+
+def resolve_spec(
+    model: str, weights: str | None, resolution: int | None = None, seed: int = 0
+) -> BackboneSpec:
+    """A spec from CLI-style input: a zoo name, or a timm name with an explicit weights source."""
+    from featlt.extractors import get_zoo_entry, zoo_names
+
+    if model in zoo_names():
+        if weights is not None:
+            raise FeatltError(
+                f"--model {model} is a zoo entry and fixes its own weights; drop --weights "
+                f"{weights}, or pass a timm architecture as --model"
+            )
+        return get_zoo_entry(model).spec(resolution=resolution, seed=seed)
+    check_model_name(model)
+    if weights is None:
+        raise FeatltError(
+            f"--model {model}: no weights given; pass --weights FILE.safetensors|FILE.pth, "
+            "--weights local-dir:FOLDER, --weights hub (with --allow-download to fetch), "
+            "--weights random for a random-init baseline, or a zoo name (featlt weights list)"
+        )
+    return BackboneSpec(model=model, weights=weights, resolution=resolution, seed=seed)
+
+
+def check_model_name(model: str) -> tuple[str, str | None]:
+    """Split ``arch[.tag]`` and check both against timm; unknown names get close suggestions."""
+    import timm
+    from timm.models import split_model_name_tag
+
+    from featlt.extractors import zoo_names
+
+    arch, tag = split_model_name_tag(model)
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, [*timm.list_models(), *zoo_names()], n=5)
+        hint = f"did you mean {', '.join(close)}?" if close else "no similar name exists;"
+        raise FeatltError(
+            f"--model {model}: '{arch}' is not a timm architecture or zoo entry; {hint} "
+            "list names with `python -c 'import timm; print(timm.list_models())'` or "
+            "`featlt weights list`"
+        )
+    if tag:
+        tags = [name.split(".", 1)[1] for name in timm.list_pretrained(f"{arch}.*")]
+        if tag not in tags:
+            raise FeatltError(
+                f"--model {model}: '{arch}' has no tag '{tag}'; its tags are "
+                f"{', '.join(tags) or 'none'} (or omit the tag for the default)"
+            )
+    return arch, tag or None
+
+
+def create_backbone(spec: BackboneSpec, device: str = "cpu", amp: bool = True) -> Backbone:
+    """Build the frozen model of ``spec`` on ``device`` (``cpu`` or ``cuda``).
+
+    On CUDA the model runs in channels_last with bfloat16 autocast (float16 where bfloat16 is not
+    supported) unless ``amp`` is False; on CPU it runs in float32.
+    """
+    import timm
+    import torch
+    from timm.data import create_transform, resolve_model_data_config
+
+    check_model_name(spec.model)
+    weights_record: dict[str, Any]
+    weights_path: str | None = None
+    if spec.weights == "random":
+        model = _random_model(spec.model, spec.seed)
+        weights_record = {"source": "random", "seed": spec.seed}
+    else:
+        file, create_kwargs, weights_record = _locate_weights(spec)
+        state = load_state_file(file, spec.model)
+        num_classes = _classifier_width(spec.model, state, create_kwargs)
+        model = timm.create_model(
+            spec.model, pretrained=False, num_classes=num_classes, **create_kwargs
+        )
+        check_state_fits(model, state, str(file), spec.model)
+        model.load_state_dict(state, strict=True)
+        weights_record["sha256"] = file_sha256(file)
+        weights_path = str(file)
+    model.eval().requires_grad_(False)
+    weights_record["num_classes"] = int(getattr(model, "num_classes", 0))
+    weights_record["tensors_sha256"] = state_sha256(model.state_dict())
+
+    data_config = resolve_model_data_config(model)
+    if spec.resolution is not None:
+        if spec.resolution < 8:
+            raise FeatltError(f"--resolution {spec.resolution}: too small; pass at least 8")
+        data_config["input_size"] = (data_config["input_size"][0], spec.resolution, spec.resolution)
+    transform = create_transform(**data_config, is_training=False)
+
+    precision = "float32"
+    if device == "cuda":
+        model = model.to(device, memory_format=torch.channels_last)
+        if amp:
+            precision = "amp-bfloat16" if torch.cuda.is_bf16_supported() else "amp-float16"
+    dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
+    pretrained_cfg = model.pretrained_cfg
+    provenance = {
+        "model": f"{pretrained_cfg['architecture']}.{pretrained_cfg.get('tag') or ''}".rstrip("."),
+        "arch": pretrained_cfg["architecture"],
+        "tag": pretrained_cfg.get("tag"),
+        "zoo": spec.zoo,
+        "weights": {**weights_record, **({"origin": spec.origin} if spec.origin else {})},
+        "data_config": _jsonable_config(data_config),
+        "resolution": spec.resolution,
+        "feature": {"layer": "pre_logits", "pooling": _pooling(model), "dim": dim},
+        "device": device,
+        "precision": precision,
+        "channels_last": device == "cuda",
+    }
+    log.info("backbone %s: %s weights, dim %d, %s", provenance["model"],
+             weights_record["source"], dim, precision)
+    return Backbone(
+        model=model,
+        transform=transform,
+        dim=dim,
+        num_classes=weights_record["num_classes"],
+        device=device,
+        precision=precision,
+        provenance=provenance,
+        weights_path=weights_path,
+    )
+
+
+def _random_model(model: str, seed: int) -> Any:
+    """A randomly initialised model; the global torch RNG is left untouched."""
+    import timm
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return timm.create_model(model, pretrained=False)
+
+
+def _locate_weights(spec: BackboneSpec) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """(weights file, extra create_model kwargs, provenance record) of a non-random source."""
+    source = spec.weights
+    if source == "hub":
+        return _hub_file(spec.model), {}, {"source": "hub"}
+    if source.startswith("local-dir:"):
+        return _local_dir(Path(source.removeprefix("local-dir:")).expanduser(), spec.model)
+    path = Path(source).expanduser()
+    if path.suffix.lower() not in WEIGHT_SUFFIXES:
+        raise FeatltError(
+            f"--weights {source}: not a weights file ({', '.join(WEIGHT_SUFFIXES)}), "
+            "'local-dir:FOLDER', 'hub' or 'random'; pass one of those"
+        )
+    return path, {}, {"source": "zoo" if spec.zoo else "file"}
+
+
+def _local_dir(folder: Path, model: str) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """Weights file and pretrained config of a timm export folder; its architecture must match."""
+    from timm.models import split_model_name_tag
+
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise FeatltError(
+            f"--weights local-dir:{folder}: {config_file} not found for backbone {model}; pass a "
+            "folder written by timm (config.json + model.safetensors)"
+        )
+    config = json.loads(config_file.read_text())
+    pretrained_cfg = dict(config.get("pretrained_cfg", config))
+    arch = config.get("architecture", pretrained_cfg.get("architecture"))
+    if arch != split_model_name_tag(model)[0]:
+        raise FeatltError(
+            f"--weights local-dir:{folder}: holds architecture '{arch}' but --model is "
+            f"'{model}'; pass --model {arch}"
+        )
+    file = next((folder / n for n in LOCAL_DIR_FILES if (folder / n).is_file()), None)
+    if file is None:
+        raise FeatltError(
+            f"--weights local-dir:{folder}: no weights file ({', '.join(LOCAL_DIR_FILES)}) for "
+            f"backbone {model}; copy the export's weights file into the folder"
+        )
+    pretrained_cfg.pop("architecture", None)
+    kwargs: dict[str, Any] = {"pretrained_cfg_overlay": pretrained_cfg,
+                              **config.get("model_args", {})}
+    return file, kwargs, {"source": "local-dir"}
+
+
+def _hub_file(model: str) -> Path:
+    """The tag's weights file from the Hugging Face hub cache (downloads need --allow-download)."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model)
+    if cfg is None or not cfg.hf_hub_id:
+        raise FeatltError(
+            f"--weights hub: backbone {model} has no Hugging Face hub weights in timm; download "
+            "a weights file yourself and pass --weights FILE"
+        )
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
+
+    names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors",
+                                                                 "pytorch_model.bin"]
+    for name in names:
+        try:
+            return Path(hf_hub_download(cfg.hf_hub_id, name))
+        except LocalEntryNotFoundError as err:
+            raise FeatltError(
+                f"--weights hub: {cfg.hf_hub_id}/{name} for backbone {model} is not in the local "
+                "hub cache and featlt is offline; pass --allow-download, or --weights FILE"
+            ) from err
+        except EntryNotFoundError:
+            continue
+    raise FeatltError(f"--weights hub: {cfg.hf_hub_id} holds none of {', '.join(names)}")
+
+
+def load_state_file(path: Path, backbone: str) -> dict[str, Any]:
+    """A flat ``name -> tensor`` state dict from a safetensors or torch file (weights only).
+
+    Raises :class:`FeatltError` for a missing file, a file that is not a state dict, and a
+    pickle holding anything but tensors (refused by ``weights_only`` before any code runs, or
+    found among the values).
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FeatltError(
+            f"weights file {path}: not found for backbone {backbone}; pass an existing file "
+            "with --weights, or convert one with `featlt weights convert`"
+        )
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as err:
+            raise FeatltError(
+                f"weights file {path}: not a readable safetensors file ({err}); re-create it "
+                "with `featlt weights convert`"
+            ) from err
+    import pickle
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise FeatltError(
+            f"weights file {path}: holds objects other than tensors, refused without running "
+            f"them ({str(err).splitlines()[0]}); save only the state dict "
+            "(torch.save(model.state_dict(), path)) or a .safetensors file"
+        ) from err
+    except (RuntimeError, OSError, EOFError) as err:
+        raise FeatltError(
+            f"weights file {path}: not a torch checkpoint ({err}); pass a .pth state dict "
+            "or a .safetensors file"
+        ) from err
+    if not isinstance(state, dict):
+        raise FeatltError(
+            f"weights file {path}: holds a {type(state).__name__}, not a state dict of tensors; "
+            "save model.state_dict()"
+        )
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise FeatltError(
+                f"weights file {path}: entry '{key}' is a {type(value).__name__}, not a tensor; "
+                "refused (featlt loads plain state dicts only); save just the tensors, e.g. "
+                "torch.save(checkpoint['state_dict'], path)"
+            )
+    return state
+
+
+def _classifier_width(model: str, state: dict[str, Any], create_kwargs: dict[str, Any]) -> int:
+    """K of the classifier in ``state``: the rows of ``<classifier>.weight``, 0 when absent."""
+    from timm.models import get_pretrained_cfg
+
+    overlay = create_kwargs.get("pretrained_cfg_overlay", {})
+    cfg = get_pretrained_cfg(model)
+    classifier = overlay.get("classifier") or (cfg.classifier if cfg else None) or "head"
+    names = [classifier] if isinstance(classifier, str) else list(classifier)
+    weight = state.get(f"{names[0]}.weight")
+    return int(weight.shape[0]) if weight is not None else 0
+
+
+def check_state_fits(model: Any, state: dict[str, Any], source: str, backbone: str) -> None:
+    """Raise a :class:`FeatltError` naming the first tensor where ``state`` does not fit ``model``.
+
+    Checks, in the model's order: every model tensor present with the model's shape; then no
+    tensor in ``state`` the model lacks.
+    """
+    target = model.state_dict()
+    convert = f"`featlt weights convert {source} --model {backbone}`"
+    missing = [k for k in target if k not in state]
+    for key, tensor in target.items():
+        if key not in state:
+            raise FeatltError(
+                f"weights {source} do not fit backbone {backbone}: tensor '{key}' is missing "
+                f"({len(missing)} of {len(target)} model tensors missing; the file's first "
+                f"tensor is '{next(iter(state), 'none')}'); if the file uses another "
+                f"codebase's names, map it by position with {convert}"
+            )
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise FeatltError(
+                f"weights {source} do not fit backbone {backbone}: tensor '{key}' has shape "
+                f"{tuple(state[key].shape)} in the file but {tuple(tensor.shape)} in the model; "
+                "pass weights trained for this architecture (check the arch name and variant)"
+            )
+    extra = [k for k in state if k not in target]
+    if extra:
+        raise FeatltError(
+            f"weights {source} do not fit backbone {backbone}: the file has {len(extra)} "
+            f"tensor(s) the model lacks, first '{extra[0]}'; pass weights of this architecture "
+            f"or map them by position with {convert}"
+        )
+
+
+def state_sha256(state: dict[str, Any]) -> str:
+    """Hex sha256 over a state dict's names, dtypes, shapes and bytes (order as given)."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in state.items():
+        flat = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{flat.dtype}|{tuple(flat.shape)}\n".encode())
+        digest.update(flat.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape the features."""
+    import platform
+
+    import numpy
+    import PIL
+    import timm
+    import torch
+
+    from featlt import __version__
+
+    return {
+        "featlt": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _pooling(model: Any) -> str:
+    pool = getattr(model, "global_pool", None)
+    if isinstance(pool, str):
+        return pool
+    return str(getattr(pool, "pool_type", type(pool).__name__ if pool is not None else "none"))
+
+
+def _jsonable_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
