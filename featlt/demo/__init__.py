@@ -39,7 +39,7 @@ class DemoStep:
 
 _REGISTRY: list[DemoStep] = []
 
-STEP_MODULES = ("extract_step", "separability_step")
+STEP_MODULES = ("extract_step", "separability_step", "heads_step")
 
 
 def demo_step(name: str, description: str) -> Callable[[StepFn], StepFn]:

@@ -1,0 +1,130 @@
+"""``featlt fit-classifier`` and ``featlt predict``: heads on stored features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from featlt.cli import emit, featlt_command, main
+from featlt.runtime import Runtime
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _selected_text(selected: dict[str, Any]) -> str:
+    short = {"weight_decay": "wd", "temperature": "T", "best_epoch": "ep"}
+    parts = []
+    for key, value in selected.items():
+        if key == "base":
+            continue
+        text = f"{value:.3g}" if isinstance(value, float) else str(value)
+        parts.append(f"{short.get(key, key)}={text}")
+    return " ".join(parts)
+
+
+def comparison_table(summary: dict[str, Any]) -> str:
+    """One line per head: test metrics, fit time and the validation-chosen values."""
+    view = summary["provenance"]["view"]
+    lines = [
+        f"{summary['config']['feature_file']}  profile {view['protocol']['profile']}"
+        f"  train {view['train']['n']}  val {view['val']['n']} ({view['val']['regime']})"
+        f"  test {view['test']['n'] if view['test'] else 0}",
+        f"{'head':<17} {'bal.acc':>7} {'95% CI':>15} {'acc':>6} {'head':>6} {'mid':>6} "
+        f"{'tail':>6} {'few':>6} {'ECE':>6} {'fit s':>7}  selected on validation",
+    ]
+    for name, row in summary["heads"].items():
+        ci = row.get("balanced_accuracy_ci")
+        ci_text = f"[{ci[0]:.3f},{ci[1]:.3f}]" if ci else "-"
+        lines.append(
+            f"{name:<17} {_fmt(row['balanced_accuracy']):>7} {ci_text:>15} "
+            f"{_fmt(row['accuracy']):>6} {_fmt(row['head_third']):>6} {_fmt(row['mid_third']):>6} "
+            f"{_fmt(row['tail_third']):>6} {_fmt(row['few']):>6} {_fmt(row['ece']):>6} "
+            f"{row['fit_seconds']:>7.1f}  {_selected_text(row['selected'])}"
+        )
+    return "\n".join(lines)
+
+
+@main.command("fit-classifier")
+@click.argument("feature_file", type=click.Path(path_type=Path))
+@click.option("--head", "heads", multiple=True, default=("all",), show_default=True,
+              help="Head name (repeatable) or 'all'; an unknown name lists the names.")
+@click.option("--profile", type=click.Choice(["none", "cao2019", "first"]), default="none",
+              show_default=True,
+              help="Long-tail profile applied to the stored train split (none: use it as is).")
+@click.option("--imbalance-factor", type=float, default=100.0, show_default=True,
+              help="Imbalance factor of the profile.")
+@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: <FEATURE_FILE stem>-heads in the current folder).")
+@click.option("--max-epochs", type=int, default=None,
+              help="Cap the epochs of every trainable head (default: each head's own).")
+@click.option("--bootstrap", type=int, default=1000, show_default=True,
+              help="Bootstrap resamples for the test intervals (0: none).")
+@featlt_command
+def fit_classifier_command(
+    runtime: Runtime, feature_file: Path, heads: tuple[str, ...], profile: str,
+    imbalance_factor: float, out_dir: Path | None, max_epochs: int | None, bootstrap: int,
+) -> None:
+    """Fit, select on validation, evaluate on test and save classifier heads."""
+    from featlt.heads.workflow import fit_classifiers
+    from featlt.views import Protocol
+
+    protocol = Protocol(profile=profile, imbalance_factor=imbalance_factor,  # type: ignore[arg-type]
+                        seed=runtime.seed)
+    summary = fit_classifiers(
+        feature_file, heads, out_dir or Path(f"{feature_file.stem}-heads"), protocol,
+        device=runtime.device, seed=runtime.seed, n_bootstrap=bootstrap,
+        overrides=None if max_epochs is None else {"max_epochs": max_epochs},
+    )
+    emit(runtime, summary, comparison_table(summary))
+
+
+def prediction_text(result: dict[str, Any]) -> str:
+    metrics = result.get("metrics")
+    lines = [f"head {result['head']} on {result['source']}: {result['n']} predictions"
+             + (f" -> {result['output']}" if result.get("output") else "")]
+    if metrics:
+        lines.append(
+            f"  balanced accuracy {_fmt(metrics['balanced_accuracy'])}  accuracy "
+            f"{_fmt(metrics['accuracy'])}  head/mid/tail {_fmt(metrics['head_third'])}/"
+            f"{_fmt(metrics['mid_third'])}/{_fmt(metrics['tail_third'])}  ECE "
+            f"{_fmt(metrics['ece'])}"
+        )
+    lines.append(f"  predicted per class: {result['predicted_counts']}")
+    return "\n".join(lines)
+
+
+@main.command("predict")
+@click.argument("head_dir", type=click.Path(path_type=Path))
+@click.argument("feature_file", type=click.Path(path_type=Path), required=False)
+@click.option("--images", type=click.Path(path_type=Path), default=None,
+              help="Classify an image folder end to end (backbone + head) instead.")
+@click.option("--split", default="test", show_default=True,
+              help="Split of FEATURE_FILE to classify.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write one CSV row per prediction.")
+@click.option("--batch-size", type=int, default=64, show_default=True,
+              help="Images per backbone batch (--images).")
+@click.option("--weights", default=None,
+              help="Backbone weights (--images) when the recorded weights file is not on this "
+                   "machine; must be the same weights (checked by hash).")
+@featlt_command
+def predict_command(
+    runtime: Runtime, head_dir: Path, feature_file: Path | None, images: Path | None,
+    split: str, output: Path | None, batch_size: int, weights: str | None,
+) -> None:
+    """Apply a saved head to a feature file of the same backbone, or to an image folder."""
+    from featlt.heads.workflow import predict_features, predict_images
+
+    if (feature_file is None) == (images is None):
+        raise click.UsageError("give either FEATURE_FILE or --images FOLDER (not both)")
+    if feature_file is not None:
+        result = predict_features(head_dir, feature_file, split=split, output=output,
+                                  seed=runtime.seed)
+    else:
+        result = predict_images(head_dir, images, output=output, device=runtime.device,
+                                batch_size=batch_size, weights=weights, seed=runtime.seed)
+    emit(runtime, result, prediction_text(result))
