@@ -31,8 +31,8 @@ from featlt.scores.gaussian import (
 from featlt.scores.logme import logme_from_moments
 from featlt.scores.moments import feature_moments
 from featlt.scores.neighbours import (
-    knn_holdout,
-    knn_loo,
+    fit_ncm,
+    knn_evaluate,
     ncm_holdout,
     ncm_loo,
     stratified_query_rows,
@@ -97,7 +97,7 @@ class SeparabilityConfig:
     gbc_gaussian: str = "spherical"  # the GBC reference default; "diagonal" optional
     overlap_prior_strength: float = 10.0  # pseudo-samples of pooled variance per class (overlap)
     cluster_niter: int = 20  # Lloyd iterations of every k-means
-    cluster_max_points_per_centroid: int = 1024  # global clustering: faiss training subsample
+    cluster_max_points_per_centroid: int = 256  # global clustering: faiss's default, set explicitly
     density_clusters: int | None = None  # K_d; None: max(C, min(256, N // 500))
     density_max_points_per_centroid: int = 256  # faiss's default, set explicitly
     density_prior_strength: float = 10.0  # pseudo-samples of global variance per cluster
@@ -279,8 +279,9 @@ def _evaluate(
     with _timed(timings, "knn"):
         queries = stratified_query_rows(y, n_classes, config.knn_queries, groups["tail_third"],
                                         seed=config.seed)
-        knn_train = knn_loo(X, y, n_classes, queries, context, k=config.knn_k,
-                            metric=config.knn_metric, mean=moments.mean)
+        knn_train, knn_val = knn_evaluate(
+            X, y, n_classes, queries, context, X_val, y_val, k=config.knn_k,
+            metric=config.knn_metric, mean=moments.mean)
     tail = groups["tail_third"]
     scores["knn_balanced_accuracy"] = knn_train.balanced_accuracy
     scores["knn_tail_recall"] = None if tail is None else mean_or_none(
@@ -288,7 +289,10 @@ def _evaluate(
     per_class["knn_recall"] = knn_train.per_class_recall
 
     with _timed(timings, "ncm"):
-        ncm_train = ncm_loo(X, y, n_classes, mean=moments.mean)
+        ncm_fit = fit_ncm(X, y, n_classes, moments.mean)
+        ncm_train = ncm_loo(X, y, n_classes, fit=ncm_fit)
+        ncm_val = None if X_val is None else ncm_holdout(X, y, X_val, y_val, n_classes,
+                                                         fit=ncm_fit)
     scores["ncm_balanced_accuracy"] = ncm_train.balanced_accuracy
     scores["ncm_tail_recall"] = None if tail is None else mean_or_none(
         ncm_train.per_class_recall[tail])
@@ -296,13 +300,8 @@ def _evaluate(
     if knn_train.excluded_classes:
         notes.append(f"classes {knn_train.excluded_classes} have a single training sample: "
                      "left out of the leave-one-out kNN/NCM scores")
-
     scores["knn_balanced_accuracy_val"] = scores["ncm_balanced_accuracy_val"] = None
-    if X_val is not None and y_val is not None:
-        with _timed(timings, "validation"):
-            knn_val = knn_holdout(X, y, X_val, y_val, n_classes, context, k=config.knn_k,
-                                  metric=config.knn_metric, mean=moments.mean)
-            ncm_val = ncm_holdout(X, y, X_val, y_val, n_classes, mean=moments.mean)
+    if knn_val is not None and ncm_val is not None:
         scores["knn_balanced_accuracy_val"] = knn_val.balanced_accuracy
         scores["ncm_balanced_accuracy_val"] = ncm_val.balanced_accuracy
         per_class["knn_recall_val"] = knn_val.per_class_recall
@@ -359,6 +358,14 @@ def _evaluate(
     )
 
 
+def _read_rows(store: Any, split: str, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), D) float32 features, filled block by block (peak memory ~ one copy)."""
+    out = np.empty((rows.size, store.info(split).dim), dtype=np.float32)
+    for positions, values in store.iter_rows(split, rows):
+        out[positions] = values
+    return out
+
+
 def evaluate_store(
     path: str | Path,
     protocol: Any = None,
@@ -384,9 +391,9 @@ def evaluate_store(
     total = time.perf_counter()
     with FeatureStore(path) as store:
         view = resolve_view(store, protocol)
-        X_train = store.read(view.train_split, view.train_rows)
+        X_train = _read_rows(store, view.train_split, view.train_rows)
         y_train = store.labels(view.train_split)[view.train_rows]
-        X_val = store.read(view.val_split, view.val_rows)
+        X_val = _read_rows(store, view.val_split, view.val_rows)
         y_val = store.labels(view.val_split)[view.val_rows]
         record = {"file": str(path), "store": str(path), "features": store.provenance,
                   "view": view.record(), "created": store.created,

@@ -105,6 +105,7 @@ class ClasswiseSplit:
     seed: int
     niter: int
     spherical: bool
+    max_points_per_centroid: int | None  # None: every class trained on all its points
     device: dict[str, Any] = field(default_factory=dict)
 
     def plan_record(self) -> dict[str, Any]:
@@ -112,7 +113,7 @@ class ClasswiseSplit:
         return {
             "method": "CWS classwise split [reconstruction of Yuan et al. 2023]",
             "n_ref": self.n_ref, "m_min": self.m_min, "seed": self.seed, "niter": self.niter,
-            "spherical": self.spherical,
+            "spherical": self.spherical, "max_points_per_centroid": self.max_points_per_centroid,
             "k_planned": self.k_planned, "k_per_class": self.k_per_class,
             "n_subclasses": int(self.sub_to_class.size),
             "class_counts": self.class_counts, "sub_counts": self.sub_counts,
@@ -138,13 +139,15 @@ def classwise_split(
     seed: int = 0,
     niter: int = DEFAULT_NITER,
     spherical: bool = False,
+    max_points_per_centroid: int | None = None,
     device: str = "auto",
     threads: int | None = None,
 ) -> ClasswiseSplit:
     """Split every class into ``K_c`` sub-classes by a per-class seeded faiss k-means.
 
-    Each class's k-means trains on all of its points (no faiss subsampling). Deterministic for a
-    seed on CPU.
+    By default each class's k-means trains on all of its points; ``max_points_per_centroid``
+    lets faiss train on a random subsample of at most ``K_c`` times that many points (every point
+    is still assigned). Deterministic for a seed on CPU.
 
     Args:
         X: (N, D) training features.
@@ -203,6 +206,7 @@ def classwise_split(
             k = 1
         if k > 1:
             result = kmeans(Xc, k, context, seed=seeds[c], niter=niter, spherical=spherical,
+                            max_points_per_centroid=max_points_per_centroid,
                             what=f"class {c} ({rows.size} points)")
             centres, local = result.centroids, result.labels
             if result.n_empty:
@@ -226,7 +230,8 @@ def classwise_split(
         k_planned=planned, class_counts=counts, sub_counts=sub_counts,
         imbalance_before=imbalance_factor(counts), imbalance_after=imbalance_factor(sub_counts),
         kept_whole=kept_whole, n_ref=used_ref, m_min=int(m_min), seed=int(seed),
-        niter=int(niter), spherical=bool(spherical), device=context.record(),
+        niter=int(niter), spherical=bool(spherical),
+        max_points_per_centroid=max_points_per_centroid, device=context.record(),
     )
 
 

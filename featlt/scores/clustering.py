@@ -52,7 +52,7 @@ def purity_score(y: np.ndarray, clusters: np.ndarray) -> float:
 
 def global_clustering(
     X: np.ndarray, y: np.ndarray, context: FaissContext, n_clusters: int | None = None,
-    seed: int = 0, niter: int = 20, max_points_per_centroid: int = 1024,
+    seed: int = 0, niter: int = 20, max_points_per_centroid: int = 256,
 ) -> ClusteringScores:
     """Purity and NMI of a seeded faiss k-means of ``X`` (n, D) against labels ``y`` (n,).
 

@@ -44,10 +44,11 @@ class PCABasis:
     explained_variance: np.ndarray  # (k,) float64
 
     def transform(self, X: np.ndarray, block_rows: int = 65536) -> np.ndarray:
-        """(n, k) float64 coordinates of the rows of ``X`` (n, D)."""
-        parts = [(X[s:s + block_rows] - self.mean) @ self.components
-                 for s in range(0, X.shape[0], block_rows)]
-        return np.concatenate(parts) if parts else np.empty((0, self.components.shape[1]))
+        """(n, k) float32 coordinates of the rows of ``X`` (n, D), computed blockwise."""
+        out = np.empty((X.shape[0], self.components.shape[1]), dtype=np.float32)
+        for s in range(0, X.shape[0], block_rows):
+            out[s:s + block_rows] = (X[s:s + block_rows] - self.mean) @ self.components
+        return out
 
 
 def pca_basis(moments: FeatureMoments, n_components: int = GBC_DIM) -> PCABasis:
@@ -71,12 +72,17 @@ class ClassGaussians:
     variances: np.ndarray  # (C, k) float64 population variances (0 for one-sample classes)
 
 
-def class_gaussians(Z: np.ndarray, y: np.ndarray, n_classes: int) -> ClassGaussians:
-    """Class means and per-dimension variances of projected features ``Z`` (n, k)."""
+def class_gaussians(
+    Z: np.ndarray, y: np.ndarray, n_classes: int, block_rows: int = 65536
+) -> ClassGaussians:
+    """Class means and per-dimension variances of projected features ``Z`` (n, k), blockwise."""
     counts = np.bincount(y, minlength=n_classes).astype(np.int64)
+    blocks = [slice(s, s + block_rows) for s in range(0, Z.shape[0], block_rows)]
+    sums = sum(sum_by_class(Z[b], y[b], n_classes) for b in blocks)
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = sum_by_class(Z, y, n_classes) / counts[:, None]
-        variances = sum_by_class((Z - means[y]) ** 2, y, n_classes) / counts[:, None]
+        means = sums / counts[:, None]
+        squares = sum(sum_by_class((Z[b] - means[y[b]]) ** 2, y[b], n_classes) for b in blocks)
+        variances = squares / counts[:, None]
     return ClassGaussians(counts=counts, means=means, variances=variances)
 
 

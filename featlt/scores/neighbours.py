@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -131,32 +131,51 @@ def _search(
     return ids
 
 
-def knn_loo(
-    X: np.ndarray, y: np.ndarray, n_classes: int, query_rows: np.ndarray, context: FaissContext,
+def knn_evaluate(
+    X: np.ndarray, y: np.ndarray, n_classes: int, query_rows: np.ndarray,
+    context: FaissContext, X_held: np.ndarray | None = None, y_held: np.ndarray | None = None,
     k: int = 10, metric: KnnMetric = "cosine", mean: np.ndarray | None = None,
-) -> KNNResult:
-    """Leave-one-out kNN of the training rows ``query_rows`` against all training rows.
+) -> tuple[KNNResult, KNNResult | None]:
+    """Leave-one-out kNN of training rows and kNN of held-out rows, in one pass over the base.
 
     Args:
         X: (n, D) float32 training features; y: (n,) int64 labels.
-        query_rows: (q,) int rows of X used as queries.
+        query_rows: (q,) int rows of X used as leave-one-out queries.
+        X_held, y_held: (h, D) and (h,) held-out rows (e.g. validation); optional.
         mean: (D,) training mean for the cosine preprocessing (computed when None).
+    Returns:
+        (leave-one-out result, held-out result or None).
     """
     n = X.shape[0]
     if n < 2:
         raise FeatltError("kNN: needs at least 2 training rows")
     k = min(k, n - 1)
     mean = X.mean(axis=0, dtype=np.float64) if mean is None else mean
-    ids = _search(X, X[query_rows], k + 1, metric, mean, context)
-    keep = ids != query_rows[:, None]
+    queries = X[query_rows]
+    if X_held is not None:
+        queries = np.concatenate([queries, np.asarray(X_held, dtype=np.float32)])
+    ids = _search(X, queries, k + 1, metric, mean, context)
+    own, held = ids[:query_rows.size], ids[query_rows.size:]
+    keep = own != query_rows[:, None]
     keep[keep.all(axis=1), -1] = False  # self not found (duplicates): drop the farthest
-    neighbours = y[ids[keep].reshape(ids.shape[0], k)]
     counts = np.bincount(y, minlength=n_classes)
     query_labels = y[query_rows]
-    excluded = np.flatnonzero(counts == 1)
-    evaluated = counts[query_labels] > 1
-    return _result(query_labels, neighbours, evaluated, n_classes, excluded, k, metric, True,
-                   context)
+    loo = _result(query_labels, y[own[keep].reshape(own.shape[0], k)], counts[query_labels] > 1,
+                  n_classes, np.flatnonzero(counts == 1), k, metric, True, context)
+    if X_held is None or y_held is None:
+        return loo, None
+    held_result = _result(np.asarray(y_held, dtype=np.int64), y[held[:, :k]],
+                          np.ones(held.shape[0], dtype=bool), n_classes, np.empty(0, np.int64),
+                          k, metric, False, context)
+    return loo, held_result
+
+
+def knn_loo(
+    X: np.ndarray, y: np.ndarray, n_classes: int, query_rows: np.ndarray, context: FaissContext,
+    k: int = 10, metric: KnnMetric = "cosine", mean: np.ndarray | None = None,
+) -> KNNResult:
+    """Leave-one-out kNN of the training rows ``query_rows`` of ``X`` (n, D) against all rows."""
+    return knn_evaluate(X, y, n_classes, query_rows, context, k=k, metric=metric, mean=mean)[0]
 
 
 def knn_holdout(
@@ -165,12 +184,9 @@ def knn_holdout(
     mean: np.ndarray | None = None,
 ) -> KNNResult:
     """kNN of held-out rows ``X_query`` (q, D) against the training rows ``X_train`` (n, D)."""
-    k = min(k, X_train.shape[0])
-    mean = X_train.mean(axis=0, dtype=np.float64) if mean is None else mean
-    ids = _search(X_train, X_query, k, metric, mean, context)
-    evaluated = np.ones(y_query.size, dtype=bool)
-    return _result(y_query, y_train[ids], evaluated, n_classes, np.empty(0, np.int64), k, metric,
-                   False, context)
+    _, held = knn_evaluate(X_train, y_train, n_classes, np.empty(0, np.int64), context,
+                           X_query, y_query, k=k, metric=metric, mean=mean)
+    return cast(KNNResult, held)  # held-out rows were given, so a result exists
 
 
 def _result(
@@ -198,24 +214,41 @@ class NCMResult:
     leave_one_out: bool
 
 
-def _normalised_class_sums(
-    X: np.ndarray, y: np.ndarray, n_classes: int, transform: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
+@dataclass(frozen=True)
+class NCMFit:
+    """Class sums of the centred, L2-normalised training features (NCM's class means)."""
+
+    mean: np.ndarray  # (D,) float64 training mean
+    sums: np.ndarray  # (C, D) float64 per-class sums of the normalised rows
+    counts: np.ndarray  # (C,) int64
+
+
+def fit_ncm(
+    X: np.ndarray, y: np.ndarray, n_classes: int, mean: np.ndarray | None = None
+) -> NCMFit:
+    """Fit NCM on training rows ``X`` (n, D), ``y`` (n,), streaming blocks."""
+    mean = X.mean(axis=0, dtype=np.float64) if mean is None else np.asarray(mean, np.float64)
+    transform = cosine_transform(mean)
     sums = np.zeros((n_classes, X.shape[1]))
     for start in range(0, X.shape[0], BLOCK_ROWS):
         block = transform(X[start:start + BLOCK_ROWS])
         sums += sum_by_class(block, y[start:start + BLOCK_ROWS], n_classes)
-    return sums
+    return NCMFit(mean=mean, sums=sums,
+                  counts=np.bincount(y, minlength=n_classes).astype(np.int64))
 
 
 def ncm_loo(
-    X: np.ndarray, y: np.ndarray, n_classes: int, mean: np.ndarray | None = None
+    X: np.ndarray, y: np.ndarray, n_classes: int, mean: np.ndarray | None = None,
+    fit: NCMFit | None = None,
 ) -> NCMResult:
-    """Leave-one-out NCM balanced accuracy on the training rows ``X`` (n, D), ``y`` (n,)."""
-    mean = X.mean(axis=0, dtype=np.float64) if mean is None else mean
-    transform = cosine_transform(mean)
-    counts = np.bincount(y, minlength=n_classes)
-    sums = _normalised_class_sums(X, y, n_classes, transform)
+    """Leave-one-out NCM balanced accuracy on the training rows ``X`` (n, D), ``y`` (n,).
+
+    Args:
+        fit: :func:`fit_ncm` of the same rows (computed when None).
+    """
+    fit = fit or fit_ncm(X, y, n_classes, mean)
+    transform = cosine_transform(fit.mean)
+    counts, sums = fit.counts, fit.sums
     sq_norms = (sums**2).sum(axis=1)
     sums32 = sums.astype(np.float32)
     predicted = np.empty(y.size, dtype=np.int64)
@@ -241,17 +274,15 @@ def ncm_loo(
 
 def ncm_holdout(
     X_train: np.ndarray, y_train: np.ndarray, X_query: np.ndarray, y_query: np.ndarray,
-    n_classes: int, mean: np.ndarray | None = None,
+    n_classes: int, mean: np.ndarray | None = None, fit: NCMFit | None = None,
 ) -> NCMResult:
-    """NCM fitted on ``X_train`` (n, D), evaluated on held-out ``X_query`` (q, D)."""
-    mean = X_train.mean(axis=0, dtype=np.float64) if mean is None else mean
-    transform = cosine_transform(mean)
-    sums = _normalised_class_sums(X_train, y_train, n_classes, transform)
-    norms = np.linalg.norm(sums, axis=1)
+    """NCM fitted on ``X_train`` (n, D) (or given as ``fit``), evaluated on ``X_query`` (q, D)."""
+    fit = fit or fit_ncm(X_train, y_train, n_classes, mean)
+    norms = np.linalg.norm(fit.sums, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cos = (transform(X_query).astype(np.float64) @ sums.T) / norms[None, :]
+        cos = (cosine_transform(fit.mean)(X_query).astype(np.float64) @ fit.sums.T) / norms
     cos[:, norms == 0] = -np.inf
     predicted = np.nan_to_num(cos, nan=-np.inf).argmax(axis=1)
-    recall = per_class_recall(y_query, predicted, n_classes)
+    recall = per_class_recall(np.asarray(y_query), predicted, n_classes)
     return NCMResult(balanced_accuracy=mean_or_none(recall), per_class_recall=recall,
                      excluded_classes=[], leave_one_out=False)
