@@ -48,6 +48,7 @@ class ExtractConfig:
     limit: int | dict[str, int] | None = None
     mode: WriteMode = "create"  # create | resume | overwrite
     store_logits: bool = False  # also store the backbone's own classifier outputs
+    skip_bad: bool = False  # leave out unreadable images (recorded in /<split>/skipped)
     amp: bool = True  # autocast on CUDA (bfloat16 where supported); CPU always runs float32
 
 
@@ -151,12 +152,19 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
         )
     limits = {s: config.limit.get(s) if isinstance(config.limit, dict) else config.limit
               for s in splits}
-    rows = {s: subset_rows(len(source.labels(s)), limits[s], runtime.seed, s) for s in splits}
+    skipped = {s: _unreadable(source, s, workers) if config.skip_bad else None for s in splits}
+    rows = {}
+    for s in splits:
+        readable = np.arange(len(source.labels(s)), dtype=np.int64)
+        if skipped[s] is not None:
+            readable = np.setdiff1d(readable, skipped[s])
+        rows[s] = readable[subset_rows(readable.size, limits[s], runtime.seed, s)]
     provenance = {
         "backbone": backbone.provenance,
         "data": {
             **source.describe(),
             "extracted_splits": list(splits),
+            "skip_bad": config.skip_bad,
             "limit": None if config.limit is None else {
                 "per_split": limits, "seed": runtime.seed,
                 "method": "uniform random subset per split, sorted"},
@@ -184,6 +192,7 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
             start = writer.begin_split(
                 split, labels, rows[split], source.class_names, backbone.dim, config.dtype,
                 n_logits=backbone.num_classes if config.store_logits else 0,
+                skipped=skipped[split],
             )
             if start % config.batch_size and start != labels.size:
                 raise StoreError(
@@ -210,6 +219,13 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
                      seconds)
         writer.mark_complete()
     return ExtractResult(config.output, results, backbone.dim, provenance)
+
+
+def _unreadable(source: Any, split: str, workers: int) -> np.ndarray:
+    """(S,) positions of the split's images that cannot be loaded (decodes every image once)."""
+    from featlt.data.unreadable import find_unreadable
+
+    return find_unreadable(source, split, workers=max(1, workers))
 
 
 def _check_range(feats: np.ndarray, config: ExtractConfig, split: str, first: int) -> None:

@@ -58,6 +58,8 @@ def _limit(value: str | None) -> int | dict[str, int] | None:
               help="At most N images per split (a seeded random subset): N, or per split as "
                    "train=N,test=M.")
 @click.option("--store-logits", is_flag=True, help="Also store the backbone's classifier logits.")
+@click.option("--skip-bad", is_flag=True,
+              help="Leave out unreadable images (recorded in the store) instead of stopping.")
 @click.option("--no-amp", is_flag=True, help="On CUDA, run float32 instead of autocast.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="The feature store to write (.h5).")
@@ -76,6 +78,7 @@ def extract_command(
     workers: int | None,
     limit: str | None,
     store_logits: bool,
+    skip_bad: bool,
     no_amp: bool,
     output: Path,
     resume: bool,
@@ -100,6 +103,7 @@ def extract_command(
         mode="resume" if resume else "overwrite" if overwrite else "create",
         store_logits=store_logits,
         amp=not no_amp,
+        skip_bad=skip_bad,
     )
     result = extract_features(config, runtime)
     backbone = result.provenance["backbone"]
