@@ -342,13 +342,13 @@ def load_state_file(path: Path, backbone: str) -> dict[str, Any]:
         ) from err
     if not isinstance(state, dict):
         raise FeatltError(
-            f"weights file {path}: holds a {type(state).__name__}, not a state dict of tensors; "
+            f"weights file {path}: holds {type(state).__name__}, not a state dict of tensors; "
             "save model.state_dict()"
         )
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise FeatltError(
-                f"weights file {path}: entry '{key}' is a {type(value).__name__}, not a tensor; "
+                f"weights file {path}: entry '{key}' holds {type(value).__name__}, not a tensor; "
                 "refused (featlt loads plain state dicts only); save just the tensors, e.g. "
                 "torch.save(checkpoint['state_dict'], path)"
             )

@@ -49,7 +49,8 @@ def convert_positional(
     """Pair the tensors of ``source`` with those of timm ``model`` by position and save them.
 
     Args:
-        source: a state dict file (.pth/.pt/.bin, loaded with ``weights_only``, or .safetensors).
+        source: a state dict file (.pth/.pt/.bin, loaded with ``weights_only``); not
+            .safetensors, which does not keep the tensors' order.
         model: timm ``arch[.tag]``.
         output: the .safetensors to write; default :func:`default_output`.
         num_classes: the model's classifier width; default timm's (1000 for ImageNet models);
@@ -60,6 +61,12 @@ def convert_positional(
 
     check_model_name(model)
     source = Path(source)
+    if source.suffix.lower() == ".safetensors":
+        raise FeatltError(
+            f"weights {source}: a .safetensors file stores its tensors sorted by name, not in "
+            "the order of the original model, so it cannot be mapped by position; convert the "
+            "original .pth/.bin state dict instead"
+        )
     state = load_state_file(source, model)
     source_sha = file_sha256(source)
     net = timm.create_model(model, pretrained=False, **(

