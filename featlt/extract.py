@@ -76,13 +76,13 @@ def default_workers() -> int:
 
 def check_output(path: Path, mode: WriteMode) -> None:
     """Refuse an existing output without resume/overwrite, or an unwritable one, before any work."""
+    if path.is_dir():
+        raise StoreError(f"output {path}: is a folder; pass a file path such as {path}/features.h5")
     if path.exists() and mode == "create":
         raise StoreError(
             f"output {path}: already exists; pass --resume to continue it or --overwrite to "
             "replace it"
         )
-    if path.is_dir():
-        raise StoreError(f"output {path}: is a folder; pass a file path such as {path}/features.h5")
     folder = path.parent
     existing = folder
     while not existing.exists():
