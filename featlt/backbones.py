@@ -65,7 +65,11 @@ class Backbone:
     device: str
     precision: str  # float32 | amp-bfloat16 | amp-float16
     provenance: dict[str, Any] = field(repr=False)  # what shapes the features (no local paths)
-    weights_path: str | None = None  # where the weights were read (machine-specific)
+    # The weights file read ({"path", "sha256"}; None for random init). Kept out of
+    # ``provenance``: the path is machine-specific, and the same tensors can sit in files with
+    # different bytes (safetensors writes its metadata in no fixed order), so the weights'
+    # identity in provenance is ``weights.tensors_sha256``, a hash of the loaded tensors.
+    weights_file: dict[str, str] | None = None
 
     def forward(self, images: Any, logits: bool = False) -> tuple[Any, Any]:
         """Pooled pre-logits features (B, D) and optionally logits (B, K), float32, on CPU."""
@@ -155,7 +159,7 @@ def create_backbone(spec: BackboneSpec, device: str = "cpu", amp: bool = True) -
 
     check_model_name(spec.model)
     weights_record: dict[str, Any]
-    weights_path: str | None = None
+    weights_file: dict[str, str] | None = None
     if spec.weights == "random":
         model = _random_model(spec.model, spec.seed)
         weights_record = {"source": "random", "seed": spec.seed}
@@ -168,8 +172,7 @@ def create_backbone(spec: BackboneSpec, device: str = "cpu", amp: bool = True) -
         )
         check_state_fits(model, state, str(file), spec.model)
         model.load_state_dict(state, strict=True)
-        weights_record["sha256"] = file_sha256(file)
-        weights_path = str(file)
+        weights_file = {"path": str(file), "sha256": file_sha256(file)}
     model.eval().requires_grad_(False)
     weights_record["num_classes"] = int(getattr(model, "num_classes", 0))
     weights_record["tensors_sha256"] = state_sha256(model.state_dict())
@@ -211,7 +214,7 @@ def create_backbone(spec: BackboneSpec, device: str = "cpu", amp: bool = True) -
         device=device,
         precision=precision,
         provenance=provenance,
-        weights_path=weights_path,
+        weights_file=weights_file,
     )
 
 

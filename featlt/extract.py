@@ -177,7 +177,7 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
         },
         "run": {
             "versions": package_versions(),
-            "weights_path": backbone.weights_path,
+            "weights_file": backbone.weights_file,
             "threads": threads,
             "workers": workers,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

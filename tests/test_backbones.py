@@ -89,8 +89,9 @@ def test_local_safetensors_and_pth_load_exactly(tmp_path: Path) -> None:
     assert backbone.num_classes == 5
     assert backbone.provenance["weights"]["tensors_sha256"] == state_sha256(state)
     assert backbone.provenance["weights"]["source"] == "file"
-    assert len(backbone.provenance["weights"]["sha256"]) == 64
-    assert backbone.weights_path == str(file)
+    assert backbone.weights_file is not None and backbone.weights_file["path"] == str(file)
+    assert len(backbone.weights_file["sha256"]) == 64 and "path" not in backbone.provenance[
+        "weights"]
     torch.save(state, tmp_path / "w.pth")
     pth = create_backbone(BackboneSpec(TINY, str(tmp_path / "w.pth")))
     assert pth.provenance["weights"]["tensors_sha256"] == state_sha256(state)

@@ -43,7 +43,7 @@ def test_positional_conversion_writes_a_strict_loading_file(tmp_path: Path, cach
     assert not list(result.output.parent.glob(".*tmp*"))  # atomic: no temporary file left
     backbone = create_backbone(BackboneSpec(TINY, str(result.output)))
     assert backbone.provenance["weights"]["tensors_sha256"] == state_sha256(state)
-    assert backbone.provenance["weights"]["sha256"] == result.sha256
+    assert backbone.weights_file["sha256"] == result.sha256
     from safetensors import safe_open
 
     with safe_open(str(result.output), "pt") as handle:
