@@ -42,6 +42,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import importlib
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -133,8 +134,11 @@ def guess_scheme(path: str) -> str | None:
     if p.is_dir():
         return "folder"
     if p.is_file() and p.suffix == ".npz":
-        with np.load(p) as archive:
-            return "jpeg-npz" if "train_bytes" in archive.files else "npz"
+        try:
+            with np.load(p) as archive:
+                return "jpeg-npz" if "train_bytes" in archive.files else "npz"
+        except (OSError, ValueError, zipfile.BadZipFile):
+            return "npz"  # the npz source reports what is wrong with the file
     return None
 
 
