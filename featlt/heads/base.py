@@ -82,7 +82,8 @@ def check_features_labels(
         )
     if not sample_weight.sum() > 0:
         raise HeadInputError(
-            f"sample_weight for {type(head).__name__}: all weights are 0; give some rows weight"
+            f"sample_weight for {type(head).__name__}: all sample weights are zero; give some "
+            "rows a positive weight"
         )
     return X, y, sample_weight
 
@@ -178,4 +179,5 @@ class BaseHead(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """The label (from ``classes_``) with the largest logit, ``(n,)``."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        logits = self.decision_function(X)
+        return self.classes_[np.argmax(logits, axis=1)]

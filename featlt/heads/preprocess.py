@@ -5,7 +5,8 @@
 - ``l2``: scale every row to unit L2 norm (no fitted state).
 - ``pca_whiten``: centre, rotate onto the training covariance's eigenvectors and divide by
   ``sqrt(eigenvalue + eps)`` with ``eps = 1e-3 * mean(eigenvalues)`` (a floor, so directions
-  with almost no training variance are not blown up); all ``min(D, N - 1)`` components are kept.
+  with almost no training variance are not blown up); the components the training rows span
+  (eigenvalue above ``1e-10`` of the largest, at most ``min(D, N - 1)``) are kept.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from featlt.errors import FeatltError
 PREPROCESSING = ("none", "standardize", "l2", "pca_whiten")
 WHITEN_FLOOR = 1e-3  # eps = WHITEN_FLOOR * mean eigenvalue
 STD_FLOOR = 1e-12  # constant features keep scale 1 instead of dividing by 0
+RANK_TOL = 1e-10  # eigenvalues below this share of the largest count as the null space
 
 
 def check_preprocess(name: str, owner: str) -> str:
@@ -51,8 +53,11 @@ def fit_preprocessor(
         return {"mean": mean, "scale": np.where(std > STD_FLOOR, std, 1.0)}
     cov = (centred * w[:, None]).T @ centred
     eigvals, eigvecs = np.linalg.eigh(cov)
-    order = np.argsort(eigvals)[::-1][: max(1, min(X.shape[1], X.shape[0] - 1))]
+    order = np.argsort(eigvals)[::-1]
     eigvals = np.clip(eigvals[order], 0.0, None)
+    # Keep the directions the training rows span (at most min(D, N - 1)); drop the null space.
+    keep = max(1, int(np.sum(eigvals > RANK_TOL * max(float(eigvals[0]), STD_FLOOR))))
+    order, eigvals = order[:keep], eigvals[:keep]
     eps = WHITEN_FLOOR * max(float(eigvals.mean()), STD_FLOOR)
     return {"mean": mean, "components": eigvecs[:, order] / np.sqrt(eigvals + eps)}
 

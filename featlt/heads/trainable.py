@@ -222,19 +222,19 @@ class TorchHead(ValidationMixin, BaseHead):
                 f"{type(self).__name__}.fit: y has only one class ({self.classes_[0]!r}); "
                 "a classifier needs at least 2 classes"
             )
+        # The prior counts every row of y (or comes from class_counts), before any carving.
+        self._set_prior(self.class_counts, y_index)
         seed = self._seed()
         train_rows, val_rows, Xv, yv = self._validation_rows(y_index, X_val, y_val, seed)
         if val_rows is not None:
             Xv, yv = X[val_rows], y_index[val_rows]
         X, y_index, weights = X[train_rows], y_index[train_rows], weights[train_rows]
-        self._set_prior(self.class_counts, y_index)
         self.device_ = resolve_torch_device(self.device)
         self.preprocess_state_ = fit_preprocessor(self.preprocess, X, weights)
         Z = apply_preprocessor(self.preprocess, self.preprocess_state_, X)
         targets, n_out = self._fit_targets(Z, y_index)
-        target_counts = np.bincount(targets, minlength=n_out).astype(np.float64)
-        if self.class_counts is not None and n_out == len(self.classes_):
-            target_counts = self.class_counts_
+        target_counts = (self.class_counts_ if n_out == len(self.classes_)
+                         else np.bincount(targets, minlength=n_out).astype(np.float64))
         rng = np.random.default_rng(np.random.SeedSequence(seed))
         init = self._init_params(rng, Z.shape[1], n_out)
         validate = None
