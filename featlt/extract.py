@@ -106,12 +106,12 @@ def check_output(path: Path, mode: WriteMode) -> None:
 def subset_rows(n: int, limit: int | None, seed: int, split: str) -> np.ndarray:
     """Rows of a split to extract: all, or a sorted seeded random subset of ``limit`` rows.
 
-    The subset depends on (seed, split name) only, so a rerun picks the same rows.
+    The subset depends only on (n, limit, seed, split name), so a rerun picks the same rows.
     """
+    if limit is not None and limit < 1:
+        raise FeatltError(f"--limit {limit}: must be at least 1")
     if limit is None or limit >= n:
         return np.arange(n, dtype=np.int64)
-    if limit < 1:
-        raise FeatltError(f"--limit {limit}: must be at least 1")
     key = [seed, *split.encode()]
     rng = np.random.default_rng(np.random.SeedSequence(key))
     return np.sort(rng.choice(n, size=limit, replace=False)).astype(np.int64)
@@ -153,12 +153,8 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
     limits = {s: config.limit.get(s) if isinstance(config.limit, dict) else config.limit
               for s in splits}
     skipped = {s: _unreadable(source, s, workers) if config.skip_bad else None for s in splits}
-    rows = {}
-    for s in splits:
-        readable = np.arange(len(source.labels(s)), dtype=np.int64)
-        if skipped[s] is not None:
-            readable = np.setdiff1d(readable, skipped[s])
-        rows[s] = readable[subset_rows(readable.size, limits[s], runtime.seed, s)]
+    rows = {s: _select_rows(len(source.labels(s)), skipped[s], limits[s], runtime.seed, s)
+            for s in splits}
     provenance = {
         "backbone": backbone.provenance,
         "data": {
@@ -219,6 +215,16 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
                      seconds)
         writer.mark_complete()
     return ExtractResult(config.output, results, backbone.dim, provenance)
+
+
+def _select_rows(
+    n: int, skipped: np.ndarray | None, limit: int | None, seed: int, split: str
+) -> np.ndarray:
+    """(n_rows,) sorted source positions to extract: readable ones, then the --limit subset."""
+    readable = np.arange(n, dtype=np.int64)
+    if skipped is not None:
+        readable = np.setdiff1d(readable, skipped)
+    return readable[subset_rows(readable.size, limit, seed, split)]
 
 
 def _unreadable(source: Any, split: str, workers: int) -> np.ndarray:

@@ -44,7 +44,7 @@ def _limit(value: str | None) -> int | dict[str, int] | None:
                    "names.")
 @click.option("--data", "-d", required=True,
               help="Dataset: folder:PATH, npz:FILE, jpeg-npz:FILE, digits, mnist5k, ... "
-                   "(docs/extract.md).")
+                   "(docs/data-formats.md).")
 @click.option("--splits", default=None, help="Comma-separated splits [default: all the data has].")
 @click.option("--resolution", type=int, default=None,
               help="Square input size [default: the model tag's].")
