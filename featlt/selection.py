@@ -105,19 +105,20 @@ def select_head(
     Args:
         done: heads already selected in this run; a wrapper's base is taken from here (and
             added when missing).
-        overrides: fixed constructor parameters (e.g. ``max_epochs``) for every grid point.
+        overrides: fixed constructor parameters (e.g. ``max_epochs``) for every grid point;
+            a head without such a parameter ignores it.
     """
     spec = head_spec(name)
     done = {} if done is None else done
     start = time.perf_counter()
     base_seconds = 0.0
-    fixed = dict(overrides or {})
+    accepted = spec.build().get_params(deep=False)
+    fixed = {k: v for k, v in (overrides or {}).items() if k in accepted}
     if spec.base is not None:
         if spec.base not in done:
             done[spec.base] = select_head(spec.base, data, device, seed, done, overrides)
         fixed["base"] = done[spec.base].head
         base_seconds = done[spec.base].fit_seconds
-        fixed = {k: v for k, v in fixed.items() if k in spec.build().get_params(deep=False)}
     fitted, candidates = [], []
     for point in grid_points(spec.grid):
         head = spec.build(**fixed, **point)
