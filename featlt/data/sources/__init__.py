@@ -52,7 +52,10 @@ import numpy as np
 from featlt.errors import FeatltError
 
 # Modules of this package that register sources; imported on the first lookup.
-SOURCE_MODULES = ("jpeg_npz", "folder", "arrays", "digits", "mnist5k")
+SOURCE_MODULES = (
+    "jpeg_npz", "folder", "arrays", "digits", "mnist5k",
+    "cifar_pickle", "medmnist", "split_list", "idx",
+)
 SPLIT_ORDER = ("train", "val", "test")
 HOLDOUT_FRACTION = 0.2  # share of each class held out as "test" when a dataset has no test split
 HOLDOUT_SEED = 0  # fixed, so the same dataset always gives the same made split
