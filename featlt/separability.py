@@ -91,7 +91,7 @@ class SeparabilityConfig:
     """Every setting of the report; echoed into it."""
 
     knn_k: int = 10  # neighbours that vote
-    knn_queries: int = 2000  # stratified training queries (every tail-third sample included)
+    knn_queries: int = 2000  # stratified training queries (every few-shot sample included)
     knn_metric: str = "cosine"  # cosine: centred + L2-normalised features; l2: raw features
     pca_dim: int = 64  # GBC and the overlap matrix work in this many PCA dimensions (Pandy et al.)
     gbc_gaussian: str = "spherical"  # the GBC reference default; "diagonal" optional
@@ -277,7 +277,9 @@ def _evaluate(
                             "[featlt design, ALGORITHMS.md §3]")
 
     with _timed(timings, "knn"):
-        queries = stratified_query_rows(y, n_classes, config.knn_queries, groups["tail_third"],
+        # Every sample of a few-shot class (n_c < 20, at most 19 C rows) is a query; the rest of
+        # the budget is water-filled, so the tail third is whole whenever the budget allows.
+        queries = stratified_query_rows(y, n_classes, config.knn_queries, groups["few"],
                                         seed=config.seed)
         knn_train, knn_val = knn_evaluate(
             X, y, n_classes, queries, context, X_val, y_val, k=config.knn_k,
@@ -326,6 +328,9 @@ def _evaluate(
             seed=config.seed, niter=config.cluster_niter, device=context.requested,
             threads=context.threads)
 
+    if split.kept_whole:
+        notes.append(f"split plan: classes {sorted(split.kept_whole)} kept whole "
+                     "(see split_plan.kept_whole)")
     per_class_names = ("knn_recall", "ncm_recall", "logme", "logme_balanced", "gbc")
     group_scores = {name: _group_means(np.asarray(per_class[name], dtype=np.float64), groups)
                     for name in per_class_names}
@@ -345,7 +350,9 @@ def _evaluate(
         "k": knn_train.k, "metric": config.knn_metric, "leave_one_out": True,
         "n_queries_requested": config.knn_queries, "n_queries": int(queries.size),
         "queries_per_class": knn_train.queries_per_class,
-        "all_tail_samples_included": bool(
+        "all_few_shot_samples_included": None if groups["few"] is None else bool(
+            np.array_equal(knn_train.queries_per_class[groups["few"]], counts[groups["few"]])),
+        "all_tail_third_samples_included": bool(
             tail is None or np.array_equal(knn_train.queries_per_class[tail], counts[tail])),
         "exact_all_rows": bool(queries.size == X.shape[0]),
     }
@@ -379,7 +386,8 @@ def evaluate_store(
     and records the store's provenance and ``view.record()`` in ``report.input``.
 
     Args:
-        protocol: a :class:`featlt.views.Protocol`; None: all stored training rows.
+        protocol: a :class:`featlt.views.Protocol`; None: ``Protocol()`` (every stored training
+            row; validation from a stored 'val' split, else carved from the training rows).
     """
     from dataclasses import replace
 
@@ -387,23 +395,25 @@ def evaluate_store(
     from featlt.views import resolve_view
 
     path = Path(path)
-    context = resolve_faiss(device, threads)
-    total = time.perf_counter()
-    with FeatureStore(path) as store:
-        view = resolve_view(store, protocol)
-        X_train = _read_rows(store, view.train_split, view.train_rows)
-        y_train = store.labels(view.train_split)[view.train_rows]
-        X_val = _read_rows(store, view.val_split, view.val_rows)
-        y_val = store.labels(view.val_split)[view.val_rows]
-        record = {"file": str(path), "store": str(path), "features": store.provenance,
-                  "view": view.record(), "created": store.created,
-                  "featlt_version": store.featlt_version}
-        class_names = view.class_names
-    read_seconds = round(time.perf_counter() - total, 3)
     try:
+        context = resolve_faiss(device, threads)
+        total = time.perf_counter()
+        with FeatureStore(path) as store:
+            view = resolve_view(store, protocol)
+            X_train = _read_rows(store, view.train_split, view.train_rows)
+            y_train = store.labels(view.train_split)[view.train_rows]
+            X_val = _read_rows(store, view.val_split, view.val_rows)
+            y_val = store.labels(view.val_split)[view.val_rows]
+            record = {"file": str(path), "store": str(path), "features": store.provenance,
+                      "view": view.record(), "created": store.created,
+                      "featlt_version": store.featlt_version}
+            class_names = view.class_names
+        read_seconds = round(time.perf_counter() - total, 3)
         report = evaluate_separability(
             X_train, y_train, len(class_names), X_val, y_val, config, context, class_names)
     except FeatltError as err:
+        if str(path) in str(err):
+            raise
         raise FeatltError(f"feature file {path}: {err}") from err
     timings = {"read": read_seconds, **report.timings,
                "total": round(time.perf_counter() - total, 3)}

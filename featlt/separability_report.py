@@ -121,10 +121,10 @@ def format_record(record: dict[str, Any]) -> str:
         f"imbalance {_fmt(split['imbalance_before'], 1).strip()} -> "
         f"{_fmt(split['imbalance_after'], 1).strip()}"
     )
-    tail = "all" if knn["all_tail_samples_included"] else "NOT all"
+    tail = "all" if knn["all_tail_third_samples_included"] else "not all"
     lines.append(
         f"  kNN: k={knn['k']} {knn['metric']}, {knn['n_queries']} queries of {data['n_train']}"
-        f" ({tail} tail samples included); faiss on {record['faiss']['device']} with "
+        f" ({tail} tail-third samples included); faiss on {record['faiss']['device']} with "
         f"{record['faiss']['threads']} thread(s)"
     )
     lines += [f"  note: {note}" for note in record["notes"]]

@@ -111,7 +111,8 @@ def test_report_records_config_knn_sample_and_split(separated):
     assert record["config"]["knn_queries"] == 150
     assert record["faiss"]["device"] == "cpu" and record["faiss"]["threads"] == 1
     knn = record["knn"]
-    assert knn["n_queries"] == 150 and knn["all_tail_samples_included"]
+    assert knn["n_queries"] == 150 and knn["all_tail_third_samples_included"]
+    assert knn["all_few_shot_samples_included"]
     assert knn["queries_per_class"][6:] == [10, 6, 4]  # every tail sample is a query
     plan = record["split_plan"]
     assert plan["k_per_class"] == [8, 5, 3, 2, 1, 1, 1, 1, 1]  # n_ref = median 26, m_min 20
@@ -121,6 +122,14 @@ def test_report_records_config_knn_sample_and_split(separated):
     # DLSA's observation: the densest 30% are dominated by head classes.
     assert dense["groups"]["head_third"]["enrichment"] > 1.0
     assert dense["groups"]["tail_third"]["enrichment"] < 1.0
+
+
+def test_knn_query_sample_stays_fixed_when_the_tail_third_is_large(cpu):
+    train = gaussian_classes(np.array([400, 300, 200, 100, 60, 5]), 8, 6.0)
+    config = SeparabilityConfig(knn_queries=60, pca_dim=8)
+    knn = evaluate_separability(train.X, train.y, config=config, context=cpu).knn
+    assert knn["n_queries"] == 60 and knn["queries_per_class"][5] == 5
+    assert knn["all_few_shot_samples_included"] and not knn["all_tail_third_samples_included"]
 
 
 def test_logme_matches_a_direct_evaluation_of_its_formula():
@@ -273,3 +282,12 @@ def test_bad_input_raises_clear_errors(cpu):
                               context=cpu)
     with pytest.raises(FeatltError, match="knn-k"):
         evaluate_separability(train.X, train.y, config=SeparabilityConfig(knn_k=0), context=cpu)
+
+
+def test_class_of_identical_points_is_kept_whole_and_noted(cpu):
+    train = gaussian_classes(np.array([120, 60, 30]), 8, 6.0)
+    train.X[train.y == 0] = train.X[0]  # 120 copies of one point
+    report = evaluate_separability(train.X, train.y, config=CONFIG, context=cpu)
+    assert report.split_plan["k_planned"][0] == 2 and report.split_plan["k_per_class"][0] == 1
+    assert "distinct points" in report.split_plan["kept_whole"]["0"]
+    assert any("kept whole" in note for note in report.notes)

@@ -124,3 +124,12 @@ def test_split_rejects_nan_features():
     X[7, 0] = np.nan
     with pytest.raises(FeatltError, match="NaN/Inf"):
         classwise_split(X, y)
+
+
+def test_faiss_subsampling_is_optional_and_recorded():
+    X, y = two_blob_classes()
+    split = classwise_split(X, y, n_ref=60, m_min=20, seed=1, max_points_per_centroid=10)
+    assert split.max_points_per_centroid == 10
+    assert split.plan_record()["max_points_per_centroid"] == 10
+    first, second = split.sub_labels[:60], split.sub_labels[60:120]  # every point assigned
+    assert np.unique(first).size == 1 and np.unique(second).size == 1 and first[0] != second[0]

@@ -26,7 +26,7 @@ from featlt.runtime import Runtime
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default=None,
               help="Write PNG plots into this folder.")
 @click.option("--knn-queries", type=int, default=2000, show_default=True,
-              help="Stratified training queries for kNN (every tail-third sample included).")
+              help="Stratified training queries for kNN (every few-shot sample included).")
 @click.option("--knn-k", type=int, default=10, show_default=True, help="kNN neighbours.")
 @click.option("--knn-metric", type=click.Choice(["cosine", "l2"]), default="cosine",
               show_default=True, help="cosine: centred, L2-normalised features; l2: raw.")

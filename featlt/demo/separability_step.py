@@ -1,8 +1,8 @@
 """Demo step: the separability report of the feature files the extraction step wrote.
 
 Reads ``context.artifacts["feature_files"]`` (feature store paths) and, when an earlier step left
-one, ``context.artifacts["protocol"]`` (a :class:`featlt.views.Protocol`; default: all stored
-training rows). Writes ``separability/report.json`` and the plots under the demo folder and leaves
+one, ``context.artifacts["protocol"]`` (a :class:`featlt.views.Protocol`; default:
+``Protocol()``). Writes ``separability/report.json`` and the plots under the demo folder and leaves
 ``context.artifacts["separability_report"]`` (the report path) for later steps.
 """
 

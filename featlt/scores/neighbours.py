@@ -36,10 +36,11 @@ def stratified_query_rows(
 ) -> np.ndarray:
     """A class-stratified sample of rows to use as kNN queries.
 
-    Every row of the ``full_classes`` (the tail third) is included; the remaining budget is
-    water-filled over the other classes (each gets ``min(n_c, q)``, with ``q`` as large as the
-    budget allows, leftovers to the most frequent classes), so the sample is as balanced as the
-    data allows. Rows are drawn per class with child seeds of ``seed``.
+    Every row of the ``full_classes`` (the report passes the few-shot classes, n_c < 20, so this
+    part is bounded by 19 C rows) is included; the remaining budget is water-filled over the other
+    classes (each gets ``min(n_c, q)``, with ``q`` as large as the budget allows, leftovers to the
+    most frequent classes), so every class smaller than ``q`` is whole and the sample is as
+    balanced as the data allows. Rows are drawn per class with child seeds of ``seed``.
 
     Args:
         y: (n,) int labels; n_queries: target sample size (all rows when n <= n_queries).
