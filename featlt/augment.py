@@ -26,8 +26,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from featlt.errors import FeatltError
 
 DEFAULT_POLICY = "mild"
@@ -91,6 +89,7 @@ def describe_policy(policy: str | AugmentPolicy) -> dict[str, Any]:
 
 def view_generator(seed: int, index: int, view: int) -> Any:
     """A ``torch.Generator`` whose state depends only on (seed, sample index, view)."""
+    import numpy as np
     import torch
 
     if min(seed, index, view) < 0:

@@ -12,7 +12,12 @@ preprocessing) and a weights source:
 - ``hub``: the tag's weights on the Hugging Face hub, from the local hub cache, downloaded only
   with ``--allow-download``.
 
-Zoo names (``featlt weights list``) resolve to a spec through :func:`resolve_spec`.
+Zoo names (``featlt zoo list``) resolve to a spec through :func:`resolve_spec`; so do ``pixels``
+and ``pixels_<size>`` (:mod:`featlt.pixels`, raw pixels, no weights).
+
+The feature is the pooled pre-logits output, or with ``layer`` a pooled inner layer
+(:mod:`featlt.feature_module`). :meth:`Backbone.prepare_forward` picks and checks the forward
+path (channels_last, compiled, CUDA autocast: :mod:`featlt.fast_forward`).
 
 Local weights are loaded by featlt, not by timm, so that every failure names the file, the
 backbone, the first mismatching tensor and both shapes. The classifier size is taken from the
@@ -21,7 +26,7 @@ file (0 when it has no classifier), so logits stay available where the weights h
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -40,14 +45,15 @@ LOCAL_DIR_FILES = ("model.safetensors", "pytorch_model.bin", "pytorch_model.pth"
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """What to build: a timm model, a weights source and the preprocessing resolution."""
+    """What to build: a timm model, a weights source, the preprocessing resolution, the layer."""
 
-    model: str  # timm "arch" or "arch.tag"; the tag selects the preprocessing config
+    model: str  # timm "arch" or "arch.tag" (the tag selects the preprocessing), or pixels[_S]
     weights: str = "random"  # random | hub | FILE | local-dir:FOLDER (see the module docstring)
     resolution: int | None = None  # square input size; None: the tag's own input size
     seed: int = 0  # seeds random initialisation
     zoo: str | None = None  # the zoo entry this spec came from, recorded in provenance
     origin: dict[str, Any] | None = None  # where converted zoo weights came from
+    layer: str | None = None  # inner layer as the feature (featlt.feature_module); None: pre-logits
 
 
 @dataclass
@@ -60,49 +66,78 @@ class Backbone:
 
     model: Any  # torch.nn.Module in eval mode, parameters frozen
     transform: Callable[[Any], Any]
-    dim: int  # D, the pooled pre-logits width (head_hidden_size)
+    data_config: dict[str, Any]  # timm's resolved data config (input_size, mean, std, ...)
+    dim: int  # D, the feature width (head_hidden_size, or the layer's channels)
     num_classes: int  # K, the classifier width of the weights (0: no classifier)
     device: str
-    precision: str  # float32 | amp-bfloat16 | amp-float16
+    amp_dtype: str | None  # CUDA autocast dtype ("float16" / "bfloat16"); None: float32
     provenance: dict[str, Any] = field(repr=False)  # what shapes the features (no local paths)
     # The weights file read ({"path", "sha256"}; None for random init). Kept out of
     # ``provenance``: the path is machine-specific, and the same tensors can sit in files with
     # different bytes (safetensors writes its metadata in no fixed order), so the weights'
     # identity in provenance is ``weights.tensors_sha256``, a hash of the loaded tensors.
     weights_file: dict[str, str] | None = None
+    layer_index: int | None = None  # forward_intermediates index of spec.layer
+
+    def feature_module(self, logits: bool = False) -> Any:
+        """The model as one module: x -> features (B, D) [, logits (B, K)] (FeatureModule)."""
+        from featlt.feature_module import FeatureModule
+
+        return FeatureModule(self.model, self.layer_index, logits)
+
+    def prepare_forward(
+        self,
+        example: Any,
+        requested: str = "auto",
+        n_images: int | None = None,
+        batch_size: int | None = None,
+        logits: bool = False,
+    ) -> tuple[Any, dict[str, Any]]:
+        """The run's forward ``fn(x) -> outputs`` (float32, on the device) and its record.
+
+        See :func:`featlt.fast_forward.prepare_forward`: ``example`` is a (B, 3, H, W) batch of
+        real inputs at the run's batch size, ``n_images`` every forward image of the run.
+        """
+        from featlt.fast_forward import prepare_forward
+
+        return prepare_forward(
+            self.feature_module(logits), example, self.device, requested, n_images=n_images,
+            amp_dtype=self.amp_dtype, batch_size=batch_size,
+        )
 
     def forward(self, images: Any, logits: bool = False) -> tuple[Any, Any]:
-        """Pooled pre-logits features (B, D) and optionally logits (B, K), float32, on CPU."""
-        import torch
+        """Features (B, D) and optionally logits (B, K), float32, on CPU (eager path, AMP kept).
 
-        x = images.to(self.device, non_blocking=True)
-        if self.device == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), self._autocast():
-            hidden = self.model.forward_features(x)
-            feats = self.model.forward_head(hidden, pre_logits=True)
-            out = self.model.forward_head(hidden) if logits else None
-        if feats.ndim != 2:
-            raise FeatltError(
-                f"backbone {self.provenance['model']}: pooled features have shape "
-                f"{tuple(feats.shape)}, not (B, D); choose a model with a pooling head"
-            )
-        return feats.float().cpu(), None if out is None else out.float().cpu()
+        For a few batches; long runs use :meth:`prepare_forward`.
+        """
+        from featlt.fast_forward import FastForward, choose_forward_path
 
-    def _autocast(self) -> Any:
-        import torch
+        path = choose_forward_path("eager", self.device, amp_dtype=self.amp_dtype)
+        out = FastForward(self.feature_module(logits), path, int(images.shape[0]))(images)
+        feats, scores = out if logits else (out, None)
+        check_features(feats, self.dim, self.provenance["model"])
+        return feats.cpu(), None if scores is None else scores.cpu()
 
-        if self.precision.startswith("amp-"):
-            dtype = getattr(torch, self.precision.removeprefix("amp-"))
-            return torch.autocast(device_type=self.device, dtype=dtype)
-        return contextlib.nullcontext()
+
+def check_features(feats: Any, dim: int, model: str) -> None:
+    """Raise unless ``feats`` is a (B, ``dim``) batch of features."""
+    if feats.ndim != 2 or int(feats.shape[1]) != dim:
+        raise FeatltError(
+            f"backbone {model}: features have shape {tuple(feats.shape)}, not (B, {dim}); "
+            "choose a model with a pooling head (timm's forward_head)"
+        )
 
 
 def resolve_spec(
-    model: str, weights: str | None, resolution: int | None = None, seed: int = 0
+    model: str,
+    weights: str | None,
+    resolution: int | None = None,
+    seed: int = 0,
+    layer: str | None = None,
 ) -> BackboneSpec:
-    """A spec from CLI-style input: a zoo name, or a timm name with an explicit weights source."""
+    """A spec from CLI-style input: a zoo name, ``pixels[_S]``, or a timm name with weights."""
     from featlt.extractors import get_zoo_entry, zoo_names
+    from featlt.pixels import is_pixels_name
 
     if model in zoo_names():
         if weights is not None:
@@ -110,15 +145,26 @@ def resolve_spec(
                 f"--model {model} is a zoo entry and fixes its own weights; drop --weights "
                 f"{weights}, or pass a timm architecture as --model"
             )
-        return get_zoo_entry(model).spec(resolution=resolution, seed=seed)
+        return dataclasses.replace(
+            get_zoo_entry(model).spec(resolution=resolution, seed=seed), layer=layer
+        )
+    if is_pixels_name(model):
+        if weights is not None:
+            raise FeatltError(
+                f"--model {model}: the pixels pseudo-backbone has no weights; drop --weights "
+                f"{weights}"
+            )
+        return BackboneSpec(model=model, weights="none", resolution=resolution, seed=seed,
+                            layer=layer)
     check_model_name(model)
     if weights is None:
         raise FeatltError(
             f"--model {model}: no weights given; pass --weights FILE.safetensors|FILE.pth, "
             "--weights local-dir:FOLDER, --weights hub (with --allow-download to fetch), "
-            "--weights random for a random-init baseline, or a zoo name (featlt weights list)"
+            "--weights random for a random-init baseline, or a zoo name (featlt zoo list)"
         )
-    return BackboneSpec(model=model, weights=weights, resolution=resolution, seed=seed)
+    return BackboneSpec(model=model, weights=weights, resolution=resolution, seed=seed,
+                        layer=layer)
 
 
 def check_model_name(model: str) -> tuple[str, str | None]:
@@ -135,7 +181,7 @@ def check_model_name(model: str) -> tuple[str, str | None]:
         raise FeatltError(
             f"--model {model}: '{arch}' is not a timm architecture or zoo entry; {hint} "
             "list names with `python -c 'import timm; print(timm.list_models())'` or "
-            "`featlt weights list`"
+            "`featlt zoo list` (or pixels / pixels_<size> for the raw-pixel baseline)"
         )
     if tag:
         tags = [name.split(".", 1)[1] for name in timm.list_pretrained(f"{arch}.*")]
@@ -147,23 +193,33 @@ def check_model_name(model: str) -> tuple[str, str | None]:
     return arch, tag or None
 
 
-def create_backbone(spec: BackboneSpec, device: str = "cpu", amp: bool = True) -> Backbone:
+def create_backbone(
+    spec: BackboneSpec, device: str = "cpu", amp: bool = True, amp_dtype: str = "float16"
+) -> Backbone:
     """Build the frozen model of ``spec`` on ``device`` (``cpu`` or ``cuda``).
 
-    On CUDA the model runs in channels_last with bfloat16 autocast (float16 where bfloat16 is not
-    supported) unless ``amp`` is False; on CPU it runs in float32.
+    On CUDA the forward runs under ``amp_dtype`` autocast (float16 by default, bfloat16 on
+    request) unless ``amp`` is False; on CPU it runs in float32.
     """
     import timm
     import torch
     from timm.data import create_transform, resolve_model_data_config
 
-    check_model_name(spec.model)
+    from featlt.fast_forward import check_amp_dtype
+    from featlt.pixels import create_pixels_model, is_pixels_name
+
+    check_amp_dtype(amp_dtype)
     weights_record: dict[str, Any]
     weights_file: dict[str, str] | None = None
-    if spec.weights == "random":
+    if is_pixels_name(spec.model):
+        model = create_pixels_model(spec.model)
+        weights_record = {"source": "none"}
+    elif spec.weights == "random":
+        check_model_name(spec.model)
         model = _random_model(spec.model, spec.seed)
         weights_record = {"source": "random", "seed": spec.seed}
     else:
+        check_model_name(spec.model)
         file, create_kwargs, weights_record = _locate_weights(spec)
         state = load_state_file(file, spec.model)
         num_classes = _classifier_width(spec.model, state, create_kwargs)
@@ -184,37 +240,53 @@ def create_backbone(spec: BackboneSpec, device: str = "cpu", amp: bool = True) -
         data_config["input_size"] = (data_config["input_size"][0], spec.resolution, spec.resolution)
     transform = create_transform(**data_config, is_training=False)
 
-    precision = "float32"
+    chosen_amp = None
     if device == "cuda":
-        model = model.to(device, memory_format=torch.channels_last)
+        model = model.to(device)
         if amp:
-            precision = "amp-bfloat16" if torch.cuda.is_bf16_supported() else "amp-float16"
-    dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
+            if amp_dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+                raise FeatltError(
+                    "--amp-dtype bfloat16: this GPU does not support bfloat16; use --amp-dtype "
+                    "float16 or --no-amp"
+                )
+            chosen_amp = amp_dtype
     pretrained_cfg = model.pretrained_cfg
+    name = f"{pretrained_cfg['architecture']}.{pretrained_cfg.get('tag') or ''}".rstrip(".")
+    layer_index = None
+    if spec.layer is None:
+        dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
+        feature = {"layer": "pre_logits", "pooling": _pooling(model), "dim": dim}
+    else:
+        from featlt.feature_module import LAYER_POOLING, resolve_layer
+
+        layer_index, dim = resolve_layer(model, spec.layer, name)
+        feature = {"layer": spec.layer, "index": layer_index, "pooling": LAYER_POOLING,
+                   "dim": dim}
     provenance = {
-        "model": f"{pretrained_cfg['architecture']}.{pretrained_cfg.get('tag') or ''}".rstrip("."),
+        "model": name,
         "arch": pretrained_cfg["architecture"],
         "tag": pretrained_cfg.get("tag"),
         "zoo": spec.zoo,
         "weights": {**weights_record, **({"origin": spec.origin} if spec.origin else {})},
         "data_config": _jsonable_config(data_config),
         "resolution": spec.resolution,
-        "feature": {"layer": "pre_logits", "pooling": _pooling(model), "dim": dim},
+        "feature": feature,
         "device": device,
-        "precision": precision,
-        "channels_last": device == "cuda",
+        "precision": f"amp-{chosen_amp}" if chosen_amp else "float32",
     }
-    log.info("backbone %s: %s weights, dim %d, %s", provenance["model"],
-             weights_record["source"], dim, precision)
+    log.info("backbone %s: %s weights, dim %d, %s", name, weights_record["source"], dim,
+             provenance["precision"])
     return Backbone(
         model=model,
         transform=transform,
+        data_config=data_config,
         dim=dim,
         num_classes=weights_record["num_classes"],
         device=device,
-        precision=precision,
+        amp_dtype=chosen_amp,
         provenance=provenance,
         weights_file=weights_file,
+        layer_index=layer_index,
     )
 
 

@@ -1,11 +1,15 @@
 """The extraction loop: images -> frozen backbone -> feature store, crash-safe and resumable.
 
-Images are decoded and transformed in DataLoader workers (one torch thread each); the forward
-pass runs in the main process under ``inference_mode``. Every batch is written to the store,
-flushed, and only then counted (``n_written``), so a killed run resumes at the last batch
-boundary and — since batches are the same rows in the same shape — writes the same bytes as an
-uninterrupted run. Resuming checks the provenance (backbone, weights, data config, dataset
-fingerprint, batch size, dtype, ...) and names the first attribute that differs.
+Images are decoded and transformed in DataLoader workers (one torch thread each), together with
+their ``--views`` augmented views; the forward pass runs in the main process under
+``inference_mode`` on the path :mod:`featlt.fast_forward` picks and checks against eager on a
+first batch of real images (channels_last, compiled for long CPU runs, CUDA autocast). Every
+batch is written to the store, flushed, and only then counted (``n_written``), so a killed run
+resumes at the last batch boundary and — since batches are the same rows in the same shape, the
+forward path is chosen from the whole run's size, and view randomness is keyed on (seed, source
+position, view) — writes the same bytes as an uninterrupted run. Resuming checks the provenance
+(backbone, weights, data config, dataset fingerprint, batch size, dtype, forward path, views ...)
+and names the first attribute that differs.
 
 Fault injection for tests: ``FEATLT_FAULT_AFTER_BATCHES=k`` makes the process kill itself with
 SIGKILL right after its k-th batch is written.
@@ -34,7 +38,7 @@ FAULT_ENV = "FEATLT_FAULT_AFTER_BATCHES"
 class ExtractConfig:
     """Everything ``featlt extract`` needs; echoed into the store's provenance."""
 
-    model: str  # timm "arch[.tag]" or a zoo name
+    model: str  # timm "arch[.tag]", a zoo name, or pixels[_S]
     data: str  # a source URI, see featlt.data.sources
     output: Path
     weights: str | None = None  # FILE | local-dir:FOLDER | hub | random; None for zoo names
@@ -49,7 +53,14 @@ class ExtractConfig:
     mode: WriteMode = "create"  # create | resume | overwrite
     store_logits: bool = False  # also store the backbone's own classifier outputs
     skip_bad: bool = False  # leave out unreadable images (recorded in /<split>/skipped)
-    amp: bool = True  # autocast on CUDA (bfloat16 where supported); CPU always runs float32
+    views: int = 0  # V augmented views per image in /<split>/views (N, V, D); 0: none
+    augment: str = "mild"  # the views' policy (featlt.augment.policy_names())
+    layer: str | None = None  # inner layer as the feature (featlt.feature_module); None: pre-logits
+    forward_path: str = "auto"  # auto | eager | channels_last | compile (featlt.fast_forward)
+    amp: bool = True  # autocast on CUDA; CPU always runs float32
+    # float16: ~10x closer to float32 than bfloat16 at the same speed (measured on an H100);
+    # it overflows where activations pass 65504, which is refused with the fix.
+    amp_dtype: Literal["float16", "bfloat16"] = "float16"
 
 
 @dataclass(frozen=True)
@@ -121,14 +132,12 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
     """Extract ``config.splits`` of ``config.data`` with ``config.model`` into ``config.output``."""
     import torch
 
+    from featlt.augment import make_view_transform
     from featlt.backbones import create_backbone, package_versions, resolve_spec
     from featlt.data.sources import open_source
     from featlt.runtime import resolve_torch_device
 
-    if config.batch_size < 1:
-        raise FeatltError(f"--batch-size {config.batch_size}: must be at least 1")
-    if config.dtype not in ("float16", "float32"):
-        raise FeatltError(f"--dtype {config.dtype}: use float16 or float32")
+    _check_config(config)
     check_output(config.output, config.mode)
     source = open_source(config.data)
     splits = config.splits or source.split_names()
@@ -136,27 +145,36 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
         source.check_split(split)
     device = resolve_torch_device(runtime.device)
     workers = default_workers() if config.workers is None else config.workers
-    if workers < 0:
-        raise FeatltError(f"--workers {workers}: must be 0 (decode in the main process) or more")
     # Decode workers hold one thread each; the forward pass gets the remaining cores. On a busy
     # 2-core machine 2 torch threads can be several times slower than 1 (threads wait on each
     # other when one is descheduled), so the default never oversubscribes.
     threads = runtime.threads or max(1, (os.cpu_count() or 1) - workers)
     torch.set_num_threads(threads)
-    spec = resolve_spec(config.model, config.weights, config.resolution, runtime.seed)
-    backbone = create_backbone(spec, device=device, amp=config.amp)
+    spec = resolve_spec(config.model, config.weights, config.resolution, runtime.seed,
+                        layer=config.layer)
+    backbone = create_backbone(spec, device=device, amp=config.amp, amp_dtype=config.amp_dtype)
     if config.store_logits and backbone.num_classes == 0:
         raise FeatltError(
             f"--store-logits: backbone {backbone.provenance['model']} has no classifier in its "
             "weights; drop --store-logits"
         )
+    view_transform = (make_view_transform(config.augment, backbone.data_config)
+                      if config.views else None)
     limits = {s: config.limit.get(s) if isinstance(config.limit, dict) else config.limit
               for s in splits}
     skipped = {s: _unreadable(source, s, workers) if config.skip_bad else None for s in splits}
     rows = {s: _select_rows(len(source.labels(s)), skipped[s], limits[s], runtime.seed, s)
             for s in splits}
+    # The whole run's forward images, not the remainder: a resumed run picks the same path.
+    n_images = sum(int(r.size) for r in rows.values()) * (1 + config.views)
+    forward, forward_record = backbone.prepare_forward(
+        _example_batch(source, splits, rows, backbone, config.batch_size), config.forward_path,
+        n_images=n_images, batch_size=config.batch_size, logits=config.store_logits,
+    )
+    forward_check = forward_record.pop("check")
     provenance = {
         "backbone": backbone.provenance,
+        "forward": forward_record,
         "data": {
             **source.describe(),
             "extracted_splits": list(splits),
@@ -169,16 +187,23 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
             "dtype": config.dtype,
             "batch_size": config.batch_size,
             "store_logits": config.store_logits,
-            "features": "clean eval-transform pooled pre-logits",
+            "features": "clean eval-transform " + (
+                "pooled pre-logits" if config.layer is None else f"pooled layer {config.layer}"),
+        },
+        "views": {"n_views": config.views} if view_transform is None else {
+            "n_views": config.views, "seed": runtime.seed, "augment": view_transform.describe(),
         },
         "run": {
             "versions": package_versions(),
             "weights_file": backbone.weights_file,
             "threads": threads,
             "workers": workers,
+            "forward_check": forward_check,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     }
+    log.info("forward path %s (%s)", forward_record["name"], forward_record["reason"])
+    loop = _Loop(config, backbone, forward, view_transform, runtime.seed, workers)
     fault_after = int(os.environ.get(FAULT_ENV, "0") or 0)
     results: list[SplitResult] = []
     with StoreWriter(config.output, provenance, mode=config.mode) as writer:
@@ -187,6 +212,7 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
             labels = source.labels(split)[rows[split]]
             start = writer.begin_split(
                 split, labels, rows[split], source.class_names, backbone.dim, config.dtype,
+                n_views=config.views,
                 n_logits=backbone.num_classes if config.store_logits else 0,
                 skipped=skipped[split],
             )
@@ -196,11 +222,8 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
                     f"multiple of --batch-size {config.batch_size}; pass --overwrite"
                 )
             began = time.perf_counter()
-            for first, feats, logits in _batches(
-                source, split, rows[split], start, backbone, config, workers
-            ):
-                _check_range(feats, config, split, first)
-                writer.write_rows(split, first, feats, logits=logits)
+            for first, outputs in loop.batches(source, split, rows[split], start):
+                writer.write_rows(split, first, **outputs)
                 batches += 1
                 if fault_after and batches == fault_after:
                     os.kill(os.getpid(), signal.SIGKILL)
@@ -215,6 +238,30 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
                      seconds)
         writer.mark_complete()
     return ExtractResult(config.output, results, backbone.dim, provenance)
+
+
+def _check_config(config: ExtractConfig) -> None:
+    """Refuse option values that cannot work, before any model or data is touched."""
+    from featlt.augment import get_policy
+    from featlt.fast_forward import FORWARD_PATHS, check_amp_dtype
+
+    if config.batch_size < 1:
+        raise FeatltError(f"--batch-size {config.batch_size}: must be at least 1")
+    if config.dtype not in ("float16", "float32"):
+        raise FeatltError(f"--dtype {config.dtype}: use float16 or float32")
+    if config.views < 0:
+        raise FeatltError(f"--views {config.views}: must be 0 (no views) or more; e.g. 2")
+    if config.workers is not None and config.workers < 0:
+        raise FeatltError(
+            f"--workers {config.workers}: must be 0 (decode in the main process) or more"
+        )
+    if config.forward_path not in FORWARD_PATHS:
+        raise FeatltError(
+            f"--forward-path {config.forward_path}: unknown; choose one of "
+            f"{', '.join(FORWARD_PATHS)}"
+        )
+    get_policy(config.augment)
+    check_amp_dtype(config.amp_dtype)
 
 
 def _select_rows(
@@ -234,82 +281,148 @@ def _unreadable(source: Any, split: str, workers: int) -> np.ndarray:
     return find_unreadable(source, split, workers=max(1, workers))
 
 
-def _check_range(feats: np.ndarray, config: ExtractConfig, split: str, first: int) -> None:
-    """Refuse float16 storage of features beyond float16's range (they would become inf)."""
-    if config.dtype == "float16":
-        peak = float(np.abs(feats).max(initial=0.0))
-        if peak > FLOAT16_MAX:
-            raise StoreError(
-                f"output {config.output}: split '{split}' rows from {first}: features reach "
-                f"{peak:.3g}, beyond float16's range ({FLOAT16_MAX:.0f}); re-run with "
-                "--dtype float32 --overwrite"
-            )
-
-
-def _batches(
-    source: Any,
-    split: str,
-    rows: np.ndarray,
-    start: int,
-    backbone: Any,
-    config: ExtractConfig,
-    workers: int,
+def _example_batch(
+    source: Any, splits: tuple[str, ...], rows: dict[str, np.ndarray], backbone: Any,
+    batch_size: int,
 ) -> Any:
-    """Yield (first row, (b, D) float32 features, (b, K) float32 logits or None) from ``start``."""
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
+    """(B, 3, H, W): the run's first batch (clean transform), on which the forward is checked.
 
-    dataset = _SplitImages(source, split, rows[start:], backbone.transform)
-    loader = DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_collate,
-        worker_init_fn=_worker_init if workers else None,
-        pin_memory=backbone.device == "cuda",
-    )
-    first = start
-    with tqdm(total=rows.size, initial=start, desc=f"extract {split}", unit="img",
-              disable=None, file=sys.stderr) as bar:
-        for images, error in loader:
-            if error is not None:
-                raise FeatltError(error)
-            feats, logits = backbone.forward(images, logits=config.store_logits)
-            yield (
-                first,
-                feats.numpy(),
-                None if logits is None else logits.numpy(),
-            )
-            first += int(images.shape[0])
-            bar.update(int(images.shape[0]))
+    Zeros of the model's input size when no split has rows.
+    """
+    import torch
+
+    for split in splits:
+        if rows[split].size:
+            return torch.stack([backbone.transform(source.load_image(split, int(i)))
+                                for i in rows[split][:batch_size]])
+    return torch.zeros((1, *backbone.data_config["input_size"]))
+
+
+class _Loop:
+    """Batches of one split: decode in DataLoader workers, forward, check the outputs."""
+
+    def __init__(
+        self, config: ExtractConfig, backbone: Any, forward: Any, view_transform: Any,
+        seed: int, workers: int,
+    ):
+        self.config, self.backbone, self.forward = config, backbone, forward
+        self.view_transform, self.seed, self.workers = view_transform, seed, workers
+
+    def batches(
+        self, source: Any, split: str, rows: np.ndarray, start: int
+    ) -> Any:
+        """Yield (first row, {"features": (b, D), "views": (b, V, D) | None, "logits": (b, K) |
+        None}) float32 arrays from row ``start`` on."""
+        from torch.utils.data import DataLoader
+        from tqdm import tqdm
+
+        dataset = _SplitImages(source, split, rows[start:], self.backbone.transform,
+                               self.view_transform, self.config.views, self.seed)
+        loader = DataLoader(
+            dataset,
+            batch_size=self.config.batch_size,
+            shuffle=False,
+            num_workers=self.workers,
+            collate_fn=_collate,
+            worker_init_fn=_worker_init if self.workers else None,
+            pin_memory=self.backbone.device == "cuda",
+        )
+        first = start
+        with tqdm(total=rows.size, initial=start, desc=f"extract {split}", unit="img",
+                  disable=None, file=sys.stderr) as bar:
+            for images, views, error in loader:
+                if error is not None:
+                    raise FeatltError(error)
+                outputs = self._outputs(images, views)
+                self._check(outputs, split, first)
+                yield first, outputs
+                first += int(images.shape[0])
+                bar.update(int(images.shape[0]))
+
+    def _run(self, x: Any) -> tuple[Any, Any]:
+        """(features (b, D), logits (b, K) or None) of a (b, 3, H, W) batch, on the device."""
+        from featlt.backbones import check_features
+
+        out = self.forward(x)
+        feats, logits = out if self.config.store_logits else (out, None)
+        check_features(feats, self.backbone.dim, self.backbone.provenance["model"])
+        return feats, logits
+
+    def _outputs(self, images: Any, views: Any) -> dict[str, np.ndarray | None]:
+        """Forward a batch (b, 3, H, W) and its views (b, V, 3, H, W) in batch-size chunks."""
+        import torch
+
+        feats, logits = self._run(images)
+        view_feats = None
+        if views is not None:
+            chunks = views.flatten(0, 1).split(self.config.batch_size)
+            view_feats = torch.cat([self._run(chunk)[0] for chunk in chunks]).reshape(
+                views.shape[0], views.shape[1], -1)
+        return {
+            "features": feats.cpu().numpy(),
+            "views": None if view_feats is None else view_feats.cpu().numpy(),
+            "logits": None if logits is None else logits.cpu().numpy(),
+        }
+
+    def _check(self, outputs: dict[str, np.ndarray | None], split: str, first: int) -> None:
+        """Refuse AMP overflow and float16 storage beyond float16's range, naming the fix."""
+        config = self.config
+        for name, array in outputs.items():
+            if array is None:
+                continue
+            if self.backbone.amp_dtype is not None and not np.isfinite(array).all():
+                raise StoreError(
+                    f"output {config.output}: split '{split}' rows from {first}: {name} hold "
+                    f"NaN/inf under {self.backbone.amp_dtype} autocast (activations overflowed "
+                    "its range); re-run with --amp-dtype bfloat16 or --no-amp, and --overwrite"
+                )
+            if config.dtype == "float16" and name != "logits":
+                peak = float(np.abs(array).max(initial=0.0))
+                if peak > FLOAT16_MAX:
+                    raise StoreError(
+                        f"output {config.output}: split '{split}' rows from {first}: {name} "
+                        f"reach {peak:.3g}, beyond float16's range ({FLOAT16_MAX:.0f}); re-run "
+                        "with --dtype float32 --overwrite"
+                    )
 
 
 class _SplitImages:
-    """A map-style dataset of one split's selected rows: item j -> (tensor, error message)."""
+    """Map-style dataset of one split's selected rows: item j -> (clean, views, error).
 
-    def __init__(self, source: Any, split: str, rows: np.ndarray, transform: Any):
+    ``clean``: (3, H, W); ``views``: (V, 3, H, W) keyed on (seed, source position, view), or
+    None without views; ``error``: None, or the message of an unreadable image.
+    """
+
+    def __init__(
+        self, source: Any, split: str, rows: np.ndarray, transform: Any, view_transform: Any,
+        n_views: int, seed: int,
+    ):
         self.source, self.split, self.rows, self.transform = source, split, rows, transform
+        self.view_transform, self.n_views, self.seed = view_transform, n_views, seed
 
     def __len__(self) -> int:
         return int(self.rows.size)
 
-    def __getitem__(self, j: int) -> tuple[Any, str | None]:
+    def __getitem__(self, j: int) -> tuple[Any, Any, str | None]:
+        index = int(self.rows[j])
         try:
-            image = self.source.load_image(self.split, int(self.rows[j]))
+            image = self.source.load_image(self.split, index)
         except FeatltError as err:
-            return None, str(err)
-        return self.transform(image), None
+            return None, None, str(err)
+        views = (None if self.view_transform is None
+                 else self.view_transform.views(image, self.seed, index, self.n_views))
+        return self.transform(image), views, None
 
 
-def _collate(items: list[tuple[Any, str | None]]) -> tuple[Any, str | None]:
+def _collate(items: list[tuple[Any, Any, str | None]]) -> tuple[Any, Any, str | None]:
     """Stack a batch; pass the first decode error on instead (raised in the main process)."""
     import torch
 
-    for _, error in items:
+    for _, _, error in items:
         if error is not None:
-            return None, error
-    return torch.stack([tensor for tensor, _ in items]), None
+            return None, None, error
+    views = None if items[0][1] is None else torch.stack([v for _, v, _ in items])
+    return torch.stack([clean for clean, _, _ in items]), views, None
 
 
 def _worker_init(_: int) -> None:
@@ -317,4 +430,3 @@ def _worker_init(_: int) -> None:
     import torch
 
     torch.set_num_threads(1)
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,8 +15,10 @@ from torch import nn
 
 from featlt.errors import FeatltError
 from featlt.fast_forward import (
+    AMP_TOLERANCE,
     COMPILE_MIN_IMAGES,
     TOLERANCE,
+    _amp_failure,
     choose_forward_path,
     prepare_forward,
     relative_error,
@@ -53,7 +56,20 @@ def test_auto_rule():
     with pytest.raises(FeatltError, match="unknown; choose one of auto, eager"):
         choose_forward_path("fastest", "cpu")
     with pytest.raises(FeatltError, match="AMP: used on CUDA only"):
-        choose_forward_path("auto", "cpu", amp=True)
+        choose_forward_path("auto", "cpu", amp_dtype="float16")
+    with pytest.raises(FeatltError, match="--amp-dtype half: unknown; choose one of float16"):
+        choose_forward_path("auto", "cuda", amp_dtype="half")
+
+
+def test_overflow_is_an_infinite_error_and_amp_failures_name_the_fix():
+    reference = torch.ones(2, 3)
+    assert relative_error(torch.tensor([[1.0, float("inf"), 1.0]] * 2), reference) == float("inf")
+    assert relative_error(torch.tensor([[1.0, float("nan"), 1.0]] * 2), reference) == float("inf")
+    path = choose_forward_path("channels_last", "cpu")
+    fp16 = _amp_failure(dataclasses.replace(path, amp_dtype="float16"), float("inf"), 0.03)
+    assert "float16 autocast overflowed" in fp16 and "--amp-dtype bfloat16 or --no-amp" in fp16
+    bf16 = _amp_failure(dataclasses.replace(path, amp_dtype="bfloat16"), 0.5, 0.2)
+    assert "differ from float32 by 0.5" in bf16 and "--amp-dtype float16 or --no-amp" in bf16
 
 
 @pytest.mark.parametrize("requested", ["eager", "channels_last", "auto"])
@@ -166,12 +182,15 @@ def test_inductor_compile_matches_eager():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_amp_path_matches_eager(tiny):
-    from featlt.fast_forward import AMP_TOLERANCE
-
+@pytest.mark.parametrize("amp_dtype", [None, "float16", "bfloat16"])
+def test_cuda_paths_match_eager(tiny, amp_dtype):
     model, x, reference = tiny
+    if amp_dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16")
     model = model.to("cuda")
-    fn, record = prepare_forward(model, x, "cuda", "auto")
-    assert record["amp_dtype"] in ("bfloat16", "float16") and record["channels_last"]
-    assert relative_error(fn(x), reference) <= AMP_TOLERANCE
+    fn, record = prepare_forward(model, x, "cuda", "auto", amp_dtype=amp_dtype)
+    assert record["amp_dtype"] == amp_dtype and record["channels_last"]
+    # float32 convolutions on CUDA use TF32 (cuDNN's default): float16's mantissa
+    tolerance = AMP_TOLERANCE[amp_dtype or "float16"]
+    assert relative_error(fn(x), reference) <= tolerance  # against CPU float32
     model.to("cpu")

@@ -1,4 +1,5 @@
-"""``featlt extract`` (images -> feature store) and ``featlt weights`` (convert, list)."""
+"""``featlt extract`` (images -> feature store), ``featlt zoo list`` and ``featlt weights``
+(convert; ``list`` is an alias of ``zoo list``)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from pathlib import Path
 
 import click
 
+from featlt.augment import DEFAULT_POLICY, policy_names
 from featlt.cli import emit, featlt_command, main
 from featlt.errors import FeatltError
+from featlt.fast_forward import AMP_DTYPES, DEFAULT_AMP_DTYPE, FORWARD_PATHS
 from featlt.runtime import Runtime
 
 
@@ -37,8 +40,8 @@ def _limit(value: str | None) -> int | dict[str, int] | None:
 
 @main.command("extract")
 @click.option("--model", "-m", required=True,
-              help="timm ARCH[.TAG] (the tag fixes preprocessing) or a zoo name (featlt weights "
-                   "list).")
+              help="timm ARCH[.TAG] (the tag fixes preprocessing), a zoo name (featlt zoo list), "
+                   "or pixels[_SIZE] (raw-pixel baseline).")
 @click.option("--weights", "-w", default=None,
               help="FILE.safetensors|FILE.pth, local-dir:FOLDER, hub, or random. Not with zoo "
                    "names.")
@@ -60,6 +63,18 @@ def _limit(value: str | None) -> int | dict[str, int] | None:
 @click.option("--store-logits", is_flag=True, help="Also store the backbone's classifier logits.")
 @click.option("--skip-bad", is_flag=True,
               help="Leave out unreadable images (recorded in the store) instead of stopping.")
+@click.option("--views", type=int, default=0, show_default=True,
+              help="Also store V train-time-augmented views per image (/<split>/views).")
+@click.option("--augment", type=click.Choice(policy_names()), default=DEFAULT_POLICY,
+              show_default=True, help="Augmentation policy of --views (docs/extract.md).")
+@click.option("--layer", default=None,
+              help="An inner layer as the feature, spatially averaged (e.g. blocks.4); an "
+                   "unknown name lists the model's layers [default: pooled pre-logits].")
+@click.option("--forward-path", type=click.Choice(FORWARD_PATHS), default="auto",
+              show_default=True,
+              help="eager, channels_last, or torch.compile; auto compiles long CPU runs.")
+@click.option("--amp-dtype", type=click.Choice(AMP_DTYPES), default=DEFAULT_AMP_DTYPE,
+              show_default=True, help="CUDA autocast dtype (bfloat16 cannot overflow).")
 @click.option("--no-amp", is_flag=True, help="On CUDA, run float32 instead of autocast.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="The feature store to write (.h5).")
@@ -79,6 +94,11 @@ def extract_command(
     limit: str | None,
     store_logits: bool,
     skip_bad: bool,
+    views: int,
+    augment: str,
+    layer: str | None,
+    forward_path: str,
+    amp_dtype: str,
     no_amp: bool,
     output: Path,
     resume: bool,
@@ -102,13 +122,19 @@ def extract_command(
         limit=_limit(limit),
         mode="resume" if resume else "overwrite" if overwrite else "create",
         store_logits=store_logits,
-        amp=not no_amp,
         skip_bad=skip_bad,
+        views=views,
+        augment=augment,
+        layer=layer,
+        forward_path=forward_path,
+        amp=not no_amp,
+        amp_dtype=amp_dtype,  # type: ignore[arg-type]
     )
     result = extract_features(config, runtime)
     backbone = result.provenance["backbone"]
     lines = [f"wrote {result.output}  ({backbone['model']}, {backbone['weights']['source']} "
-             f"weights, dim {result.dim}, {backbone['device']} {backbone['precision']})"]
+             f"weights, {backbone['feature']['layer']} dim {result.dim}, {backbone['device']} "
+             f"{backbone['precision']}, {result.provenance['forward']['name']} forward)"]
     for split in result.splits:
         speed = (f"{split.images_per_second:.1f} img/s" if split.images_per_second
                  else "nothing left")
@@ -118,9 +144,36 @@ def extract_command(
     emit(runtime, result, "\n".join(lines))
 
 
+@main.group("zoo")
+def zoo_group() -> None:
+    """The backbone zoo: named backbones for --model and their weights."""
+
+
+@zoo_group.command("list")
+@featlt_command
+def zoo_list_command(runtime: Runtime) -> None:
+    """Each zoo entry's timm model, weight source and whether its weights are here."""
+    from featlt.extractors import zoo_status
+
+    statuses = zoo_status()
+    lines = []
+    for status in statuses:
+        mark = "present" if status.present else "MISSING"
+        lines.append(f"{status.name:<27} {status.model:<29} {status.source}\n"
+                     f"    {mark}: {status.note}" + (f"\n    {status.path}" if status.path
+                                                       else "")
+                     + f"\n    {status.description}")
+    lines.append(f"{'pixels, pixels_<SIZE>':<57} no weights (raw pixels)\n    raw pixels at "
+                 "SIZE x SIZE (default 16): the floor every backbone should beat")
+    emit(runtime, statuses, "\n".join(lines))
+
+
 @main.group("weights")
 def weights_group() -> None:
-    """Backbone weights: convert foreign checkpoints, list the zoo."""
+    """Backbone weights: convert foreign checkpoints, list the zoo (= featlt zoo list)."""
+
+
+weights_group.add_command(zoo_list_command, "list")
 
 
 @weights_group.command("convert")
@@ -143,16 +196,3 @@ def convert_command(
          f"wrote {result.output}\n  {result.n_tensors} tensors of {result.model} from "
          f"{result.source} (positional, every shape checked, strict load verified)\n"
          f"  use: featlt extract --model {result.model} --weights {result.output} ...")
-
-
-@weights_group.command("list")
-@featlt_command
-def list_command(runtime: Runtime) -> None:
-    """The backbone zoo: names for --model and where their weights come from."""
-    from featlt.extractors import ENTRIES
-
-    lines = []
-    for entry in ENTRIES:
-        source = entry.requirement if entry.weights == "package" else "random init (seeded)"
-        lines.append(f"{entry.name:<28} {entry.model:<30} {source}\n    {entry.description}")
-    emit(runtime, list(ENTRIES), "\n".join(lines))
