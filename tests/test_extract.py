@@ -178,21 +178,27 @@ def _extract_process(arrays: Path, out: Path, cache: Path, *extra: str,
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_resume_after_sigkill_gives_identical_features(arrays: Path, tmp_path: Path) -> None:
+def test_resume_after_sigkill_gives_identical_features_and_views(
+    arrays: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "killed.h5"
-    killed = _extract_process(arrays, out, tmp_path, "--workers", "0", fault=3)
+    killed = _extract_process(arrays, out, tmp_path, "--workers", "0", "--views", "2", fault=3)
     assert killed.returncode == -9, killed.stderr  # SIGKILL after the 3rd batch was written
     with pytest.raises(StoreError, match=r"incomplete .* --resume"):
         FeatureStore(out)
     with FeatureStore(out, allow_incomplete=True) as partial:
         assert partial.info("train").n_written == 24 and not partial.complete
-    resumed = _extract_process(arrays, out, tmp_path, "--workers", "1", "--resume")
+    resumed = _extract_process(arrays, out, tmp_path, "--workers", "1", "--views", "2",
+                               "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed at 24" in resumed.stdout
     reference = tmp_path / "reference.h5"
-    extract_features(_config(arrays, reference), Runtime(threads=1))
+    extract_features(_config(arrays, reference, views=2), Runtime(threads=1))
     with FeatureStore(out) as a, FeatureStore(reference) as b:
+        assert a.provenance["forward"] == b.provenance["forward"]
         for split in ("train", "test"):
-            assert a.read(split, dtype=np.float16).tobytes() == b.read(
-                split, dtype=np.float16).tobytes()
+            for array in ("features", "views"):
+                assert a.read(split, array=array, dtype=np.float16).tobytes() == b.read(
+                    split, array=array, dtype=np.float16).tobytes()
+            assert a.info(split).n_views == 2
             assert np.array_equal(a.labels(split), b.labels(split))
