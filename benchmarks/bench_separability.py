@@ -12,6 +12,7 @@ faiss and BLAS run with one thread. The machine may be shared: the load average 
 
     python benchmarks/bench_separability.py          # -> results/separability_benchmark.json
     python benchmarks/bench_separability.py --quick  # small sizes, for a smoke test
+    python benchmarks/bench_separability.py --device cuda  # featlt's faiss on a GPU
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def full_inertia(X: np.ndarray, centroids: np.ndarray) -> float:
     return float(np.maximum(dist.min(axis=1), 0).sum())
 
 
-def bench_split(X: np.ndarray, y: np.ndarray, repeats: int) -> dict:
+def bench_split(X: np.ndarray, y: np.ndarray, repeats: int, device: str) -> dict:
     """(a): faiss classwise split vs scikit-learn KMeans, same K_c, same points, same iterations."""
     from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_limits
@@ -78,10 +79,10 @@ def bench_split(X: np.ndarray, y: np.ndarray, repeats: int) -> dict:
     faiss_times, sub_times, sk_times = [], [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        split = classwise_split(X, y, seed=SEED, niter=NITER, device="cpu", threads=1)
+        split = classwise_split(X, y, seed=SEED, niter=NITER, device=device, threads=1)
         faiss_times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        sub = classwise_split(X, y, seed=SEED, niter=NITER, device="cpu", threads=1,
+        sub = classwise_split(X, y, seed=SEED, niter=NITER, device=device, threads=1,
                               max_points_per_centroid=256)
         sub_times.append(time.perf_counter() - start)
     sk_centroids, sk_iters, rnd_centroids, rnd_times = {}, {}, {}, []
@@ -119,7 +120,7 @@ def bench_split(X: np.ndarray, y: np.ndarray, repeats: int) -> dict:
     total_sk = sum(r["inertia_sklearn"] for r in per_class)
     total_rnd = sum(r["inertia_sklearn_random_init"] for r in per_class)
     return {
-        "k_per_class": k_plan.tolist(), "niter": NITER,
+        "k_per_class": k_plan.tolist(), "niter": NITER, "faiss_device": split.device,
         "faiss_seconds": [round(t, 4) for t in faiss_times],
         "sklearn_seconds": [round(t, 4) for t in sk_times],
         "speedup_vs_sklearn": round(min(sk_times) / min(faiss_times), 2),
@@ -160,17 +161,17 @@ def write_store(path: Path, X: np.ndarray, y: np.ndarray, X_val, y_val, provenan
     return path
 
 
-def bench_report(path: Path, repeats: int) -> dict:
+def bench_report(path: Path, repeats: int, device: str) -> dict:
     """(b): the full report from a store, in this process."""
     from featlt.separability import SeparabilityConfig, evaluate_store
 
     runs = []
     for _ in range(repeats):
         start = time.perf_counter()
-        report = evaluate_store(path, None, SeparabilityConfig(seed=SEED), "cpu", 1)
+        report = evaluate_store(path, None, SeparabilityConfig(seed=SEED), device, 1)
         runs.append({"seconds": round(time.perf_counter() - start, 3), "stages": report.timings})
     best = min(runs, key=lambda r: r["seconds"])
-    return {"report_seconds": best["seconds"], "runs": runs,
+    return {"report_seconds": best["seconds"], "runs": runs, "faiss_device": report.faiss,
             "scores": {k: v for k, v in report.scores.items()},
             "n_train": report.data["n_train"], "dim": report.data["dim"],
             "knn_queries": report.knn["n_queries"]}
@@ -203,7 +204,7 @@ def write_scaling_store(path: Path, n_rows: int, dim: int = 512, n_classes: int 
             "largest_class": int(counts[0]), "smallest_class": int(counts[-1])}
 
 
-def child_report(path: Path) -> None:
+def child_report(path: Path, device: str) -> None:
     """Run in a fresh process: one report, then print time and peak RSS as JSON."""
     # Warm up the imports the report makes, so that they are not timed.
     import faiss  # noqa: F401
@@ -216,17 +217,17 @@ def child_report(path: Path) -> None:
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    report = evaluate_store(path, None, SeparabilityConfig(seed=SEED), "cpu", 1)
+    report = evaluate_store(path, None, SeparabilityConfig(seed=SEED), device, 1)
     seconds = time.perf_counter() - start
     print(json.dumps({
         "seconds": round(seconds, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_after_imports_mb": round(rss_before, 1), "stages": report.timings,
-        "knn_queries": report.knn["n_queries"],
+        "knn_queries": report.knn["n_queries"], "faiss_device": report.faiss["device"],
     }))
 
 
-def bench_scaling(sizes: list[int], workdir: Path) -> dict:
+def bench_scaling(sizes: list[int], workdir: Path, device: str) -> dict:
     """(c): time and peak RSS of the report per N, each report in a fresh process."""
     out = {}
     for n in sizes:
@@ -234,7 +235,8 @@ def bench_scaling(sizes: list[int], workdir: Path) -> dict:
         meta = write_scaling_store(path, n)
         load_before = load()
         proc = subprocess.run(
-            [sys.executable, __file__, "--child-report", str(path)], check=True,
+            [sys.executable, __file__, "--child-report", str(path), "--device", device],
+            check=True,
             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
         result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -258,10 +260,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scaling", default="10000,100000,1000000")
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
+                        help="faiss device for featlt (scikit-learn always runs on the CPU)")
     parser.add_argument("--child-report", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_report:
-        child_report(args.child_report)
+        child_report(args.child_report, args.device)
         return
 
     import faiss
@@ -276,7 +280,7 @@ def main() -> None:
     load_start = load()
     X, y = substructured_classes(counts, dim)
     print(f"(a) classwise split on {X.shape[0]} x {dim} ...", flush=True)
-    split = bench_split(X, y, args.repeats)
+    split = bench_split(X, y, args.repeats, args.device)
     print(f"    speedup {split['speedup_vs_sklearn']}x, inertia ratio "
           f"{split['inertia_ratio_faiss_over_sklearn']}", flush=True)
     with tempfile.TemporaryDirectory(prefix="featlt-bench-") as tmp:
@@ -287,10 +291,10 @@ def main() -> None:
                              "dataset": {"name": "synthetic CIFAR-10-LT IF100 shape",
                                          "counts": counts.tolist(), "seed": SEED}})
         print("(b) full report ...", flush=True)
-        report = bench_report(store, max(2, args.repeats - 1))
+        report = bench_report(store, max(2, args.repeats - 1), args.device)
         print(f"    {report['report_seconds']} s", flush=True)
         print("(c) scaling ...", flush=True)
-        scaling = bench_scaling(sizes, workdir)
+        scaling = bench_scaling(sizes, workdir, args.device)
     results = {
         "speedup_vs_sklearn": split["speedup_vs_sklearn"],
         "inertia_ratio_faiss_over_sklearn": split["inertia_ratio_faiss_over_sklearn"],
@@ -306,7 +310,7 @@ def main() -> None:
             "seed": SEED, "niter": NITER, "quick": args.quick,
             "report_config": "featlt.separability.SeparabilityConfig() defaults",
             "command": "python benchmarks/bench_separability.py"
-                       + (" --quick" if args.quick else ""),
+                       + (" --quick" if args.quick else "") + f" --device {args.device}",
         },
         "environment": {
             "load_average_start": load_start, "load_average_end": load(),
