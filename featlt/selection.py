@@ -4,8 +4,9 @@ For a named head (:mod:`featlt.heads.registry`) every combination of its grid (l
 weight decay, tau, scale ...) is fitted on the training rows; trainable heads stop early on the
 validation rows. The combination with the best validation balanced accuracy wins (ties: lower
 validation cross-entropy, then grid order). A temperature is then fitted on validation
-(minimising NLL; it changes probabilities, never predictions). Post-hoc wrappers reuse their
-base head's selection. The test split is not touched here; the caller
+(minimising NLL; it changes probabilities, never predictions). Post-hoc wrappers are tried
+over every fitted grid point of their base head: (base point, wrapper point) are chosen jointly.
+The test split is not touched here; the caller
 (:func:`featlt.heads.workflow.fit_classifiers`) scores it once, after everything is chosen.
 """
 
@@ -36,6 +37,8 @@ class SelectedHead:
     val: dict[str, float]  # balanced_accuracy and nll of the chosen head on validation
     candidates: list[dict[str, Any]] = field(default_factory=list)  # every grid point tried
     fit_seconds: float = 0.0  # wall time of the whole procedure, selection (and base) included
+    fits: list[tuple[BaseHead, dict[str, Any]]] = field(default_factory=list, repr=False)
+    # ^ every fitted grid point (head, point); post-hoc wrappers are tried over all of them
 
 
 @dataclass(frozen=True)
@@ -114,24 +117,29 @@ def select_head(
     base_seconds = 0.0
     accepted = spec.build().get_params(deep=False)
     fixed = {k: v for k, v in (overrides or {}).items() if k in accepted}
+    # A wrapper is tried over every fitted grid point of its base: (base point, own point)
+    # are chosen jointly by the wrapper's validation score.
+    bases: list[tuple[BaseHead | None, dict[str, Any]]] = [(None, {})]
     if spec.base is not None:
         if spec.base not in done:
             done[spec.base] = select_head(spec.base, data, device, seed, done, overrides)
-        fixed["base"] = done[spec.base].head
+        bases = list(done[spec.base].fits)
         base_seconds = done[spec.base].fit_seconds
-    fitted, candidates = [], []
-    for point in grid_points(spec.grid):
-        head = spec.build(**fixed, **point)
-        head.set_params(**runtime_params(head, device, seed))
-        head.fit(data.X_train, data.y_train, X_val=data.X_val, y_val=data.y_val)
-        bacc, nll = val_score(head.decision_function(data.X_val), data.y_val)
-        candidates.append({**point, "val_balanced_accuracy": bacc, "val_nll": nll,
-                           "best_epoch": getattr(head, "best_epoch_", None)})
-        fitted.append((head, point))
+    fits, candidates = [], []
+    for base, base_point in bases:
+        for point in grid_points(spec.grid):
+            head = spec.build(**fixed, **point, **({} if base is None else {"base": base}))
+            head.set_params(**runtime_params(head, device, seed))
+            head.fit(data.X_train, data.y_train, X_val=data.X_val, y_val=data.y_val)
+            bacc, nll = val_score(head.decision_function(data.X_val), data.y_val)
+            full_point = {**point, **({"base": base_point} if base is not None else {})}
+            candidates.append({**full_point, "val_balanced_accuracy": bacc, "val_nll": nll,
+                               "best_epoch": getattr(head, "best_epoch_", None)})
+            fits.append((head, point))
     # Best balanced accuracy, then lowest NLL; max() keeps the first of equal keys (grid order).
     chosen = max(range(len(candidates)), key=lambda i: (
         candidates[i]["val_balanced_accuracy"], -candidates[i]["val_nll"]))
-    head, point = fitted[chosen]
+    head, point = fits[chosen]
     bacc, nll = candidates[chosen]["val_balanced_accuracy"], candidates[chosen]["val_nll"]
     temperature = fit_temperature(head.decision_function(data.X_val), data.y_val)
     head.set_params(temperature=temperature)
@@ -139,11 +147,14 @@ def select_head(
     if hasattr(head, "best_epoch_"):
         selected["best_epoch"] = head.best_epoch_
     if spec.base is not None:
-        selected["base"] = {"name": spec.base, **done[spec.base].selected}
+        base = head.base_  # type: ignore[attr-defined]
+        selected["base"] = {"name": spec.base, **candidates[chosen]["base"]}
+        if hasattr(base, "best_epoch_"):
+            selected["base"]["best_epoch"] = base.best_epoch_
     return SelectedHead(
         name=name, head=head, selected=selected,
         val={"balanced_accuracy": bacc, "nll": nll}, candidates=candidates,
-        fit_seconds=time.perf_counter() - start + base_seconds,
+        fit_seconds=time.perf_counter() - start + base_seconds, fits=fits,
     )
 
 

@@ -275,3 +275,11 @@ def test_cuda_training_predicts_like_cpu(lt):
     gpu = LinearHead(lr=0.03, device="cuda").fit(train.X, train.y, X_val=val.X, y_val=val.y)
     assert gpu.device_ == "cuda"
     assert abs(bacc(gpu, test) - bacc(cpu, test)) < 0.03
+
+
+def test_small_training_sets_get_smaller_batches():
+    from featlt.heads.training import effective_batch_size
+
+    assert effective_batch_size(512, 12386) == 512
+    assert effective_batch_size(512, 363) == 32  # 12 steps per epoch instead of 1
+    assert effective_batch_size(512, 10) == 10

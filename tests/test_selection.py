@@ -67,11 +67,16 @@ def test_select_head_picks_the_best_validation_candidate(data):
 def test_wrappers_reuse_the_selected_base(data):
     results = select_heads(["linear", "tau_norm", "posthoc_la"], data, device="cpu",
                            overrides=QUICK)
-    base = results["linear"].head
-    assert results["tau_norm"].head.base_ is base
-    assert results["posthoc_la"].head.base_ is base
-    assert len(results["tau_norm"].candidates) == 21  # tau 0.0 .. 2.0
-    assert results["tau_norm"].selected["base"]["name"] == "linear"
+    bases = [head for head, _ in results["linear"].fits]
+    assert len(bases) == 4  # every fitted grid point of the base is kept
+    assert any(results["tau_norm"].head.base_ is base for base in bases)
+    assert any(results["posthoc_la"].head.base_ is base for base in bases)
+    assert len(results["tau_norm"].candidates) == 4 * 21  # base points x tau 0.0 .. 2.0
+    chosen = results["tau_norm"].selected["base"]
+    assert chosen["name"] == "linear" and {"lr", "weight_decay", "best_epoch"} <= set(chosen)
+    best = max(results["tau_norm"].candidates,
+               key=lambda c: (c["val_balanced_accuracy"], -c["val_nll"]))
+    assert best["tau"] == results["tau_norm"].selected["tau"]
     assert results["tau_norm"].fit_seconds >= results["linear"].fit_seconds
 
 

@@ -140,8 +140,8 @@ class LWS(ValidationMixin, PostHocWrapper):
     def __init__(
         self,
         base: Any = None,
-        lr: float = 0.01,
-        batch_size: int = 256,
+        lr: float = 0.1,
+        batch_size: int = 512,
         max_epochs: int = 20,
         patience: int | None = 5,
         early_stopping: bool = True,

@@ -20,7 +20,7 @@ from featlt.heads.ncm import NCMHead
 from featlt.heads.posthoc import LWS, PostHocLA, TauNorm
 
 # The optimisation grid of every trainable head (chosen on validation; epochs by early stopping).
-TRAIN_GRID: dict[str, tuple[Any, ...]] = {"lr": (0.003, 0.03), "weight_decay": (1e-4, 1e-3)}
+TRAIN_GRID: dict[str, tuple[Any, ...]] = {"lr": (1e-3, 3e-3), "weight_decay": (3e-3, 3e-2)}
 TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))  # 0.0, 0.1, ..., 2.0
 
 
@@ -50,7 +50,7 @@ HEADS: dict[str, HeadSpec] = {
                  "code: Kang et al. 2020", TRAIN_GRID),
         HeadSpec("la_loss", LinearHead, {"loss": "la"},
                  "linear, logit-adjusted loss CE(f + tau log pi)",
-                 "paper+code: Menon et al. 2021", {**TRAIN_GRID, "tau": (1.0, 1.5, 2.0)}),
+                 "paper+code: Menon et al. 2021", {**TRAIN_GRID, "tau": (1.0, 1.5)}),
         HeadSpec("balanced_softmax", LinearHead, {"loss": "balanced_softmax"},
                  "linear, Balanced Softmax CE(f + log n_c)", "paper+code: Ren et al. 2020",
                  TRAIN_GRID),
@@ -59,9 +59,9 @@ HEADS: dict[str, HeadSpec] = {
                  "paper+code: Cao et al. 2019", {"lr": TRAIN_GRID["lr"]}),
         HeadSpec("cosine", CosineHead, {}, "cosine classifier s * cos(w_c, z), cross-entropy",
                  "paper", {"lr": TRAIN_GRID["lr"], "s": (16.0, 25.0, 30.0)}),
-        HeadSpec("mlp_la", LinearHead, {"loss": "la", "hidden": 512},
-                 "MLP projection (512, ReLU) + linear, logit-adjusted loss",
-                 "featlt option (projection) over Menon et al. 2021", TRAIN_GRID),
+        HeadSpec("mlp_la", LinearHead, {"loss": "la", "hidden": 256},
+                 "MLP projection (256, ReLU) + linear, logit-adjusted loss",
+                 "featlt option (projection) over Menon et al. 2021", {"lr": TRAIN_GRID["lr"]}),
         HeadSpec("ncm_l2", NCMHead, {"metric": "l2"},
                  "nearest class mean, centred + L2-normalised features, -squared L2",
                  "code: Kang et al. 2020"),

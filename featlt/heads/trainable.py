@@ -90,10 +90,15 @@ class ValidationMixin:
     def _validation_rows(
         self, y_index: np.ndarray, X_val: Any, y_val: Any, seed: int
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-        """Return ``(train_rows, val_rows or None, X_val or None, y_val index or None)``."""
+        """Return ``(train_rows, val_rows or None, X_val or None, y_val index or None)``.
+
+        Without early stopping there is no validation: given ``X_val``/``y_val`` are ignored.
+        """
         from featlt.data.validation import split_validation
 
         all_rows = np.arange(y_index.shape[0])
+        if not self.early_stopping:
+            return all_rows, None, None, None
         if X_val is not None or y_val is not None:
             if X_val is None or y_val is None:
                 raise HeadInputError(
@@ -113,8 +118,6 @@ class ValidationMixin:
                     "in the training labels; validate on the training classes only"
                 )
             return all_rows, None, Xv, np.searchsorted(self.classes_, yv)
-        if not self.early_stopping:
-            return all_rows, None, None, None
         try:
             tv = split_validation(
                 y_index, all_rows, regime="carve", fraction=self.validation_fraction,

@@ -19,6 +19,10 @@ from featlt.errors import FeatltError
 from featlt.heads.losses import LossFn
 
 SAMPLING = ("instance", "class_balanced")
+# Small training sets get smaller batches, so that max_epochs means enough optimiser steps:
+# 360 rows with batch 512 would give one Adam step per epoch.
+MIN_STEPS_PER_EPOCH = 16
+MIN_BATCH = 32
 ForwardFn = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 # Validation callback: params -> (score to maximise, loss to minimise on ties).
 ValidateFn = Callable[[dict[str, torch.Tensor]], tuple[float, float]]
@@ -30,7 +34,7 @@ class TrainConfig:
 
     lr: float  # Adam learning rate, cosine-annealed to 0 over max_epochs
     weight_decay: float  # L2 penalty (Adam's coupled decay) on the parameters named in `decay`
-    batch_size: int
+    batch_size: int  # capped so an epoch has >= MIN_STEPS_PER_EPOCH steps (>= MIN_BATCH rows)
     max_epochs: int
     patience: int | None  # epochs without validation improvement before stopping; None: never
     sampling: str = "instance"  # instance | class_balanced (class uniform, then a sample in it)
@@ -83,6 +87,11 @@ class Adam:
             m_hat = self.m[key] / (1 - b1**self.t)
             denom = (self.v[key] / (1 - b2**self.t)).sqrt_().add_(self.eps)
             param.addcdiv_(m_hat, denom, value=-self.lr * lr_factor)
+
+
+def effective_batch_size(batch_size: int, n: int) -> int:
+    """``batch_size``, lowered for small ``n`` to give MIN_STEPS_PER_EPOCH steps per epoch."""
+    return max(1, min(batch_size, n, max(MIN_BATCH, n // MIN_STEPS_PER_EPOCH)))
 
 
 def epoch_order(
@@ -158,7 +167,7 @@ def _train(
     t_t = torch.as_tensor(targets, dtype=torch.int64, device=device)
     w_t = torch.as_tensor(weights, dtype=torch.float32, device=device)
     n = Z.shape[0]
-    batch = max(1, min(config.batch_size, n))
+    batch = effective_batch_size(config.batch_size, n)
     total_steps = -(-n // batch) * config.max_epochs
     best: tuple[float, float] | None = None
     best_params = {k: v.detach().clone() for k, v in params.items()}
