@@ -15,5 +15,5 @@ class StoreError(FeatltError):
     """A feature store is missing, incomplete, malformed or inconsistent."""
 
 
-class ProvenanceMismatch(StoreError):
+class ProvenanceMismatchError(StoreError):
     """Two provenance records disagree on an attribute that matters."""

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from featlt import __version__
-from featlt.errors import ProvenanceMismatch, StoreError
+from featlt.errors import ProvenanceMismatchError, StoreError
 
 SCHEMA_VERSION = 1
 ARRAYS = ("features", "views", "logits")
@@ -79,7 +79,7 @@ def provenance_diff(
 def require_same_provenance(
     a: dict[str, Any], b: dict[str, Any], what: str, keys: tuple[str, ...] | None = None
 ) -> None:
-    """Raise :class:`ProvenanceMismatch` naming the first differing attribute.
+    """Raise :class:`ProvenanceMismatchError` naming the first differing attribute.
 
     Args:
         keys: compare only these top-level keys (e.g. ``("backbone",)``); all but volatile if None.
@@ -90,7 +90,7 @@ def require_same_provenance(
     diffs = provenance_diff(a, b)
     if diffs:
         key = diffs[0]
-        raise ProvenanceMismatch(
+        raise ProvenanceMismatchError(
             f"{what}: provenance differs at '{key}' ({_lookup(a, key)!r} vs {_lookup(b, key)!r})"
             + (f" and {len(diffs) - 1} more attribute(s)" if len(diffs) > 1 else "")
             + "; use matching settings or write a new file"
@@ -138,7 +138,7 @@ class StoreWriter:
             stored = json.loads(self._file.attrs["provenance"])
             try:
                 require_same_provenance(stored, provenance, f"resuming {self.path}")
-            except ProvenanceMismatch:
+            except ProvenanceMismatchError:
                 self._file.close()
                 raise
             return

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from featlt.errors import FeatltError, ProvenanceMismatch, StoreError
+from featlt.errors import FeatltError, ProvenanceMismatchError, StoreError
 from featlt.extract import FAULT_ENV, ExtractConfig, extract_features, subset_rows
 from featlt.runtime import Runtime
 from featlt.store import FeatureStore
@@ -116,11 +116,11 @@ def test_unwritable_output_is_refused_before_any_work(arrays: Path, tmp_path: Pa
 def test_resume_with_other_settings_names_the_attribute(arrays: Path, tmp_path: Path) -> None:
     out = tmp_path / "f.h5"
     extract_features(_config(arrays, out, splits=("test",)), RUNTIME)
-    with pytest.raises(ProvenanceMismatch, match="provenance differs at 'store.batch_size' "
+    with pytest.raises(ProvenanceMismatchError, match="provenance differs at 'store.batch_size' "
                                                  r"\(8 vs 4\)"):
         extract_features(_config(arrays, out, splits=("test",), batch_size=4, mode="resume"),
                          RUNTIME)
-    with pytest.raises(ProvenanceMismatch, match=r"'backbone.data_config.input_size'"):
+    with pytest.raises(ProvenanceMismatchError, match=r"'backbone.data_config.input_size'"):
         extract_features(_config(arrays, out, splits=("test",), resolution=40, mode="resume"),
                          RUNTIME)
 

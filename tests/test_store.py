@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from featlt.errors import ProvenanceMismatch, StoreError
+from featlt.errors import ProvenanceMismatchError, StoreError
 from featlt.store import FeatureStore, StoreWriter, provenance_diff
 
 PROV = {"backbone": {"arch": "toy", "weights_sha256": "abc"}, "extract": {"batch_size": 4},
@@ -107,7 +107,7 @@ def test_resume_with_different_provenance_names_the_attribute(tmp_path):
     path = tmp_path / "f.h5"
     write_store(path, complete=False)
     changed = {**PROV, "extract": {"batch_size": 8}, "run": {"host": "b"}}
-    with pytest.raises(ProvenanceMismatch, match=r"extract\.batch_size.*4.*8"):
+    with pytest.raises(ProvenanceMismatchError, match=r"extract\.batch_size.*4.*8"):
         StoreWriter(path, changed, mode="resume")
     # The volatile 'run' record may differ.
     with StoreWriter(path, {**PROV, "run": {"host": "b"}}, mode="resume") as writer:

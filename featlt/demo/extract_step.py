@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from featlt.demo import DemoContext, demo_step
-from featlt.errors import ProvenanceMismatch
+from featlt.errors import ProvenanceMismatchError
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def _extract(context: DemoContext, data: DemoData, model: str, output: Path) -> 
     )
     try:
         result = extract_features(config, context.runtime)
-    except ProvenanceMismatch:
+    except ProvenanceMismatchError:
         result = extract_features(dataclasses.replace(config, mode="overwrite"), context.runtime)
     return {
         "file": str(output),
