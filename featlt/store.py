@@ -450,12 +450,16 @@ class FeatureStore:
         dtype: type = np.float32,
         budget_mb: float = 256.0,
     ) -> np.ndarray:
-        """Read the selected rows of ``array`` into memory: (n, D), (n, V, D) or (n, K)."""
-        parts = [values for _, values in self.iter_rows(split, rows, array, budget_mb, dtype)]
-        if parts:
-            return np.concatenate(parts)
-        shape = self._group(split)[array].shape[1:]
-        return np.empty((0, *shape), dtype=dtype)
+        """Read the selected rows of ``array`` into memory: (n, D), (n, V, D) or (n, K).
+
+        Blocks are copied into one preallocated array, so peak memory is the result plus a block.
+        """
+        dset = self._group(split)[array] if array in ARRAYS and self.has(split, array) else None
+        n = (dset.shape[0] if rows is None else len(rows)) if dset is not None else 0
+        out = np.empty((n, *(dset.shape[1:] if dset is not None else ())), dtype=dtype)
+        for positions, values in self.iter_rows(split, rows, array, budget_mb, dtype):
+            out[positions[0] : positions[-1] + 1] = values
+        return out
 
     def close(self) -> None:
         if self._file.id.valid:
