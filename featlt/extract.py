@@ -32,6 +32,9 @@ from featlt.runtime import Runtime, log
 from featlt.store import FLOAT16_MAX, StoreWriter, WriteMode
 
 FAULT_ENV = "FEATLT_FAULT_AFTER_BATCHES"
+# Images of the first batch the forward path is checked on against eager (two forwards of them
+# before the run; a compiled path still compiles for the full batch size, as it pads).
+CHECK_ROWS = 8
 
 
 @dataclass(frozen=True)
@@ -167,9 +170,10 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
             for s in splits}
     # The whole run's forward images, not the remainder: a resumed run picks the same path.
     n_images = sum(int(r.size) for r in rows.values()) * (1 + config.views)
+    example = _example_batch(source, splits, rows, backbone, min(config.batch_size, CHECK_ROWS))
     forward, forward_record = backbone.prepare_forward(
-        _example_batch(source, splits, rows, backbone, config.batch_size), config.forward_path,
-        n_images=n_images, batch_size=config.batch_size, logits=config.store_logits,
+        example, config.forward_path, n_images=n_images, batch_size=config.batch_size,
+        logits=config.store_logits,
     )
     forward_check = forward_record.pop("check")
     provenance = {
@@ -283,9 +287,9 @@ def _unreadable(source: Any, split: str, workers: int) -> np.ndarray:
 
 def _example_batch(
     source: Any, splits: tuple[str, ...], rows: dict[str, np.ndarray], backbone: Any,
-    batch_size: int,
+    n: int,
 ) -> Any:
-    """(B, 3, H, W): the run's first batch (clean transform), on which the forward is checked.
+    """(n, 3, H, W): the run's first ``n`` images (clean transform), to check the forward on.
 
     Zeros of the model's input size when no split has rows.
     """
@@ -294,7 +298,7 @@ def _example_batch(
     for split in splits:
         if rows[split].size:
             return torch.stack([backbone.transform(source.load_image(split, int(i)))
-                                for i in rows[split][:batch_size]])
+                                for i in rows[split][:n]])
     return torch.zeros((1, *backbone.data_config["input_size"]))
 
 

@@ -196,7 +196,8 @@ def prepare_forward(
     Args:
         model: frozen module in eval mode, already on ``device``; it may be converted to
             channels_last in place.
-        example: (B, C, H, W) float32 batch of real inputs at the run's batch size B.
+        example: (b, C, H, W) float32 batch of real inputs, b <= the run's batch size (a
+            compiled path pads it to the batch size, so compilation happens here).
         device: "cpu" or "cuda".
         requested: one of :data:`FORWARD_PATHS`.
         n_images: forward images in the whole run (rows of all splits x (1 + views)).
