@@ -4,7 +4,7 @@
 trains a parameter dict with :func:`featlt.heads.training.train_parameters` and keeps the float64
 parameters for prediction. Subclasses give the parameters (``_init_params``), the forward pass
 (``_forward``) and the loss (``_make_loss``). Two hooks let later heads train on sub-class
-targets: ``_fit_targets`` (class index -> target index and per-target counts) and
+targets: ``_fit_targets`` (class indices -> target indices and the number of targets) and
 ``_class_logits`` (target logits -> class logits, e.g. ``logsumexp`` over a class's
 sub-classes); both are the identity here.
 """

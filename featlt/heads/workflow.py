@@ -160,24 +160,24 @@ def predict_features(
     head, document = load_head(head_dir)
     with FeatureStore(feature_file) as store:
         _check_compatible(document, store, split, head_dir)
-        X = store.read(split)
         labels = store.labels(split)
         source_index = store.source_index(split)
-    if X.shape[0] == 0:
-        raise FeatltError(f"feature file {feature_file}: split '{split}' is empty")
-    proba = head.predict_proba(X)
+        if labels.shape[0] == 0:
+            raise FeatltError(f"feature file {feature_file}: split '{split}' is empty")
+        # Stream the split block by block (the store's memory budget); keep only (n, C).
+        proba = np.concatenate([head.predict_proba(block) for _, block in store.iter_rows(split)])
     pred = proba.argmax(axis=1)
     names = document["class_names"]
     if output is not None:
         write_predictions_csv(Path(output), {
-            "row": np.arange(X.shape[0]), "source_index": source_index, "label": labels,
+            "row": np.arange(labels.shape[0]), "source_index": source_index, "label": labels,
             "prediction": pred, "prediction_name": [names[i] for i in pred],
             "confidence": proba.max(axis=1),
         })
     train_counts = document["provenance"]["view"]["train_class_counts"]
     return {
         "head": document.get("name"), "head_dir": str(head_dir), "feature_file": str(feature_file),
-        "split": split, "source": f"{feature_file}:{split}", "n": int(X.shape[0]),
+        "split": split, "source": f"{feature_file}:{split}", "n": int(labels.shape[0]),
         "output": None if output is None else str(output),
         "metrics": evaluate(labels, proba, train_counts, n_bootstrap=n_bootstrap, seed=seed,
                             class_names=names),
