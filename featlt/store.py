@@ -214,6 +214,11 @@ class StoreWriter:
             return int(group.attrs["n_written"])
         if dtype not in ("float16", "float32"):
             raise StoreError(f"feature dtype '{dtype}': use float16 or float32")
+        if n_rows == 0:
+            raise StoreError(
+                f"output {self.path}: split '{split}' has no rows; leave it out of --splits or "
+                "check the data source"
+            )
         group = self._file.create_group(split)
         itemsize = np.dtype(dtype).itemsize
         chunk = min(max(n_rows, 1), rows_per_chunk(dim * itemsize))
@@ -236,7 +241,7 @@ class StoreWriter:
         group.create_dataset("index", data=np.asarray(source_index, dtype=np.int64))
         if skipped is not None and len(skipped):
             group.create_dataset("skipped", data=np.asarray(skipped, dtype=np.int64))
-        counts = np.bincount(labels, minlength=len(class_names)) if n_rows else []
+        counts = np.bincount(labels, minlength=len(class_names))
         group.attrs["class_names"] = json.dumps(list(class_names))
         group.attrs["class_counts"] = json.dumps([int(c) for c in counts])
         group.attrs["n_rows"] = n_rows

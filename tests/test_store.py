@@ -132,6 +132,11 @@ def test_rows_must_be_appended_in_order_and_float16_overflow_is_refused(tmp_path
             writer.mark_complete()
 
 
+def test_empty_split_is_refused(tmp_path):
+    with StoreWriter(tmp_path / "f.h5", PROV) as writer, pytest.raises(StoreError, match="no rows"):
+        writer.begin_split("val", np.zeros(0, int), np.zeros(0, int), NAMES, 2)
+
+
 def test_unwritable_output(tmp_path):
     not_a_folder = tmp_path / "file.txt"
     not_a_folder.write_text("x")
