@@ -92,7 +92,9 @@ def select_train_rows(labels: np.ndarray, n_classes: int, protocol: Protocol) ->
         return np.arange(labels.shape[0], dtype=np.int64)
     if protocol.profile == "balanced":
         if not protocol.balanced_per_class:
-            raise FeatltError("profile 'balanced': needs balanced_per_class (e.g. 1240)")
+            raise FeatltError(
+                "profile 'balanced': needs a per-class count; pass --balanced-per-class N"
+            )
         return balanced_rows(labels, protocol.balanced_per_class, seed=protocol.seed)
     stored = np.bincount(labels, minlength=n_classes)
     n_max = protocol.n_max if protocol.n_max is not None else int(stored.min())

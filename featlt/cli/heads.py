@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from featlt.cli import emit, featlt_command, main
+from featlt.cli.view_options import build_protocol, view_options
 from featlt.runtime import Runtime
 
 
@@ -52,11 +53,7 @@ def comparison_table(summary: dict[str, Any]) -> str:
 @click.argument("feature_file", type=click.Path(path_type=Path))
 @click.option("--head", "heads", multiple=True, default=("all",), show_default=True,
               help="Head name (repeatable) or 'all'; an unknown name lists the names.")
-@click.option("--profile", type=click.Choice(["none", "cao2019", "first"]), default="none",
-              show_default=True,
-              help="Long-tail profile applied to the stored train split (none: use it as is).")
-@click.option("--imbalance-factor", type=float, default=100.0, show_default=True,
-              help="Imbalance factor of the profile.")
+@view_options
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: <FEATURE_FILE stem>-heads in the current folder).")
 @click.option("--max-epochs", type=int, default=None,
@@ -65,15 +62,12 @@ def comparison_table(summary: dict[str, Any]) -> str:
               help="Bootstrap resamples for the test intervals (0: none).")
 @featlt_command
 def fit_classifier_command(
-    runtime: Runtime, feature_file: Path, heads: tuple[str, ...], profile: str,
-    imbalance_factor: float, out_dir: Path | None, max_epochs: int | None, bootstrap: int,
+    runtime: Runtime, feature_file: Path, heads: tuple[str, ...],
+    protocol_options: dict[str, Any], out_dir: Path | None, max_epochs: int | None, bootstrap: int,
 ) -> None:
     """Fit, select on validation, evaluate on test and save classifier heads."""
     from featlt.heads.workflow import fit_classifiers
-    from featlt.views import Protocol
-
-    protocol = Protocol(profile=profile, imbalance_factor=imbalance_factor,  # type: ignore[arg-type]
-                        seed=runtime.seed)
+    protocol = build_protocol(protocol_options, runtime.seed)
     summary = fit_classifiers(
         feature_file, heads, out_dir or Path(f"{feature_file.stem}-heads"), protocol,
         device=runtime.device, seed=runtime.seed, n_bootstrap=bootstrap,

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from featlt.cli import emit, featlt_command, main
+from featlt.cli.view_options import build_protocol, view_options
 from featlt.runtime import Runtime
 
 
 @main.command("evaluate-separability")
 @click.argument("feature_files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--profile", type=click.Choice(["none", "cao2019", "first"]), default="none",
-              show_default=True, help="Long-tail index view of the stored training rows.")
-@click.option("--imbalance-factor", type=float, default=100.0, show_default=True,
-              help="Imbalance factor of the --profile view.")
-@click.option("--n-max", type=int, default=None,
-              help="Largest class's count in the --profile view (default: smallest stored class).")
-@click.option("--val-source", type=click.Choice(["auto", "split", "outside", "carve"]),
-              default="auto", show_default=True,
-              help="Validation rows: a stored 'val' split, outside the LT subset, or carved.")
+@view_options
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write the full report (JSON) here.")
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default=None,
@@ -46,10 +40,7 @@ from featlt.runtime import Runtime
 def evaluate_separability_command(
     runtime: Runtime,
     feature_files: tuple[Path, ...],
-    profile: str,
-    imbalance_factor: float,
-    n_max: int | None,
-    val_source: str,
+    protocol_options: dict[str, Any],
     output: Path | None,
     plots_dir: Path | None,
     knn_queries: int,
@@ -69,10 +60,7 @@ def evaluate_separability_command(
     """
     from featlt.separability import SeparabilityConfig
     from featlt.separability_report import format_document, run_separability
-    from featlt.views import Protocol
-
-    protocol = Protocol(profile=profile, imbalance_factor=imbalance_factor, n_max=n_max,
-                        val_source=val_source, seed=runtime.seed)
+    protocol = build_protocol(protocol_options, runtime.seed)
     config = SeparabilityConfig(
         knn_k=knn_k, knn_queries=knn_queries, knn_metric=knn_metric, pca_dim=pca_dim,
         gbc_gaussian=gbc_gaussian, density_clusters=density_clusters,
