@@ -97,6 +97,25 @@ def require_same_provenance(
         )
 
 
+# Backbone provenance fields that say where and how a backbone ran, not what it computes.
+RUN_DEPENDENT_BACKBONE_KEYS = frozenset({"device", "precision", "channels_last", "forward", "zoo"})
+
+
+def backbone_identity(provenance: dict[str, Any]) -> dict[str, Any]:
+    """What makes features of two runs the same kind of features.
+
+    The backbone record without where or at which precision it ran, and its weights identified
+    by their tensors' hash alone (the same tensors from a zoo package or a file are the same
+    weights). Heads trained on CPU features apply to CUDA features of the same backbone.
+    """
+    backbone = {k: v for k, v in (provenance.get("backbone") or {}).items()
+                if k not in RUN_DEPENDENT_BACKBONE_KEYS}
+    weights = backbone.get("weights")
+    if isinstance(weights, dict) and "tensors_sha256" in weights:
+        backbone["weights"] = {"tensors_sha256": weights["tensors_sha256"]}
+    return backbone
+
+
 def _lookup(record: dict[str, Any], dotted: str) -> Any:
     value: Any = record
     for part in dotted.split("."):

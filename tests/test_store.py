@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from featlt.errors import ProvenanceMismatchError, StoreError
-from featlt.store import FeatureStore, StoreWriter, provenance_diff
+from featlt.store import FeatureStore, StoreWriter, backbone_identity, provenance_diff
 
 PROV = {"backbone": {"arch": "toy", "weights_sha256": "abc"}, "extract": {"batch_size": 4},
         "run": {"host": "a"}}
@@ -112,6 +112,18 @@ def test_resume_with_different_provenance_names_the_attribute(tmp_path):
     # The volatile 'run' record may differ.
     with StoreWriter(path, {**PROV, "run": {"host": "b"}}, mode="resume") as writer:
         assert writer.begin_split("train", np.arange(10) % 3, np.arange(10) + 100, NAMES, 5) == 10
+
+
+def test_backbone_identity_ignores_where_and_how_it_ran():
+    cpu = {"backbone": {"model": "m.t", "device": "cpu", "precision": "float32", "zoo": "m",
+                        "weights": {"tensors_sha256": "x", "source": "zoo"}}}
+    cuda = {"backbone": {"model": "m.t", "device": "cuda", "precision": "amp-float16",
+                         "weights": {"tensors_sha256": "x", "source": "file"}}}
+    assert backbone_identity(cpu) == backbone_identity(cuda) == {
+        "model": "m.t", "weights": {"tensors_sha256": "x"}}
+    other = {"backbone": {**cuda["backbone"], "weights": {"tensors_sha256": "y"}}}
+    assert provenance_diff({"b": backbone_identity(cpu)}, {"b": backbone_identity(other)}) == [
+        "b.weights.tensors_sha256"]
 
 
 def test_provenance_diff_lists_nested_keys():

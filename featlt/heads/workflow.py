@@ -122,13 +122,14 @@ def fit_classifiers(
 
 
 def _check_compatible(document: dict[str, Any], store: Any, split: str, head_dir: Path) -> None:
-    from featlt.store import require_same_provenance
+    from featlt.store import backbone_identity, require_same_provenance
 
     stored = document.get("provenance", {}).get("features", {})
     require_same_provenance(
-        stored, store.provenance,
+        {"backbone": backbone_identity(stored)},
+        {"backbone": backbone_identity(store.provenance)},
         f"head {head_dir} (trained on {document.get('provenance', {}).get('store')}) applied "
-        f"to {store.path}", keys=("backbone",),
+        f"to {store.path}",
     )
     names = store.class_names(split)
     if names != document.get("class_names"):
@@ -280,7 +281,7 @@ def predict_images(
     from featlt.data.sources import decode_image
     from featlt.metrics import evaluate
     from featlt.runtime import resolve_torch_device
-    from featlt.store import require_same_provenance
+    from featlt.store import backbone_identity, require_same_provenance
 
     if batch_size < 1:
         raise FeatltError(f"--batch-size {batch_size}: must be at least 1")
@@ -291,8 +292,9 @@ def predict_images(
     spec = backbone_spec_from_provenance(features, weights)
     backbone = create_backbone(spec, device=resolve_torch_device(device))  # type: ignore[arg-type]
     require_same_provenance(
-        {"backbone": features.get("backbone")}, {"backbone": backbone.provenance},
-        f"head {head_dir}: its backbone rebuilt here", keys=("backbone",),
+        {"backbone": backbone_identity(features)},
+        {"backbone": backbone_identity({"backbone": backbone.provenance})},
+        f"head {head_dir}: its backbone rebuilt here",
     )
     store_dtype = np.dtype((features.get("store") or {}).get("dtype", "float32"))
     parts = []
