@@ -12,43 +12,6 @@ from featlt.cli.view_options import build_protocol, view_options
 from featlt.runtime import Runtime
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _selected_text(selected: dict[str, Any]) -> str:
-    short = {"weight_decay": "wd", "temperature": "T", "best_epoch": "ep"}
-    parts = []
-    for key, value in selected.items():
-        if key == "base":
-            continue
-        text = f"{value:.3g}" if isinstance(value, float) else str(value)
-        parts.append(f"{short.get(key, key)}={text}")
-    return " ".join(parts)
-
-
-def comparison_table(summary: dict[str, Any]) -> str:
-    """One line per head: test metrics, fit time and the validation-chosen values."""
-    view = summary["provenance"]["view"]
-    lines = [
-        f"{summary['config']['feature_file']}  profile {view['protocol']['profile']}"
-        f"  train {view['train']['n']}  val {view['val']['n']} ({view['val']['regime']})"
-        f"  test {view['test']['n'] if view['test'] else 0}",
-        f"{'head':<17} {'bal.acc':>7} {'95% CI':>15} {'acc':>6} {'head':>6} {'mid':>6} "
-        f"{'tail':>6} {'few':>6} {'ECE':>6} {'fit s':>7}  selected on validation",
-    ]
-    for name, row in summary["heads"].items():
-        ci = row.get("balanced_accuracy_ci")
-        ci_text = f"[{ci[0]:.3f},{ci[1]:.3f}]" if ci else "-"
-        lines.append(
-            f"{name:<17} {_fmt(row['balanced_accuracy']):>7} {ci_text:>15} "
-            f"{_fmt(row['accuracy']):>6} {_fmt(row['head_third']):>6} {_fmt(row['mid_third']):>6} "
-            f"{_fmt(row['tail_third']):>6} {_fmt(row['few']):>6} {_fmt(row['ece']):>6} "
-            f"{row['fit_seconds']:>7.1f}  {_selected_text(row['selected'])}"
-        )
-    return "\n".join(lines)
-
-
 @main.command("fit-classifier")
 @click.argument("feature_file", type=click.Path(path_type=Path))
 @click.option("--head", "heads", multiple=True, default=("all",), show_default=True,
@@ -66,6 +29,7 @@ def fit_classifier_command(
     protocol_options: dict[str, Any], out_dir: Path | None, max_epochs: int | None, bootstrap: int,
 ) -> None:
     """Fit, select on validation, evaluate on test and save classifier heads."""
+    from featlt.heads.report import comparison_table
     from featlt.heads.workflow import fit_classifiers
     protocol = build_protocol(protocol_options, runtime.seed)
     summary = fit_classifiers(
@@ -74,21 +38,6 @@ def fit_classifier_command(
         overrides=None if max_epochs is None else {"max_epochs": max_epochs},
     )
     emit(runtime, summary, comparison_table(summary))
-
-
-def prediction_text(result: dict[str, Any]) -> str:
-    metrics = result.get("metrics")
-    lines = [f"head {result['head']} on {result['source']}: {result['n']} predictions"
-             + (f" -> {result['output']}" if result.get("output") else "")]
-    if metrics:
-        lines.append(
-            f"  balanced accuracy {_fmt(metrics['balanced_accuracy'])}  accuracy "
-            f"{_fmt(metrics['accuracy'])}  head/mid/tail {_fmt(metrics['head_third'])}/"
-            f"{_fmt(metrics['mid_third'])}/{_fmt(metrics['tail_third'])}  ECE "
-            f"{_fmt(metrics['ece'])}"
-        )
-    lines.append(f"  predicted per class: {result['predicted_counts']}")
-    return "\n".join(lines)
 
 
 @main.command("predict")
@@ -111,6 +60,7 @@ def predict_command(
     split: str, output: Path | None, batch_size: int, weights: str | None,
 ) -> None:
     """Apply a saved head to a feature file of the same backbone, or to an image folder."""
+    from featlt.heads.report import prediction_text
     from featlt.heads.workflow import predict_features, predict_images
 
     if (feature_file is None) == (images is None):

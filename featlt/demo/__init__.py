@@ -3,7 +3,8 @@
 Each capability adds one step module (listed in ``STEP_MODULES``, in run order) that decorates a
 function with :func:`demo_step`. A step receives the shared :class:`DemoContext`, may read the
 artifacts earlier steps left in ``context.artifacts`` and returns a summary dict that the runner
-prints and writes into ``demo_summary.json``.
+writes into ``demo_summary.json``; its optional ``"text"`` (a table for people) is printed
+instead.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ def run_demo(
         start = time.perf_counter()
         result = step.run(context)
         result["seconds"] = round(time.perf_counter() - start, 2)
+        text = result.pop("text", None)  # the step's human-readable table, not part of the JSON
+        if text:
+            echo(text)
         summary["steps"][step.name] = result
         echo(f"   done in {result['seconds']:.1f} s")
     write_json_atomic(out_dir / "demo_summary.json", summary)

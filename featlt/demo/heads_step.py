@@ -23,6 +23,7 @@ QUICK_BOOTSTRAP = 200
 
 @demo_step("heads", "classifier heads: fit, select on validation, evaluate on test, save")
 def heads_step(context: DemoContext) -> dict[str, Any]:
+    from featlt.heads.report import comparison_table
     from featlt.heads.workflow import SUMMARY_FILE, fit_classifiers
 
     files = [Path(p) for p in context.artifacts.get("feature_files", [])]
@@ -35,6 +36,7 @@ def heads_step(context: DemoContext) -> dict[str, Any]:
     summaries: dict[str, str] = {}
     best: dict[str, str] = {}
     table: dict[str, Any] = {}
+    texts: list[str] = []
     for path in files:
         out = context.out_dir / "heads" / path.stem
         summary = fit_classifiers(
@@ -44,6 +46,7 @@ def heads_step(context: DemoContext) -> dict[str, Any]:
             overrides={"max_epochs": QUICK_MAX_EPOCHS} if context.quick else None,
         )
         rows = summary["heads"]
+        texts.append(comparison_table(summary))
         chosen = max(rows, key=lambda name: rows[name]["val_balanced_accuracy"])
         summaries[str(path)] = str(out / SUMMARY_FILE)
         best[str(path)] = rows[chosen]["dir"]
@@ -54,4 +57,4 @@ def heads_step(context: DemoContext) -> dict[str, Any]:
         }
     context.artifacts["head_summaries"] = summaries
     context.artifacts["best_heads"] = best
-    return {"summaries": summaries, "heads": table}
+    return {"summaries": summaries, "heads": table, "text": "\n\n".join(texts)}

@@ -18,7 +18,7 @@ from featlt.errors import FeatltError
 @demo_step("separability", "head/tail separability of the extracted features (scores, plots)")
 def separability_step(context: DemoContext) -> dict[str, Any]:
     from featlt.separability import SeparabilityConfig
-    from featlt.separability_report import run_separability
+    from featlt.separability_report import format_document, run_separability
 
     files = [Path(p) for p in context.artifacts.get("feature_files", [])]
     if not files:
@@ -36,6 +36,7 @@ def separability_step(context: DemoContext) -> dict[str, Any]:
     return {
         "report": document["outputs"]["report"],
         "plots": document["outputs"]["plots"],
+        "text": format_document(document),
         "scores": {row["label"]: {k: v for k, v in row.items() if k not in ("label", "file")}
                    for row in document["comparison"]},
     }
