@@ -174,6 +174,13 @@ class ViewTransform:
 
     def __call__(self, image: Any, seed: int, index: int, view: int) -> Any:
         """image: PIL RGB image -> (3, H, W) float32 tensor, keyed on (seed, index, view)."""
+        import torchvision.transforms.functional as tvf
+
+        augmented = self.augment(image, seed, index, view)
+        return tvf.normalize(tvf.to_tensor(augmented), self.mean, self.std)
+
+    def augment(self, image: Any, seed: int, index: int, view: int) -> Any:
+        """The random steps only: PIL RGB image -> PIL RGB image of the output size (H, W)."""
         import torch
         import torchvision.transforms.functional as tvf
 
@@ -202,12 +209,22 @@ class ViewTransform:
                     image = tvf.adjust_hue(image, _uniform(generator, -p.hue, p.hue))
         if _uniform(generator, 0.0, 1.0) < p.grayscale_p:
             image = tvf.rgb_to_grayscale(image, num_output_channels=3)
-        return tvf.normalize(tvf.to_tensor(image), self.mean, self.std)
+        return image
 
-    def views(self, image: Any, seed: int, index: int, n_views: int) -> Any:
-        """image -> (V, 3, H, W) float32: views 0..V-1 of sample ``index``."""
+    def views(
+        self, image: Any, seed: int, index: int, n_views: int, as_uint8: bool = False
+    ) -> Any:
+        """image -> (V, 3, H, W) float32: views 0..V-1 of sample ``index``.
+
+        With ``as_uint8`` the views stay (V, 3, H, W) uint8 pixels; ``BatchNormalize(self.mean,
+        self.std)`` (:mod:`featlt.batch_normalize`) turns a batch of them into the same floats.
+        """
         import torch
+        import torchvision.transforms.functional as tvf
 
+        if as_uint8:
+            return torch.stack([tvf.pil_to_tensor(self.augment(image, seed, index, v))
+                                for v in range(n_views)])
         return torch.stack([self(image, seed, index, v) for v in range(n_views)])
 
     def describe(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The extraction loop: images -> frozen backbone -> feature store, crash-safe and resumable.
 
 Images are decoded and transformed in DataLoader workers (one torch thread each), together with
-their ``--views`` augmented views; the forward pass runs in the main process under
+their ``--views`` augmented views, and sent as uint8 pixels that the main process normalises a
+batch at a time (:mod:`featlt.batch_normalize`); the forward pass runs in the main process under
 ``inference_mode`` on the path :mod:`featlt.fast_forward` picks and checks against eager on a
 first batch of real images (channels_last, compiled for long CPU runs, CUDA autocast). Every
 batch is written to the store, flushed, and only then counted (``n_written``), so a killed run
@@ -303,14 +304,23 @@ def _example_batch(
 
 
 class _Loop:
-    """Batches of one split: decode in DataLoader workers, forward, check the outputs."""
+    """Batches of one split: decode in DataLoader workers, forward, check the outputs.
+
+    Workers send uint8 pixels; the main process normalises whole batches on the forward's device
+    (:mod:`featlt.batch_normalize`, bit-identical to the per-image transform).
+    """
 
     def __init__(
         self, config: ExtractConfig, backbone: Any, forward: Any, view_transform: Any,
         seed: int, workers: int,
     ):
+        from featlt.batch_normalize import BatchNormalize, split_transform
+
         self.config, self.backbone, self.forward = config, backbone, forward
         self.view_transform, self.seed, self.workers = view_transform, seed, workers
+        self.image_transform, self.normalize = split_transform(backbone.transform)
+        self.normalize_views = (None if view_transform is None
+                                else BatchNormalize(view_transform.mean, view_transform.std))
 
     def batches(
         self, source: Any, split: str, rows: np.ndarray, start: int
@@ -320,7 +330,7 @@ class _Loop:
         from torch.utils.data import DataLoader
         from tqdm import tqdm
 
-        dataset = _SplitImages(source, split, rows[start:], self.backbone.transform,
+        dataset = _SplitImages(source, split, rows[start:], self.image_transform,
                                self.view_transform, self.config.views, self.seed)
         loader = DataLoader(
             dataset,
@@ -353,15 +363,18 @@ class _Loop:
         return feats, logits
 
     def _outputs(self, images: Any, views: Any) -> dict[str, np.ndarray | None]:
-        """Forward a batch (b, 3, H, W) and its views (b, V, 3, H, W) in batch-size chunks."""
+        """Forward a uint8 batch (b, 3, H, W) and its views (b, V, 3, H, W) in batch-size chunks."""
         import torch
 
-        feats, logits = self._run(images)
+        device = self.backbone.device
+        feats, logits = self._run(self.normalize(images.to(device, non_blocking=True)))
         view_feats = None
         if views is not None:
             chunks = views.flatten(0, 1).split(self.config.batch_size)
-            view_feats = torch.cat([self._run(chunk)[0] for chunk in chunks]).reshape(
-                views.shape[0], views.shape[1], -1)
+            view_feats = torch.cat([
+                self._run(self.normalize_views(chunk.to(device, non_blocking=True)))[0]
+                for chunk in chunks
+            ]).reshape(views.shape[0], views.shape[1], -1)
         return {
             "features": feats.cpu().numpy(),
             "views": None if view_feats is None else view_feats.cpu().numpy(),
@@ -393,8 +406,8 @@ class _Loop:
 class _SplitImages:
     """Map-style dataset of one split's selected rows: item j -> (clean, views, error).
 
-    ``clean``: (3, H, W); ``views``: (V, 3, H, W) keyed on (seed, source position, view), or
-    None without views; ``error``: None, or the message of an unreadable image.
+    ``clean``: (3, H, W) uint8; ``views``: (V, 3, H, W) uint8 keyed on (seed, source position,
+    view), or None without views; ``error``: None, or the message of an unreadable image.
     """
 
     def __init__(
@@ -413,8 +426,8 @@ class _SplitImages:
             image = self.source.load_image(self.split, index)
         except FeatltError as err:
             return None, None, str(err)
-        views = (None if self.view_transform is None
-                 else self.view_transform.views(image, self.seed, index, self.n_views))
+        views = (None if self.view_transform is None else
+                 self.view_transform.views(image, self.seed, index, self.n_views, as_uint8=True))
         return self.transform(image), views, None
 
 

@@ -144,7 +144,9 @@ def test_pixels_backbone_takes_no_weights_and_no_layer():
 
 def _fake_loop(tmp_path: Path, amp_dtype: str | None, dtype: str) -> _Loop:
     config = ExtractConfig(model=MODEL, data="digits", output=tmp_path / "f.h5", dtype=dtype)
-    backbone = SimpleNamespace(amp_dtype=amp_dtype)
+    from timm.data import create_transform
+
+    backbone = SimpleNamespace(amp_dtype=amp_dtype, transform=create_transform((3, 8, 8)))
     return _Loop(config, backbone, forward=None, view_transform=None, seed=0, workers=0)
 
 

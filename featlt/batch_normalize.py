@@ -1,0 +1,55 @@
+"""Ship images from DataLoader workers as uint8 and normalise whole batches where they are used.
+
+timm's eval transform ends with ``ToTensor`` (uint8 HWC -> float32 CHW / 255) and
+``Normalize`` (mean/std). Run per image in a decode worker, those two steps cost more than a third
+of the transform (measured for a CIFAR image at 160 px: 1.3 of 3.4 ms) and make every image four
+times larger to send to the main process. :func:`split_transform` keeps the PIL steps per image,
+ending in a uint8 (3, H, W) tensor, and returns a :class:`BatchNormalize` that applies the rest to
+a (B, 3, H, W) batch in the main process (or on the GPU, after a 4x smaller copy): the same
+float32 operations in the same order, so the result is bit-identical to the per-image transform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from featlt.errors import FeatltError
+
+
+class BatchNormalize:
+    """(B, C, H, W) uint8 -> float32 ``(x / 255 - mean) / std``, on the batch's device.
+
+    Picklable; the operations are those of torchvision's ``to_tensor`` then ``normalize``.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        mean = torch.as_tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        std = torch.as_tensor(self.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        return x.to(torch.float32).div(255).sub_(mean).div_(std)
+
+
+def split_transform(transform: Any) -> tuple[Callable[[Any], Any], BatchNormalize]:
+    """(per-image PIL -> (3, H, W) uint8 transform, batched normalisation) of an eval transform.
+
+    ``transform`` must be a torchvision ``Compose`` ending in ``ToTensor`` (timm's
+    ``MaybeToTensor`` is one) and ``Normalize``, as timm's ``create_transform`` builds it.
+    """
+    from torchvision import transforms
+
+    steps = list(getattr(transform, "transforms", []))
+    if (len(steps) < 2 or not isinstance(steps[-2], transforms.ToTensor)
+            or not isinstance(steps[-1], transforms.Normalize)):
+        raise FeatltError(
+            f"eval transform {transform!r}: does not end in ToTensor + Normalize, so its "
+            "normalisation cannot be batched; build it with timm.data.create_transform"
+        )
+    normalize = steps[-1]
+    per_image = transforms.Compose([*steps[:-2], transforms.PILToTensor()])
+    return per_image, BatchNormalize(normalize.mean, normalize.std)
