@@ -16,7 +16,10 @@ against a naive loop, on CIFAR-10 (JPEG) from ../shared/data.
 (d) peak resident memory of featlt at 2,000 and 20,000 images (light config, forward path fixed
     to channels_last so both sizes run the same path: ``auto`` would compile at 20,000), each in
     a fresh process: the main process's VmHWM and the largest DataLoader worker's ru_maxrss;
-(e) thread settings of each side and the load average before and after every run.
+(e) thread settings of each side and the load average before and after every run. featlt's
+    default gives the forward ``cores - workers`` threads (1 on 2 cores), which is fastest on a
+    busy machine; a variant with every core for the forward (``--threads <cores>``, the decode
+    worker then shares a core) is measured beside it, so a quiet machine shows which is faster.
 
 Every measurement runs in a fresh subprocess; (a)/(b) and (c) are repeated (default 3 times,
 interleaved featlt / naive) and medians reported. The machine may be shared: the load average is
@@ -221,45 +224,44 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 
 def compare(config: dict[str, Any], n: int, repeats: int, raw_batches: int, data: Path,
             tmp: Path, weights_file: str | None, forward_path: str,
-            threads: int | None) -> dict[str, Any]:
-    """featlt (+ raw forward) and the naive loop, interleaved, ``repeats`` times."""
+            threads: int | None, variant_threads: int | None) -> dict[str, Any]:
+    """featlt (+ raw forward), the naive loop and the thread variant, interleaved ``repeats``
+    times."""
+    sides = {"featlt": threads, "featlt_variant": variant_threads}
+    if variant_threads is None:
+        del sides["featlt_variant"]
     runs = []
     for r in range(repeats):
         common = {"config": config, "n": n, "data": str(data)}
-        ours = run_task({**common, "kind": "featlt", "output": str(tmp / f"f{r}.h5"),
-                         "raw_batches": raw_batches, "forward_path": forward_path,
-                         "threads": threads})
-        naive = run_task({**common, "kind": "naive", "output": str(tmp / f"n{r}.h5"),
-                          "weights_file": weights_file})
-        runs.append({
-            "featlt": ours,
-            "naive": naive,
-            "ratio_to_forward": round(ours["loop_images_per_s"] / ours["raw_images_per_s"], 3),
-            "speedup_vs_naive": round(naive["total_s"] / ours["total_s"], 3),
-            "loop_speedup_vs_naive": round(
-                ours["loop_images_per_s"] / naive["loop_images_per_s"], 3),
-        })
-    agreement = _agreement(tmp / "f0.h5", tmp / "n0.h5")
+        run: dict[str, Any] = {}
+        for side, side_threads in sides.items():
+            run[side] = run_task({**common, "kind": "featlt", "output": str(tmp / f"{side}{r}.h5"),
+                                  "raw_batches": raw_batches, "forward_path": forward_path,
+                                  "threads": side_threads})
+        run["naive"] = run_task({**common, "kind": "naive", "output": str(tmp / f"n{r}.h5"),
+                                 "weights_file": weights_file})
+        for side in sides:
+            ours, naive = run[side], run["naive"]
+            run[side]["ratio_to_forward"] = round(
+                ours["loop_images_per_s"] / ours["raw_images_per_s"], 3)
+            run[side]["speedup_vs_naive"] = round(naive["total_s"] / ours["total_s"], 3)
+            run[side]["loop_speedup_vs_naive"] = round(
+                ours["loop_images_per_s"] / naive["loop_images_per_s"], 3)
+        runs.append(run)
 
-    def median(key: str, side: str | None = None) -> float:
-        values = [run[side][key] if side else run[key] for run in runs]
-        return round(statistics.median(values), 3)
+    def median(side: str, key: str) -> float:
+        return round(statistics.median(run[side][key] for run in runs), 3)
 
+    medians = {side: {key: median(side, key) for key in (
+        "ratio_to_forward", "speedup_vs_naive", "loop_speedup_vs_naive", "loop_images_per_s",
+        "raw_images_per_s", "total_s")} for side in sides}
+    medians["naive"] = {key: median("naive", key) for key in ("loop_images_per_s", "total_s")}
     return {
         "config": {**config, "images": n, "repeats": repeats, "raw_forward_images": raw_batches
                    * config["batch_size"], "forward_path_requested": forward_path,
-                   "featlt_threads_requested": threads},
-        "median": {
-            "ratio_to_forward": median("ratio_to_forward"),
-            "speedup_vs_naive": median("speedup_vs_naive"),
-            "loop_speedup_vs_naive": median("loop_speedup_vs_naive"),
-            "featlt_loop_images_per_s": median("loop_images_per_s", "featlt"),
-            "raw_forward_images_per_s": median("raw_images_per_s", "featlt"),
-            "naive_loop_images_per_s": median("loop_images_per_s", "naive"),
-            "featlt_total_s": median("total_s", "featlt"),
-            "naive_total_s": median("total_s", "naive"),
-        },
-        "features_featlt_vs_naive": agreement,
+                   "featlt_threads_requested": threads, "variant_threads": variant_threads},
+        "median": medians,
+        "features_featlt_vs_naive": _agreement(tmp / "featlt0.h5", tmp / "n0.h5"),
         "runs": runs,
     }
 
@@ -312,6 +314,9 @@ def main() -> None:
     parser.add_argument("--forward-path", default="auto", help="featlt's --forward-path")
     parser.add_argument("--threads", type=int, default=None,
                         help="featlt's --threads [default: featlt's rule, cores - workers]")
+    parser.add_argument("--variant-threads", type=int, default=os.cpu_count(),
+                        help="featlt's --threads of the variant measured beside it (0: none) "
+                             "[default: every core]")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "extract_benchmark.json")
     args = parser.parse_args()
     if args.task:
@@ -336,24 +341,33 @@ def main() -> None:
         (tmp / "main").mkdir()
         (tmp / "light").mkdir()
         print("(a)/(b) main config", file=sys.stderr)
+        variant = args.variant_threads or None
         main_result = compare(MAIN, args.images, args.repeats, args.raw_batches, data,
-                              tmp / "main", str(weights_file), args.forward_path, args.threads)
+                              tmp / "main", str(weights_file), args.forward_path, args.threads,
+                              variant)
         print("(c) light config", file=sys.stderr)
         light_result = compare(LIGHT, args.light_images, args.repeats, args.raw_batches, data,
-                               tmp / "light", None, args.forward_path, args.threads)
+                               tmp / "light", None, args.forward_path, args.threads, variant)
         print("(d) peak RSS", file=sys.stderr)
         rss_runs = {}
         for n in (int(v) for v in args.rss_images.split(",")):
             rss_runs[str(n)] = run_task({"kind": "rss", "config": LIGHT, "n": n,
                                          "data": str(data), "output": str(tmp / f"rss{n}.h5"),
                                          "forward_path": "channels_last"})
-    m, light = main_result["median"], light_result["median"]
+    m, light = main_result["median"]["featlt"], light_result["median"]["featlt"]
     ours = main_result["runs"][0]["featlt"]
     result = {
         "ratio_to_forward": m["ratio_to_forward"],
         "forward_path": ours["forward_path"],
         "speedup_vs_naive": m["speedup_vs_naive"],
         "speedup_vs_naive_light": light["speedup_vs_naive"],
+        "variant_all_cores": None if not variant else {
+            "threads": variant,
+            "ratio_to_forward": main_result["median"]["featlt_variant"]["ratio_to_forward"],
+            "speedup_vs_naive": main_result["median"]["featlt_variant"]["speedup_vs_naive"],
+            "speedup_vs_naive_light": light_result["median"]["featlt_variant"][
+                "speedup_vs_naive"],
+        },
         "peak_rss_mb": {n: r["main_peak_rss_mb"] for n, r in rss_runs.items()},
         "goals": {key: {"goal": goal, "measured": value, "met": value >= goal}
                   for key, goal, value in (
@@ -375,6 +389,9 @@ def main() -> None:
         "threads": {
             "featlt": {"torch_threads": ours["torch_threads"], "decode_workers": ours["workers"],
                        "rule": "workers = cores/4 (1..4), forward threads = cores - workers"},
+            "featlt_variant": None if not variant else {
+                "torch_threads": main_result["runs"][0]["featlt_variant"]["torch_threads"],
+                "decode_workers": main_result["runs"][0]["featlt_variant"]["workers"]},
             "naive": {"torch_threads": main_result["runs"][0]["naive"]["torch_threads"],
                       "decode_workers": 0},
         },
@@ -388,7 +405,7 @@ def main() -> None:
     write_json_atomic(args.out, result)
     print(json.dumps({k: result[k] for k in ("ratio_to_forward", "forward_path",
                                              "speedup_vs_naive", "speedup_vs_naive_light",
-                                             "peak_rss_mb", "seconds")}))
+                                             "variant_all_cores", "peak_rss_mb", "seconds")}))
 
 
 if __name__ == "__main__":
