@@ -56,7 +56,7 @@ def _limit(value: str | None) -> int | dict[str, int] | None:
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16",
               show_default=True, help="Stored feature dtype (float16 overflow is refused).")
 @click.option("--workers", type=int, default=None,
-              help="DataLoader decode workers [default: cores/4, 1..4].")
+              help="DataLoader decode workers [default: CPU cores/4 (1..4); CUDA cores-1].")
 @click.option("--limit", default=None,
               help="At most N images per split (a seeded random subset): N, or per split as "
                    "train=N,test=M.")
