@@ -214,9 +214,9 @@ def test_transform_gives_model_input_size() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_uses_amp_and_channels_last() -> None:
     backbone = create_backbone(BackboneSpec(TINY, "random", resolution=32), device="cuda")
-    assert backbone.precision in ("amp-bfloat16", "amp-float16")
-    assert backbone.provenance["channels_last"] is True
+    assert backbone.amp_dtype == "float16"
+    assert backbone.provenance["precision"] == "amp-float16"
     feats, _ = backbone.forward(torch.rand(4, 3, 32, 32))
     assert feats.dtype == torch.float32 and feats.shape == (4, 256)
     exact = create_backbone(BackboneSpec(TINY, "random", resolution=32), device="cuda", amp=False)
-    assert exact.precision == "float32"
+    assert exact.amp_dtype is None and exact.provenance["precision"] == "float32"
