@@ -137,7 +137,7 @@ class FastForward:
         self.path = path
         self.batch_size = batch_size
         fmt = torch.channels_last if path.channels_last else torch.contiguous_format
-        self._memory_format = fmt
+        self.memory_format = fmt  # of the weights and inputs; callers may pass inputs in it
         model = model.to(memory_format=fmt)  # in place: weights follow the path's layout
         self._module = torch.compile(model, dynamic=False) if path.compiled else model
 
@@ -148,7 +148,7 @@ class FastForward:
         if self.path.compiled and n < self.batch_size:
             pad = x.new_zeros((self.batch_size - n, *x.shape[1:]))
             x = torch.cat([x, pad])
-        x = x.to(self.path.device, non_blocking=True, memory_format=self._memory_format)
+        x = x.to(self.path.device, non_blocking=True, memory_format=self.memory_format)
         with torch.inference_mode():
             if self.path.amp_dtype is not None:
                 dtype = getattr(torch, self.path.amp_dtype)
