@@ -7,8 +7,9 @@
     relative L2 error ``||a - b|| / ||b||`` (median and max) and featlt's check metric
     ``max |a - b| / max |b|`` next to featlt's tolerance for that dtype;
 (3) featlt's end-to-end extraction (decode + transform + forward + write) on ``--images``
-    CIFAR-10 training images with its CUDA default (float16 autocast), with featlt's default
-    decode workers and with ``cores - 1`` workers, as img/s and as a ratio to (1)'s float16.
+    CIFAR-10 training images with its CUDA defaults (float16 autocast, ``cores - 1`` decode
+    workers), twice (the first run is cold: file cache, cuDNN), and once with the CPU rule's
+    ``cores / 4`` workers, as img/s and as a ratio to (1)'s float16.
 
 float32 convolutions on CUDA run in TF32 unless cuDNN is told otherwise; the flags are recorded.
 Needs only featlt's core dependencies (no faiss), a CUDA GPU, a timm-layout weights file for
@@ -199,7 +200,11 @@ def main() -> None:
     table = precision_table(args, "cuda")
     print("(3) featlt end to end", file=sys.stderr)
     cores = os.cpu_count() or 1
-    runs = [end_to_end(args, "cuda", None), end_to_end(args, "cuda", max(1, cores - 1))]
+    runs = [end_to_end(args, "cuda", None), end_to_end(args, "cuda", None),
+            end_to_end(args, "cuda", max(1, min(4, cores // 4)))]
+    for run, label in zip(runs, ("default, cold", "default, warm", "cpu rule workers"),
+                          strict=True):
+        run["run"] = label
     fp16 = table["precisions"]["float16"]["images_per_s"]
     for run in runs:
         run["ratio_to_raw_float16_forward"] = round(run["loop_images_per_s"] / fp16, 4)

@@ -88,9 +88,9 @@ def default_workers(device: str = "cpu") -> int:
     """DataLoader decode workers for a forward pass on ``device``.
 
     CPU: a quarter of the cores (at least 1, at most 4); the forward pass needs the rest.
-    CUDA: every core but one, since decoding is the limit there (H100, ``tf_efficientnet_lite0``
-    at 160 px on CIFAR-10 JPEGs: 38k img/s float16 forward; end to end 1.7k img/s with 4
-    workers and 4.1k img/s with 15, benchmarks/bench_gpu_extract.py).
+    CUDA: every core but one, since decoding is the limit there (H100 with 16 cores,
+    ``tf_efficientnet_lite0`` at 160 px on CIFAR-10 JPEGs: 38k img/s float16 forward; end to end
+    1.7k img/s with 4 workers, 3.7k-7.8k img/s with 15; results/gpu_extract.json).
     """
     cores = os.cpu_count() or 1
     return max(1, cores - 1) if device == "cuda" else max(1, min(4, cores // 4))

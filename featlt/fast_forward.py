@@ -17,7 +17,7 @@ Paths (``--forward-path``):
   float32. Measured on an H100 for ``tf_efficientnet_lite0`` at 160 px on 512 CIFAR-10 images
   (benchmarks/bench_gpu_extract.py): float16 features differ from float32 by a per-row relative
   error of 6e-3 (median; max 1.6e-2; 1.0e-2 on this module's max-abs metric) at 38k img/s,
-  bfloat16 ones by 7e-2 (max 0.25; 0.15 max-abs) at 31k img/s; float32 runs 25k img/s. AMP is
+  bfloat16 ones by 7e-2 (max 0.25; 0.15 max-abs) at 36k img/s; float32 runs 25k img/s. AMP is
   not used on CPU.
 
 :func:`prepare_forward` runs the chosen path once on an example batch (this is when
