@@ -379,7 +379,7 @@ def main() -> None:
         "light": light_result,
         "rss": {
             "config": {**LIGHT, "forward_path": "channels_last",
-                       "note": "light config for both sizes (lite0 at 160 px would take ~10 min "
+                       "note": "light config for both sizes (lite0 at 160 px would take ~15 min "
                                "for 20,000 images here); channels_last fixed because auto "
                                "compiles at 20,000 images"},
             "runs": rss_runs,
