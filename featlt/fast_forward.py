@@ -23,7 +23,8 @@ Paths (``--forward-path``):
 :func:`prepare_forward` runs the chosen path once on an example batch (this is when
 compilation happens) and compares it with the eager forward of the same batch: the largest
 absolute difference over the largest absolute eager value must stay within
-:data:`TOLERANCE` (:data:`AMP_TOLERANCE` of the dtype under AMP). For ``auto`` a failing
+:data:`TOLERANCE` (:data:`AMP_TOLERANCE` of the dtype under AMP, :data:`TF32_TOLERANCE` for
+float32 on CUDA with TF32 convolutions: :func:`check_tolerance`). For ``auto`` a failing
 compilation falls back to ``channels_last`` and a failing float32 check to ``eager``, with the
 reason recorded; an explicitly requested path that fails, and any AMP path that fails (float16
 overflows to inf where activations pass 65504), raise a :class:`FeatltError` that names the fix.
