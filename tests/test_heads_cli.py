@@ -212,3 +212,24 @@ def test_demo_step_fits_heads_on_the_extracted_files(store: Path, tmp_path: Path
     assert table["best_on_validation"] in QUICK_HEADS
     assert Path(context.artifacts["best_heads"][str(store)]).is_dir()
     assert Path(result["summaries"][str(store)]).is_file()
+
+
+def test_backbone_of_a_file_weights_head_is_found_from_the_run_record(tmp_path):
+    from featlt.heads.workflow import backbone_spec_from_provenance
+
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"x")
+    features = {"backbone": {"model": "m.t", "weights": {"source": "file"}, "resolution": 32},
+                "run": {"weights_file": {"path": str(weights), "sha256": "s"}}}
+    assert backbone_spec_from_provenance(features, None).weights == str(weights)
+    weights.unlink()
+    with pytest.raises(Exception, match="--weights FILE"):
+        backbone_spec_from_provenance(features, None)
+
+
+def test_pixels_head_rebuilds_its_weightless_backbone():
+    from featlt.heads.workflow import backbone_spec_from_provenance
+
+    spec = backbone_spec_from_provenance(
+        {"backbone": {"model": "pixels", "weights": {"source": "none"}, "resolution": 16}}, None)
+    assert spec.model == "pixels"

@@ -216,13 +216,15 @@ def backbone_spec_from_provenance(features: dict[str, Any], weights: str | None)
     resolution = backbone.get("resolution")
     if backbone.get("zoo") and weights is None:
         return resolve_spec(backbone["zoo"], None, resolution)
+    if record.get("source") == "none":  # the pixels pseudo-backbone has no weights
+        return resolve_spec(backbone["model"], None, resolution)
     if record.get("source") == "random" and weights is None:
         return BackboneSpec(model=backbone["model"], weights="random", resolution=resolution,
                             seed=int(record.get("seed", 0)))
     if weights is None and record.get("source") == "hub":
         weights = "hub"
     if weights is None:
-        recorded = (features.get("run") or {}).get("weights_path")
+        recorded = ((features.get("run") or {}).get("weights_file") or {}).get("path")
         if not recorded or not Path(recorded).exists():
             raise FeatltError(
                 f"backbone {backbone.get('model')}: its weights file ({recorded}) is not on this "
