@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from featlt.data.sources import SPLIT_ORDER, array_to_rgb, file_sha256, register_source
-from featlt.data.sources.indexed import IndexedSource
+from featlt.data.sources.indexed import IndexedSource, open_npz
 from featlt.errors import FeatltError
 
 
@@ -35,13 +35,7 @@ class ArraySource(IndexedSource):
     def __init__(self, path: str):
         self.path = Path(path).expanduser()
         self.uri = f"npz:{path}"
-        if not self.path.is_file():
-            raise FeatltError(f"dataset {self.uri}: file {self.path} not found; pass an .npz")
-        try:
-            archive = np.load(self.path)
-        except (OSError, ValueError) as err:
-            raise FeatltError(f"dataset {self.uri}: not a readable npz ({err})") from err
-        with archive:
+        with open_npz(self.path, self.uri, "an .npz") as archive:
             files = set(archive.files)
             parts = [p for p in SPLIT_ORDER if f"x_{p}" in files]
             missing = [f"y_{p}" for p in parts if f"y_{p}" not in files]

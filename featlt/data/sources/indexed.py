@@ -87,3 +87,17 @@ class IndexedSource(ImageSource):
             "class_names": self.class_names,
             "split_rule": self.split_rule,
         }
+
+
+def open_npz(path: Any, uri: str, expected: str) -> Any:
+    """Open the ``.npz`` behind a dataset URI, never unpickling; ``expected`` names the fix.
+
+    Raises:
+        FeatltError: the file is missing or is not a readable npz.
+    """
+    if not path.is_file():
+        raise FeatltError(f"dataset {uri}: file {path} not found; pass {expected}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise FeatltError(f"dataset {uri}: not a readable npz ({err})") from err

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from featlt.data.sources import SPLIT_ORDER, decode_image, file_sha256, register_source
-from featlt.data.sources.indexed import IndexedSource
+from featlt.data.sources.indexed import IndexedSource, open_npz
 from featlt.errors import FeatltError
 
 
@@ -26,15 +26,7 @@ class PackedJpegSource(IndexedSource):
     def __init__(self, path: str):
         self.path = Path(path).expanduser()
         self.uri = f"jpeg-npz:{path}"
-        if not self.path.is_file():
-            raise FeatltError(
-                f"dataset {self.uri}: file {self.path} not found; pass an existing .npz"
-            )
-        try:
-            archive = np.load(self.path)
-        except (OSError, ValueError) as err:
-            raise FeatltError(f"dataset {self.uri}: not a readable npz ({err})") from err
-        with archive:
+        with open_npz(self.path, self.uri, "an existing .npz") as archive:
             parts = [p for p in SPLIT_ORDER if f"{p}_bytes" in archive.files]
             missing = [
                 f"{p}_{k}" for p in parts for k in ("offsets", "labels")

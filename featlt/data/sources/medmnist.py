@@ -20,7 +20,7 @@ import numpy as np
 
 from featlt.data.sources import SPLIT_ORDER, array_to_rgb, file_sha256, register_source
 from featlt.data.sources.arrays import _npz_member_header
-from featlt.data.sources.indexed import IndexedSource
+from featlt.data.sources.indexed import IndexedSource, open_npz
 from featlt.errors import FeatltError
 
 
@@ -58,16 +58,8 @@ class MedMNISTSource(IndexedSource):
     def __init__(self, path: str):
         self.path = Path(path).expanduser()
         self.uri = f"medmnist:{path}"
-        if not self.path.is_file():
-            raise FeatltError(
-                f"dataset {self.uri}: file {self.path} not found; pass a MedMNIST .npz such as "
-                "~/.medmnist/octmnist.npz"
-            )
-        try:
-            archive = np.load(self.path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise FeatltError(f"dataset {self.uri}: not a readable npz ({err})") from err
-        with archive:
+        expected = "a MedMNIST .npz such as ~/.medmnist/octmnist.npz"
+        with open_npz(self.path, self.uri, expected) as archive:
             files = set(archive.files)
             parts = [p for p in SPLIT_ORDER if f"{p}_images" in files]
             missing = [f"{p}_labels" for p in parts if f"{p}_labels" not in files]
