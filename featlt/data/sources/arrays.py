@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from featlt.data.sources import SPLIT_ORDER, array_to_rgb, file_sha256, register_source
-from featlt.data.sources.indexed import IndexedSource, open_npz
+from featlt.data.sources import SPLIT_ORDER, array_to_rgb, register_source
+from featlt.data.sources.indexed import NpzSource, open_npz
 from featlt.errors import FeatltError
 
 
 @register_source("npz")
-class ArraySource(IndexedSource):
+class ArraySource(NpzSource):
     """Numpy-array npz; ``path`` is the .npz file."""
 
     def __init__(self, path: str):
@@ -64,31 +64,19 @@ class ArraySource(IndexedSource):
         if names is None:
             names = [str(c) for c in range(int(max(v.max() for v in labels.values())) + 1)]
         self._set_parts({p: v.astype(np.int64) for p, v in labels.items()}, names)
-        self._pixels: dict[str, np.ndarray] = {}
-        self._sha256: str | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_pixels"] = {}
-        return state
 
     def _load_part_image(self, part: str, position: int) -> Any:
-        if part not in self._pixels:
-            with np.load(self.path) as archive:
-                self._pixels[part] = archive[f"x_{part}"]
-        pixels = self._pixels[part][position]
+        pixels = self._npz_member(f"x_{part}")[position]
         if self._layouts[part] == "channels-first":
             pixels = np.moveaxis(pixels, 0, -1)
         return array_to_rgb(pixels, f"dataset {self.uri}: x_{part}[{position}]")
 
     def describe(self) -> dict[str, Any]:
-        if self._sha256 is None:
-            self._sha256 = file_sha256(self.path)
         return {
             "uri": self.uri,
             "scheme": self.scheme,
             "path": str(self.path.resolve()),
-            "sha256": self._sha256,
+            "sha256": self._file_sha256(),
             "layouts": self._layouts,
             "conventions": "grayscale replicated to RGB; uint8 0..255, float 0..1",
             **self._describe_splits(),

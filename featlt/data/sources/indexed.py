@@ -17,6 +17,7 @@ import numpy as np
 from featlt.data.sources import (
     SPLIT_ORDER,
     ImageSource,
+    file_sha256,
     holdout_rule,
     stratified_holdout,
 )
@@ -87,6 +88,35 @@ class IndexedSource(ImageSource):
             "class_names": self.class_names,
             "split_rule": self.split_rule,
         }
+
+
+class NpzSource(IndexedSource):
+    """An :class:`IndexedSource` backed by one ``.npz`` file at ``self.path``.
+
+    Members are read lazily, one per part, and cached per process; the cache is dropped when
+    the source is pickled to a DataLoader worker, which re-reads what it needs.
+    """
+
+    path: Any  # pathlib.Path of the .npz
+
+    def _npz_member(self, key: str) -> np.ndarray:
+        """The array ``key`` of the file, read once per process."""
+        cache = self.__dict__.setdefault("_members", {})
+        if key not in cache:
+            with np.load(self.path, allow_pickle=False) as archive:
+                cache[key] = archive[key]
+        return cache[key]
+
+    def _file_sha256(self) -> str:
+        """sha256 of the file, computed once."""
+        if self.__dict__.get("_sha256") is None:
+            self._sha256 = file_sha256(self.path)
+        return self._sha256
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_members", None)
+        return state
 
 
 def open_npz(path: Any, uri: str, expected: str) -> Any:

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from featlt.data.sources import SPLIT_ORDER, decode_image, file_sha256, register_source
-from featlt.data.sources.indexed import IndexedSource, open_npz
+from featlt.data.sources import SPLIT_ORDER, decode_image, register_source
+from featlt.data.sources.indexed import NpzSource, open_npz
 from featlt.errors import FeatltError
 
 
 @register_source("jpeg-npz")
-class PackedJpegSource(IndexedSource):
+class PackedJpegSource(NpzSource):
     """Packed-JPEG npz; ``path`` is the .npz file."""
 
     def __init__(self, path: str):
@@ -51,29 +51,17 @@ class PackedJpegSource(IndexedSource):
                     f"{p}_labels has {labels[p].size} entries; offsets must have N+1 entries"
                 )
         self._set_parts(labels, names)
-        self._bytes: dict[str, np.ndarray] = {}
-        self._sha256: str | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_bytes"] = {}
-        return state
 
     def _load_part_image(self, part: str, position: int) -> Any:
-        if part not in self._bytes:
-            with np.load(self.path) as archive:
-                self._bytes[part] = archive[f"{part}_bytes"]
         start, stop = self._offsets[part][position], self._offsets[part][position + 1]
-        data = io.BytesIO(self._bytes[part][start:stop].tobytes())
+        data = io.BytesIO(self._npz_member(f"{part}_bytes")[start:stop].tobytes())
         return decode_image(data, f"dataset {self.uri}: {part} image {position}")
 
     def describe(self) -> dict[str, Any]:
-        if self._sha256 is None:
-            self._sha256 = file_sha256(self.path)
         return {
             "uri": self.uri,
             "scheme": self.scheme,
             "path": str(self.path.resolve()),
-            "sha256": self._sha256,
+            "sha256": self._file_sha256(),
             **self._describe_splits(),
         }

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from featlt.data.sources import SPLIT_ORDER, array_to_rgb, file_sha256, register_source
+from featlt.data.sources import SPLIT_ORDER, array_to_rgb, register_source
 from featlt.data.sources.arrays import _npz_member_header
-from featlt.data.sources.indexed import IndexedSource, open_npz
+from featlt.data.sources.indexed import NpzSource, open_npz
 from featlt.errors import FeatltError
 
 
@@ -52,7 +52,7 @@ def _labels_1d(labels: np.ndarray, what: str) -> np.ndarray:
 
 
 @register_source("medmnist")
-class MedMNISTSource(IndexedSource):
+class MedMNISTSource(NpzSource):
     """MedMNIST npz; ``path`` is the .npz file (e.g. ``octmnist.npz``)."""
 
     def __init__(self, path: str):
@@ -86,30 +86,19 @@ class MedMNISTSource(IndexedSource):
             raise FeatltError(f"dataset {self.uri}: train_images holds no images")
         n_classes = int(max(v.max() for v in labels.values() if v.size)) + 1
         self._set_parts(labels, [str(c) for c in range(n_classes)])
-        self._images: dict[str, np.ndarray] = {}
-        self._sha256: str | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_images"] = {}
-        return state
 
     def _load_part_image(self, part: str, position: int) -> Any:
-        if part not in self._images:
-            with np.load(self.path, allow_pickle=False) as archive:
-                self._images[part] = archive[f"{part}_images"]
         return array_to_rgb(
-            self._images[part][position], f"dataset {self.uri}: {part}_images[{position}]"
+            self._npz_member(f"{part}_images")[position],
+            f"dataset {self.uri}: {part}_images[{position}]",
         )
 
     def describe(self) -> dict[str, Any]:
-        if self._sha256 is None:
-            self._sha256 = file_sha256(self.path)
         return {
             "uri": self.uri,
             "scheme": self.scheme,
             "path": str(self.path.resolve()),
-            "sha256": self._sha256,
+            "sha256": self._file_sha256(),
             "conventions": "grayscale replicated to RGB; uint8 0..255",
             **self._describe_splits(),
         }
