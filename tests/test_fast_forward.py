@@ -47,12 +47,16 @@ def tiny():
 
 def test_auto_rule():
     small = choose_forward_path("auto", "cpu", n_images=COMPILE_MIN_IMAGES - 1)
-    assert (small.name, small.channels_last, small.compiled) == ("channels_last", True, False)
+    assert (small.name, small.channels_last, small.folded, small.compiled) == (
+        "folded", True, True, False)
     large = choose_forward_path("auto", "cpu", n_images=COMPILE_MIN_IMAGES)
-    assert (large.name, large.compiled) == ("compile", True)
-    assert choose_forward_path("auto", "cpu").name == "channels_last"  # unknown size: no compile
+    assert (large.name, large.folded, large.compiled) == ("compile", True, True)
+    assert choose_forward_path("auto", "cpu").name == "folded"  # unknown size: no compile
+    cuda = choose_forward_path("auto", "cuda", n_images=10**6)
+    assert (cuda.name, cuda.folded, cuda.compiled) == ("channels_last", False, False)
     eager = choose_forward_path("eager", "cpu", n_images=10**6)
-    assert (eager.channels_last, eager.compiled, eager.reason) == (False, False, "requested")
+    assert (eager.channels_last, eager.folded, eager.compiled, eager.reason) == (
+        False, False, False, "requested")
     with pytest.raises(FeatltError, match="unknown; choose one of auto, eager"):
         choose_forward_path("fastest", "cpu")
     with pytest.raises(FeatltError, match="AMP: used on CUDA only"):
@@ -72,15 +76,17 @@ def test_overflow_is_an_infinite_error_and_amp_failures_name_the_fix():
     assert "differ from float32 by 0.5" in bf16 and "--amp-dtype float16 or --no-amp" in bf16
 
 
-@pytest.mark.parametrize("requested", ["eager", "channels_last", "auto"])
+@pytest.mark.parametrize("requested", ["eager", "channels_last", "folded", "auto"])
 def test_paths_match_eager(tiny, requested):
     model, x, reference = tiny
     fn, record = prepare_forward(model, x, "cpu", requested, n_images=100)
     out = fn(x[:5])  # a short last batch
     assert out.dtype == torch.float32 and out.shape == (5, reference.shape[1])
     assert relative_error(out, reference[:5]) <= TOLERANCE
-    assert record["name"] == ("channels_last" if requested == "auto" else requested)
+    assert record["name"] == ("folded" if requested == "auto" else requested)
     assert record["check"]["max_relative_error"] <= TOLERANCE
+    n_norms = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert record["folded_batchnorms"] == (n_norms if record["folded"] else 0)
     json.dumps(record)
 
 
@@ -127,7 +133,7 @@ def test_failed_compile_falls_back_only_under_auto(tiny, monkeypatch):
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     _, record = prepare_forward(model, x, "cpu", "auto", n_images=COMPILE_MIN_IMAGES)
-    assert record["name"] == "channels_last" and "compilation failed" in record["reason"]
+    assert record["name"] == "folded" and "compilation failed" in record["reason"]
     with pytest.raises(FeatltError, match=r"forward path 'compile' failed.*no C\+\+ compiler"):
         prepare_forward(model, x, "cpu", "compile")
 
@@ -142,8 +148,8 @@ class _LayoutSensitive(nn.Module):
 
 def test_mismatching_path_falls_back_to_eager():
     x = torch.rand(2, 3, 4, 4)
-    fn, record = prepare_forward(_LayoutSensitive(), x, "cpu", "auto")
-    assert record["name"] == "eager" and "differed from eager" in record["reason"]
+    fn, record = prepare_forward(_LayoutSensitive(), x, "cpu", "auto")  # folded, channels_last
+    assert record["name"] == "eager" and "channels_last differed from eager" in record["reason"]
     assert relative_error(fn(x), x.mean((2, 3))) == 0.0
     with pytest.raises(FeatltError, match=r"differ from eager by .* use --forward-path eager"):
         prepare_forward(_LayoutSensitive(), x, "cpu", "channels_last")
