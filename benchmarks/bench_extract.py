@@ -14,12 +14,13 @@ against a naive loop, on CIFAR-10 (JPEG) from ../shared/data.
 (c) the same comparison on a light config where the input pipeline matters:
     ``mobilenetv3_small_100`` (random init; speed does not depend on the weights) at 96 px;
 (d) peak resident memory of featlt at 2,000 and 20,000 images (light config, forward path fixed
-    to channels_last so both sizes run the same path: ``auto`` would compile at 20,000), each in
+    to folded so both sizes run the same path whatever ``auto``'s compile threshold), each in
     a fresh process: the main process's VmHWM and the largest DataLoader worker's ru_maxrss;
 (e) thread settings of each side and the load average before and after every run. featlt's
-    default gives the forward ``cores - workers`` threads (1 on 2 cores), which is fastest on a
-    busy machine; a variant with every core for the forward (``--threads <cores>``, the decode
-    worker then shares a core) is measured beside it, so a quiet machine shows which is faster.
+    default measures on the run's first images whether the forward gets every core or leaves
+    the decode worker its own (featlt/thread_policy.py); a variant with every core for the
+    forward (``--threads <cores>``) is measured beside it, so the JSON shows whether the
+    measured choice was the faster one.
 
 Every measurement runs in a fresh subprocess; (a)/(b) and (c) are repeated (default 3 times,
 interleaved featlt / naive) and medians reported. The machine may be shared: the load average is
@@ -101,6 +102,7 @@ def task_featlt(task: dict[str, Any]) -> dict[str, Any]:
         "forward_reason": result.provenance["forward"]["reason"],
         "torch_threads": result.provenance["run"]["threads"],
         "workers": result.provenance["run"]["workers"],
+        "threads_choice": result.provenance["run"]["threads_choice"],
     }
     if not task.get("raw_batches"):
         return record
@@ -313,7 +315,7 @@ def main() -> None:
     parser.add_argument("--rss-images", default="2000,20000", help="image counts for (d)")
     parser.add_argument("--forward-path", default="auto", help="featlt's --forward-path")
     parser.add_argument("--threads", type=int, default=None,
-                        help="featlt's --threads [default: featlt's rule, cores - workers]")
+                        help="featlt's --threads [default: featlt's measured choice]")
     parser.add_argument("--variant-threads", type=int, default=os.cpu_count(),
                         help="featlt's --threads of the variant measured beside it (0: none) "
                              "[default: every core]")
@@ -353,7 +355,7 @@ def main() -> None:
         for n in (int(v) for v in args.rss_images.split(",")):
             rss_runs[str(n)] = run_task({"kind": "rss", "config": LIGHT, "n": n,
                                          "data": str(data), "output": str(tmp / f"rss{n}.h5"),
-                                         "forward_path": "channels_last"})
+                                         "forward_path": "folded"})
     m, light = main_result["median"]["featlt"], light_result["median"]["featlt"]
     ours = main_result["runs"][0]["featlt"]
     result = {
@@ -378,17 +380,19 @@ def main() -> None:
         "main": main_result,
         "light": light_result,
         "rss": {
-            "config": {**LIGHT, "forward_path": "channels_last",
-                       "note": "light config for both sizes (lite0 at 160 px would take ~15 min "
-                               "for 20,000 images here); channels_last fixed because auto "
-                               "compiles at 20,000 images"},
+            "config": {**LIGHT, "forward_path": "folded",
+                       "note": "light config for both sizes (lite0 at 160 px would take ~6 min "
+                               "for 20,000 images here); the path is fixed so both sizes run "
+                               "the same one"},
             "runs": rss_runs,
             "largest_worker_peak_rss_mb": {n: r["largest_worker_peak_rss_mb"]
                                            for n, r in rss_runs.items()},
         },
         "threads": {
             "featlt": {"torch_threads": ours["torch_threads"], "decode_workers": ours["workers"],
-                       "rule": "workers = cores/4 (1..4), forward threads = cores - workers"},
+                       "choice": ours["threads_choice"],
+                       "rule": "workers = cores/4 (1..4); forward threads measured at the "
+                               "start: every core or cores - workers (featlt/thread_policy.py)"},
             "featlt_variant": None if not variant else {
                 "torch_threads": main_result["runs"][0]["featlt_variant"]["torch_threads"],
                 "decode_workers": main_result["runs"][0]["featlt_variant"]["workers"]},

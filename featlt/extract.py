@@ -31,6 +31,7 @@ import numpy as np
 from featlt.errors import FeatltError, StoreError
 from featlt.runtime import Runtime, log
 from featlt.store import FLOAT16_MAX, StoreWriter, WriteMode
+from featlt.thread_policy import ThreadTrial
 
 FAULT_ENV = "FEATLT_FAULT_AFTER_BATCHES"
 # Images of the first batch the forward path is checked on against eager (two forwards of them
@@ -156,11 +157,8 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
         source.check_split(split)
     device = resolve_torch_device(runtime.device)
     workers = default_workers(device) if config.workers is None else config.workers
-    # Decode workers hold one thread each; the forward pass gets the remaining cores. On a busy
-    # 2-core machine 2 torch threads can be several times slower than 1 (threads wait on each
-    # other when one is descheduled), so the default never oversubscribes.
-    threads = runtime.threads or max(1, (os.cpu_count() or 1) - workers)
-    torch.set_num_threads(threads)
+    trial = _thread_trial(runtime.threads, device, workers)
+    torch.set_num_threads(trial.candidates[0])
     spec = resolve_spec(config.model, config.weights, config.resolution, runtime.seed,
                         layer=config.layer)
     backbone = create_backbone(spec, device=device, amp=config.amp, amp_dtype=config.amp_dtype)
@@ -208,14 +206,14 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
         "run": {
             "versions": package_versions(),
             "weights_file": backbone.weights_file,
-            "threads": threads,
+            "threads_candidates": list(trial.candidates),
             "workers": workers,
             "forward_check": forward_check,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     }
     log.info("forward path %s (%s)", forward_record["name"], forward_record["reason"])
-    loop = _Loop(config, backbone, forward, view_transform, runtime.seed, workers)
+    loop = _Loop(config, backbone, forward, view_transform, runtime.seed, workers, trial)
     fault_after = int(os.environ.get(FAULT_ENV, "0") or 0)
     results: list[SplitResult] = []
     with StoreWriter(config.output, provenance, mode=config.mode) as writer:
@@ -248,6 +246,12 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
             ))
             log.info("split %s: %d rows (%d resumed) in %.1f s", split, labels.size, start,
                      seconds)
+        threads = trial.choice()
+        log.info("forward threads %d (%s)", threads.threads, threads.reason)
+        chosen = {"threads": threads.threads, "threads_choice": {
+            "reason": threads.reason, "trial_ms_per_image": threads.trial_ms_per_image}}
+        writer.amend_run(chosen)
+        provenance["run"].update(chosen)
         writer.mark_complete()
     return ExtractResult(config.output, results, backbone.dim, provenance)
 
@@ -310,6 +314,21 @@ def _example_batch(
     return torch.zeros((1, *backbone.data_config["input_size"]))
 
 
+def _thread_trial(requested: int | None, device: str, workers: int) -> ThreadTrial:
+    """The forward's candidate thread counts (:mod:`featlt.thread_policy`).
+
+    On CPU with decode workers that leave a core free: every core, then ``cores - workers``.
+    """
+    cores = os.cpu_count() or 1
+    if requested:
+        return ThreadTrial((requested,), "--threads")
+    if device == "cuda":
+        return ThreadTrial((max(1, cores - workers),), "CUDA: the GPU runs the forward")
+    if workers == 0 or workers >= cores:
+        return ThreadTrial((cores,), "every core: no decode worker has a core of its own")
+    return ThreadTrial((cores, cores - workers))
+
+
 class _Loop:
     """Batches of one split: decode in DataLoader workers, forward, check the outputs.
 
@@ -319,12 +338,13 @@ class _Loop:
 
     def __init__(
         self, config: ExtractConfig, backbone: Any, forward: Any, view_transform: Any,
-        seed: int, workers: int,
+        seed: int, workers: int, trial: ThreadTrial,
     ):
         from featlt.batch_normalize import BatchNormalize, split_transform
 
         self.config, self.backbone, self.forward = config, backbone, forward
         self.view_transform, self.seed, self.workers = view_transform, seed, workers
+        self.trial = trial  # sets the forward's torch threads batch by batch
         self.image_transform, self.normalize = split_transform(backbone.transform)
         self.normalize_views = (None if view_transform is None
                                 else BatchNormalize(view_transform.mean, view_transform.std))
@@ -348,17 +368,28 @@ class _Loop:
             worker_init_fn=_worker_init if self.workers else None,
             pin_memory=self.backbone.device == "cuda",
         )
+        import torch
+
         first = start
+        batches = iter(loader)
         with tqdm(total=rows.size, initial=start, desc=f"extract {split}", unit="img",
                   disable=None, file=sys.stderr) as bar:
-            for images, views, error in loader:
+            while True:
+                began, threads = time.perf_counter(), self.trial.next_threads()
+                torch.set_num_threads(threads)
+                try:
+                    images, views, error = next(batches)
+                except StopIteration:
+                    return
                 if error is not None:
                     raise FeatltError(error)
                 outputs = self._outputs(images, views)
                 self._check(outputs, split, first)
+                n = int(images.shape[0])
+                self.trial.record(threads, time.perf_counter() - began, n)
                 yield first, outputs
-                first += int(images.shape[0])
-                bar.update(int(images.shape[0]))
+                first += n
+                bar.update(n)
 
     def _run(self, x: Any) -> tuple[Any, Any]:
         """(features (b, D), logits (b, K) or None) of a (b, 3, H, W) batch, on the device."""

@@ -1,4 +1,4 @@
-"""BatchNorm folding: same outputs, which pairs fold and which stay, the eager check as safety net."""
+"""BatchNorm folding: same outputs, which pairs fold and which stay, the eager check behind it."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from featlt.extract import ExtractConfig, _Loop, extract_features
 from featlt.fast_forward import AMP_TOLERANCE, TOLERANCE
 from featlt.runtime import Runtime
 from featlt.store import FeatureStore
+from featlt.thread_policy import ThreadTrial
 
 MODEL = "test-efficientnet-random"
 RUNTIME = Runtime(threads=1)
@@ -83,7 +84,8 @@ def test_default_forward_path_matches_eager_within_tolerance(arrays, tmp_path):
             assert error <= TOLERANCE
         reference_logits = eager.read("test", array="logits")
         assert eager.provenance["forward"]["name"] == "eager"
-    assert record["name"] == "channels_last" and record["requested"] == "auto"
+    assert record["name"] == "folded" and record["requested"] == "auto"
+    assert record["folded_batchnorms"] > 0  # test_efficientnet: every BatchNorm follows a conv
     assert record["amp_dtype"] is None and not record["compiled"]
     assert check["max_relative_error"] <= check["tolerance"] == TOLERANCE
     assert check["example_shape"] == [4, 3, 32, 32]  # min(batch size, CHECK_ROWS) images
@@ -147,7 +149,8 @@ def _fake_loop(tmp_path: Path, amp_dtype: str | None, dtype: str) -> _Loop:
     from timm.data import create_transform
 
     backbone = SimpleNamespace(amp_dtype=amp_dtype, transform=create_transform((3, 8, 8)))
-    return _Loop(config, backbone, forward=None, view_transform=None, seed=0, workers=0)
+    return _Loop(config, backbone, forward=None, view_transform=None, seed=0, workers=0,
+                 trial=ThreadTrial((1,), "test"))
 
 
 def test_overflow_under_float16_autocast_names_the_fix(tmp_path):
