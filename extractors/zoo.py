@@ -51,7 +51,7 @@ class ZooEntry:
 
     def weights_file(self) -> tuple[Path, dict[str, Any]]:
         """The converted weights in the cache (written now if absent) and where they came from."""
-        from featlt.data.sources import file_sha256
+        from featlt.file_hash import file_sha256
         from featlt.weights import convert_positional, default_output
 
         if self.adapter != "positional":
@@ -72,7 +72,7 @@ class ZooEntry:
 
     def status(self) -> WeightsStatus:
         """Whether the weights are on this machine: package installed, converted file cached."""
-        from featlt.data.sources import file_sha256
+        from featlt.file_hash import file_sha256
         from featlt.weights import default_output
 
         common = {"name": self.name, "model": self.model, "description": self.description}

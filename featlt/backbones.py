@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from featlt.data.sources import file_sha256
 from featlt.errors import FeatltError
+from featlt.file_hash import file_sha256
 from featlt.runtime import log
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")

@@ -40,7 +40,6 @@ here: they are index views chosen at read time (:mod:`featlt.data.validation`).
 from __future__ import annotations
 
 import abc
-import hashlib
 import importlib
 import zipfile
 from collections.abc import Callable
@@ -185,15 +184,6 @@ def holdout_rule(fraction: float = HOLDOUT_FRACTION, seed: int = HOLDOUT_SEED) -
         "seed": seed,
         "note": "the dataset has no test split; featlt held out this share of each class",
     }
-
-
-def file_sha256(path: Path, block: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def array_to_rgb(pixels: np.ndarray, what: str) -> Any:

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from featlt.data.sources import array_to_rgb, file_sha256, register_source
+from featlt.data.sources import array_to_rgb, register_source
 from featlt.data.sources.indexed import IndexedSource
 from featlt.errors import FeatltError
+from featlt.file_hash import file_sha256
 
 CIFAR_SIDE = 32
 _LAYOUTS: dict[str, dict[str, Any]] = {

@@ -23,9 +23,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from featlt.data.sources import array_to_rgb, file_sha256, register_source
+from featlt.data.sources import array_to_rgb, register_source
 from featlt.data.sources.indexed import IndexedSource
 from featlt.errors import FeatltError
+from featlt.file_hash import file_sha256
 
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"

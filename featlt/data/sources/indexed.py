@@ -17,11 +17,11 @@ import numpy as np
 from featlt.data.sources import (
     SPLIT_ORDER,
     ImageSource,
-    file_sha256,
     holdout_rule,
     stratified_holdout,
 )
 from featlt.errors import FeatltError
+from featlt.file_hash import file_sha256
 
 
 class IndexedSource(ImageSource):

@@ -29,9 +29,10 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
-from featlt.data.sources import SPLIT_ORDER, decode_image, file_sha256, register_source
+from featlt.data.sources import SPLIT_ORDER, decode_image, register_source
 from featlt.data.sources.indexed import IndexedSource
 from featlt.errors import FeatltError
+from featlt.file_hash import file_sha256
 
 LIST_KEYS = (*SPLIT_ORDER, "names")
 
