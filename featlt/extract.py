@@ -4,13 +4,15 @@ Images are decoded and transformed in DataLoader workers (one torch thread each)
 their ``--views`` augmented views, and sent as uint8 pixels that the main process normalises a
 batch at a time (:mod:`featlt.batch_normalize`); the forward pass runs in the main process under
 ``inference_mode`` on the path :mod:`featlt.fast_forward` picks and checks against eager on a
-first batch of real images (channels_last, compiled for long CPU runs, CUDA autocast). Every
-batch is written to the store, flushed, and only then counted (``n_written``), so a killed run
-resumes at the last batch boundary and — since batches are the same rows in the same shape, the
-forward path is chosen from the whole run's size, and view randomness is keyed on (seed, source
-position, view) — writes the same bytes as an uninterrupted run. Resuming checks the provenance
-(backbone, weights, data config, dataset fingerprint, batch size, dtype, forward path, views ...)
-and names the first attribute that differs.
+first batch of real images (BatchNorm folded and channels_last on CPU, compiled for long CPU
+runs, CUDA autocast), with as many torch threads as a trial on the first batches found fastest
+(:mod:`featlt.thread_policy`). Every batch is written to the store, flushed, and only then
+counted (``n_written``), so a killed run resumes at the last batch boundary and — since batches
+are the same rows in the same shape, the forward path is chosen from the whole run's size, and
+view randomness is keyed on (seed, source position, view) — writes the same bytes as an
+uninterrupted run. Resuming checks the provenance (backbone, weights, data config, dataset
+fingerprint, batch size, dtype, forward path, views ...) and names the first attribute that
+differs.
 
 Fault injection for tests: ``FEATLT_FAULT_AFTER_BATCHES=k`` makes the process kill itself with
 SIGKILL right after its k-th batch is written.
