@@ -1,7 +1,8 @@
 """GPU benchmark of extraction precision and speed: ``tf_efficientnet_lite0`` at 160 px on CUDA.
 
 (1) raw forward throughput (img/s) of the model on a batch already on the GPU, channels_last,
-    for float32, float16 autocast and bfloat16 autocast (featlt's CUDA paths);
+    for float32, float16 autocast and bfloat16 autocast (featlt's CUDA paths), each also with
+    BatchNorm folded into the convolutions (featlt's ``folded`` path, featlt/bn_fold.py);
 (2) how far each precision's features are from float32 on the same GPU and from float32 on the
     CPU, on a fixed batch of real CIFAR-10 test images (the first ``--check-images``): per-row
     relative L2 error ``||a - b|| / ||b||`` (median and max) and featlt's check metric
@@ -104,6 +105,7 @@ def precision_table(args: argparse.Namespace, device: str) -> dict[str, Any]:
     import torch
 
     from featlt.backbones import BackboneSpec, create_backbone
+    from featlt.bn_fold import fold_batchnorm
     from featlt.fast_forward import AMP_TOLERANCE, TOLERANCE
 
     spec = BackboneSpec(MODEL, str(args.weights), resolution=RESOLUTION)
@@ -113,6 +115,7 @@ def precision_table(args: argparse.Namespace, device: str) -> dict[str, Any]:
     cpu_feats = features(cpu_module, x, "cpu", "float32", args.batch_size)
     gpu_module = create_backbone(spec, device=device, amp=False).feature_module()
     gpu_module = gpu_module.to(memory_format=torch.channels_last)
+    folded_module, n_folded = fold_batchnorm(gpu_module, x[:1].to(device))
     supported = [p for p in PRECISIONS
                  if p != "bfloat16" or device != "cuda" or torch.cuda.is_bf16_supported()]
     table: dict[str, Any] = {}
@@ -120,11 +123,18 @@ def precision_table(args: argparse.Namespace, device: str) -> dict[str, Any]:
     batch = x.repeat(-(-args.batch_size // len(x)), 1, 1, 1)[: args.batch_size]
     for precision in supported:
         feats = features(gpu_module, x, device, precision, args.batch_size)
+        folded = features(folded_module, x, device, precision, args.batch_size)
         table[precision] = {
             "images_per_s": round(throughput(gpu_module, batch, device, precision, args.iters), 1),
             "vs_gpu_float32": errors(feats, reference),
             "vs_cpu_float32": errors(feats, cpu_feats),
             "featlt_tolerance": TOLERANCE if precision == "float32" else AMP_TOLERANCE[precision],
+            "folded": {
+                "batchnorms_folded": n_folded,
+                "images_per_s": round(
+                    throughput(folded_module, batch, device, precision, args.iters), 1),
+                "vs_gpu_float32": errors(folded, reference),
+            },
         }
         print(f"  {precision}: {table[precision]}", file=sys.stderr)
     return {

@@ -188,14 +188,16 @@ def test_inductor_compile_matches_eager():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("requested", ["auto", "folded"])
 @pytest.mark.parametrize("amp_dtype", [None, "float16", "bfloat16"])
-def test_cuda_paths_match_eager(tiny, amp_dtype):
+def test_cuda_paths_match_eager(tiny, amp_dtype, requested):
     model, x, reference = tiny
     if amp_dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bfloat16")
     model = model.to("cuda")
-    fn, record = prepare_forward(model, x, "cuda", "auto", amp_dtype=amp_dtype)
+    fn, record = prepare_forward(model, x, "cuda", requested, amp_dtype=amp_dtype)
     assert record["amp_dtype"] == amp_dtype and record["channels_last"]
+    assert record["folded"] == (requested == "folded")
     # float32 convolutions on CUDA use TF32 (cuDNN's default): float16's mantissa
     tolerance = AMP_TOLERANCE[amp_dtype or "float16"]
     assert relative_error(fn(x), reference) <= tolerance  # against CPU float32
