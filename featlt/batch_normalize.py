@@ -1,11 +1,11 @@
-"""Ship images from DataLoader workers as uint8 and normalise whole batches where they are used.
+"""Split timm's eval transform into per-image PIL steps and one normalisation per batch.
 
 timm's eval transform ends with ``ToTensor`` (uint8 HWC -> float32 CHW / 255) and
-``Normalize`` (mean/std). Run per image in a decode worker, those two steps cost more than a third
-of the transform (measured for a CIFAR image at 160 px: 1.3 of 3.4 ms) and make every image four
-times larger to send to the main process. :func:`split_transform` keeps the PIL steps per image,
-ending in a uint8 (3, H, W) tensor, and returns a :class:`BatchNormalize` that applies the rest to
-a (B, 3, H, W) batch in the main process (or on the GPU, after a 4x smaller copy): the same
+``Normalize`` (mean/std). Run per image, those two steps cost more than a third of the
+transform (measured for a CIFAR image at 160 px: 1.3 of 3.4 ms). :func:`split_transform` keeps
+the PIL steps per image, ending in a uint8 (3, H, W) tensor, and returns a
+:class:`BatchNormalize` that applies the rest to a whole (B, 3, H, W) batch — in the decode
+worker's collate on CPU, on the GPU under CUDA (after a 4x smaller uint8 copy): the same
 float32 operations in the same order, so the result is bit-identical to the per-image transform.
 """
 

@@ -1,12 +1,13 @@
 """The extraction loop: images -> frozen backbone -> feature store, crash-safe and resumable.
 
 Images are decoded and transformed in DataLoader workers (one torch thread each), together with
-their ``--views`` augmented views, and sent as uint8 pixels that the main process normalises a
-batch at a time (:mod:`featlt.batch_normalize`); the forward pass runs in the main process under
+their ``--views`` augmented views, and batched by :class:`_Collate`: normalised there on CPU, sent
+as uint8 pixels to normalise on the GPU under CUDA (:mod:`featlt.batch_normalize`, bit-identical
+to the per-image transform either way). The forward pass runs in the main process under
 ``inference_mode`` on the path :mod:`featlt.fast_forward` picks and checks against eager on a
 first batch of real images (BatchNorm folded and channels_last on CPU, compiled for long CPU
-runs, CUDA autocast), with as many torch threads as a trial on the first batches found fastest
-(:mod:`featlt.thread_policy`). Every batch is written to the store, flushed, and only then
+runs, CUDA autocast), with every core or the cores the workers leave, as timings of that batch
+decide (:mod:`featlt.thread_policy`). Every batch is written to the store, flushed, and only then
 counted (``n_written``), so a killed run resumes at the last batch boundary and — since batches
 are the same rows in the same shape, the forward path is chosen from the whole run's size, and
 view randomness is keyed on (seed, source position, view) — writes the same bytes as an
@@ -33,7 +34,7 @@ import numpy as np
 from featlt.errors import FeatltError, StoreError
 from featlt.runtime import Runtime, log
 from featlt.store import FLOAT16_MAX, StoreWriter, WriteMode
-from featlt.thread_policy import ThreadTrial
+from featlt.thread_policy import ThreadChoice
 
 FAULT_ENV = "FEATLT_FAULT_AFTER_BATCHES"
 # Images of the first batch the forward path is checked on against eager (two forwards of them
@@ -159,8 +160,8 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
         source.check_split(split)
     device = resolve_torch_device(runtime.device)
     workers = default_workers(device) if config.workers is None else config.workers
-    trial = _thread_trial(runtime.threads, device, workers)
-    torch.set_num_threads(trial.candidates[0])
+    fixed = _fixed_threads(runtime.threads, device, workers)
+    torch.set_num_threads(fixed.threads if fixed else os.cpu_count() or 1)
     spec = resolve_spec(config.model, config.weights, config.resolution, runtime.seed,
                         layer=config.layer)
     backbone = create_backbone(spec, device=device, amp=config.amp, amp_dtype=config.amp_dtype)
@@ -178,12 +179,16 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
             for s in splits}
     # The whole run's forward images, not the remainder: a resumed run picks the same path.
     n_images = sum(int(r.size) for r in rows.values()) * (1 + config.views)
-    example = _example_batch(source, splits, rows, backbone, min(config.batch_size, CHECK_ROWS))
+    example, decode_s = _example_batch(source, splits, rows, backbone,
+                                       min(config.batch_size, CHECK_ROWS))
     forward, forward_record = backbone.prepare_forward(
         example, config.forward_path, n_images=n_images, batch_size=config.batch_size,
         logits=config.store_logits,
     )
     forward_check = forward_record.pop("check")
+    threads = fixed or _measured_threads(forward, example, forward_record, config.batch_size,
+                                         decode_s, workers)
+    torch.set_num_threads(threads.threads)
     provenance = {
         "backbone": backbone.provenance,
         "forward": forward_record,
@@ -208,14 +213,17 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
         "run": {
             "versions": package_versions(),
             "weights_file": backbone.weights_file,
-            "threads_candidates": list(trial.candidates),
+            "threads": threads.threads,
+            "threads_choice": {"reason": threads.reason, "decode_ms": threads.decode_ms,
+                               "forward_ms": threads.forward_ms},
             "workers": workers,
             "forward_check": forward_check,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     }
-    log.info("forward path %s (%s)", forward_record["name"], forward_record["reason"])
-    loop = _Loop(config, backbone, forward, view_transform, runtime.seed, workers, trial)
+    log.info("forward path %s (%s); %d torch threads (%s)", forward_record["name"],
+             forward_record["reason"], threads.threads, threads.reason)
+    loop = _Loop(config, backbone, forward, view_transform, runtime.seed, workers)
     fault_after = int(os.environ.get(FAULT_ENV, "0") or 0)
     results: list[SplitResult] = []
     with StoreWriter(config.output, provenance, mode=config.mode) as writer:
@@ -248,12 +256,6 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
             ))
             log.info("split %s: %d rows (%d resumed) in %.1f s", split, labels.size, start,
                      seconds)
-        threads = trial.choice()
-        log.info("forward threads %d (%s)", threads.threads, threads.reason)
-        chosen = {"threads": threads.threads, "threads_choice": {
-            "reason": threads.reason, "trial_ms_per_image": threads.trial_ms_per_image}}
-        writer.amend_run(chosen)
-        provenance["run"].update(chosen)
         writer.mark_complete()
     return ExtractResult(config.output, results, backbone.dim, provenance)
 
@@ -302,33 +304,60 @@ def _unreadable(source: Any, split: str, workers: int) -> np.ndarray:
 def _example_batch(
     source: Any, splits: tuple[str, ...], rows: dict[str, np.ndarray], backbone: Any,
     n: int,
-) -> Any:
-    """(n, 3, H, W): the run's first ``n`` images (clean transform), to check the forward on.
+) -> tuple[Any, float]:
+    """(n, 3, H, W) float32: the run's first ``n`` images (clean transform), to check the forward
+    on, and a decode worker's seconds per image: the median time to load and transform one
+    (the first load may also open the dataset) plus the batch normalisation's share.
 
-    Zeros of the model's input size when no split has rows.
+    Zeros of the model's input size (and 0 s) when no split has rows.
     """
     import torch
 
+    from featlt.batch_normalize import split_transform
+
+    per_image, normalize = split_transform(backbone.transform)
     for split in splits:
         if rows[split].size:
-            return torch.stack([backbone.transform(source.load_image(split, int(i)))
-                                for i in rows[split][:n]])
-    return torch.zeros((1, *backbone.data_config["input_size"]))
+            images, seconds = [], []
+            for i in rows[split][:n]:
+                began = time.perf_counter()
+                images.append(per_image(source.load_image(split, int(i))))
+                seconds.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            batch = normalize(torch.stack(images))
+            normalise_s = (time.perf_counter() - began) / len(images)
+            return batch, float(np.median(seconds)) + normalise_s
+    return torch.zeros((1, *backbone.data_config["input_size"])), 0.0
 
 
-def _thread_trial(requested: int | None, device: str, workers: int) -> ThreadTrial:
-    """The forward's candidate thread counts (:mod:`featlt.thread_policy`).
+def _fixed_threads(requested: int | None, device: str, workers: int) -> ThreadChoice | None:
+    """The forward's torch threads when nothing needs measuring, else None.
 
-    On CPU with decode workers that leave a core free: every core, then ``cores - workers``.
+    Measured (:mod:`featlt.thread_policy`) on CPU when decode workers leave a core free.
     """
     cores = os.cpu_count() or 1
     if requested:
-        return ThreadTrial((requested,), "--threads")
+        return ThreadChoice(requested, "--threads")
     if device == "cuda":
-        return ThreadTrial((max(1, cores - workers),), "CUDA: the GPU runs the forward")
+        return ThreadChoice(max(1, cores - workers), "CUDA: the GPU runs the forward")
     if workers == 0 or workers >= cores:
-        return ThreadTrial((cores,), "every core: no decode worker has a core of its own")
-    return ThreadTrial((cores, cores - workers))
+        return ThreadChoice(cores, "every core: no decode worker has a core of its own")
+    return None
+
+
+def _measured_threads(
+    forward: Any, example: Any, forward_record: dict[str, Any], batch_size: int,
+    decode_s: float, workers: int,
+) -> ThreadChoice:
+    """Time one forward of ``example`` at every core and at ``cores - workers`` threads, then
+    choose (:func:`choose_threads`)."""
+    from featlt.thread_policy import choose_threads, seconds_per_image
+
+    cores = os.cpu_count() or 1
+    computed = batch_size if forward_record["compiled"] else int(example.shape[0])
+    forward_s = {t: seconds_per_image(forward, example, t, computed)
+                 for t in (cores, cores - workers)}
+    return choose_threads(cores, workers, decode_s, forward_s)
 
 
 class _Loop:
@@ -340,16 +369,22 @@ class _Loop:
 
     def __init__(
         self, config: ExtractConfig, backbone: Any, forward: Any, view_transform: Any,
-        seed: int, workers: int, trial: ThreadTrial,
+        seed: int, workers: int,
     ):
+        import torch
+
         from featlt.batch_normalize import BatchNormalize, split_transform
 
         self.config, self.backbone, self.forward = config, backbone, forward
         self.view_transform, self.seed, self.workers = view_transform, seed, workers
-        self.trial = trial  # sets the forward's torch threads batch by batch
         self.image_transform, self.normalize = split_transform(backbone.transform)
         self.normalize_views = (None if view_transform is None
                                 else BatchNormalize(view_transform.mean, view_transform.std))
+        # On CPU the decode workers normalise (they have spare time while the forward runs);
+        # to the GPU a uint8 batch is a 4x smaller copy, normalised there.
+        channels_last = forward is not None and forward.memory_format == torch.channels_last
+        self.collate = (_Collate(self.normalize, self.normalize_views, channels_last)
+                        if backbone.device == "cpu" else _Collate())
 
     def batches(
         self, source: Any, split: str, rows: np.ndarray, start: int
@@ -366,32 +401,21 @@ class _Loop:
             batch_size=self.config.batch_size,
             shuffle=False,
             num_workers=self.workers,
-            collate_fn=_collate,
+            collate_fn=self.collate,
             worker_init_fn=_worker_init if self.workers else None,
             pin_memory=self.backbone.device == "cuda",
         )
-        import torch
-
         first = start
-        batches = iter(loader)
         with tqdm(total=rows.size, initial=start, desc=f"extract {split}", unit="img",
                   disable=None, file=sys.stderr) as bar:
-            while True:
-                began, threads = time.perf_counter(), self.trial.next_threads()
-                torch.set_num_threads(threads)
-                try:
-                    images, views, error = next(batches)
-                except StopIteration:
-                    return
+            for images, views, error in loader:
                 if error is not None:
                     raise FeatltError(error)
                 outputs = self._outputs(images, views)
                 self._check(outputs, split, first)
-                n = int(images.shape[0])
-                self.trial.record(threads, time.perf_counter() - began, n)
                 yield first, outputs
-                first += n
-                bar.update(n)
+                first += int(images.shape[0])
+                bar.update(int(images.shape[0]))
 
     def _run(self, x: Any) -> tuple[Any, Any]:
         """(features (b, D), logits (b, K) or None) of a (b, 3, H, W) batch, on the device."""
@@ -403,20 +427,25 @@ class _Loop:
         return feats, logits
 
     def _outputs(self, images: Any, views: Any) -> dict[str, np.ndarray | None]:
-        """Forward a uint8 batch (b, 3, H, W) and its views (b, V, 3, H, W) in batch-size chunks."""
+        """Forward a batch (b, 3, H, W) and its views (b, V, 3, H, W) in batch-size chunks.
+
+        The batch is uint8 (normalised here, on the device) or float32 already normalised by
+        the decode workers (:class:`_Collate`).
+        """
         import torch
 
-        def place(x: Any) -> Any:
+        def place(x: Any, normalize: Any) -> Any:
             # the path's memory layout (channels_last) is made on uint8, 4x less to copy than
             # after normalising; the float operations keep it
-            return x.to(self.backbone.device, non_blocking=True,
-                        memory_format=self.forward.memory_format)
+            x = x.to(self.backbone.device, non_blocking=True,
+                     memory_format=self.forward.memory_format)
+            return x if self.collate.normalize is not None else normalize(x)
 
-        feats, logits = self._run(self.normalize(place(images)))
+        feats, logits = self._run(place(images, self.normalize))
         view_feats = None
         if views is not None:
             chunks = views.flatten(0, 1).split(self.config.batch_size)
-            view_feats = torch.cat([self._run(self.normalize_views(place(chunk)))[0]
+            view_feats = torch.cat([self._run(place(chunk, self.normalize_views))[0]
                                     for chunk in chunks])
             view_feats = view_feats.reshape(views.shape[0], views.shape[1], -1)
         return {
@@ -475,15 +504,36 @@ class _SplitImages:
         return self.transform(image), views, None
 
 
-def _collate(items: list[tuple[Any, Any, str | None]]) -> tuple[Any, Any, str | None]:
-    """Stack a batch; pass the first decode error on instead (raised in the main process)."""
-    import torch
+class _Collate:
+    """Stack a batch of :class:`_SplitImages` items, normalised when ``normalize`` is given.
 
-    for _, _, error in items:
-        if error is not None:
-            return None, None, error
-    views = None if items[0][1] is None else torch.stack([v for _, v, _ in items])
-    return torch.stack([clean for clean, _, _ in items]), views, None
+    Returns (images (b, 3, H, W), views (b, V, 3, H, W) or None, None): uint8 without
+    ``normalize``, else float32 (:class:`~featlt.batch_normalize.BatchNormalize`, bit-identical
+    to the per-image transform), channels_last when ``channels_last``. The first decode error
+    of the batch is passed on instead, as (None, None, message), and raised in the main
+    process. Picklable: it runs in the DataLoader workers.
+    """
+
+    def __init__(self, normalize: Any = None, normalize_views: Any = None,
+                 channels_last: bool = False):
+        self.normalize, self.normalize_views = normalize, normalize_views
+        self.channels_last = channels_last
+
+    def __call__(self, items: list[tuple[Any, Any, str | None]]) -> tuple[Any, Any, str | None]:
+        import torch
+
+        for _, _, error in items:
+            if error is not None:
+                return None, None, error
+        images = torch.stack([clean for clean, _, _ in items])
+        views = None if items[0][1] is None else torch.stack([v for _, v, _ in items])
+        if self.normalize is None:
+            return images, views, None
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if views is not None:
+            views = self.normalize_views(views)
+        return self.normalize(images), views, None
 
 
 def _worker_init(_: int) -> None:

@@ -303,17 +303,6 @@ class StoreWriter:
         group.attrs["n_written"] = stop
         self._file.flush()
 
-    def amend_run(self, fields: dict[str, Any]) -> None:
-        """Add ``fields`` to the stored provenance's volatile ``run`` record.
-
-        For what a run learns while writing (e.g. the thread count its trial settled on); on a
-        resumed file the interrupted run's record is amended.
-        """
-        stored = json.loads(self._file.attrs["provenance"])
-        stored.setdefault("run", {}).update(json.loads(json.dumps(fields)))
-        self._file.attrs["provenance"] = json.dumps(stored, sort_keys=True)
-        self._file.flush()
-
     def mark_complete(self) -> None:
         """Mark the file complete once every split is fully written."""
         for split in self._file:

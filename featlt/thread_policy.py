@@ -1,31 +1,43 @@
-"""How many torch threads a CPU forward gets beside its decode workers, tried on the first batches.
+"""How many torch threads a CPU forward gets beside its decode workers, from three timings.
 
 On CPU the decode workers and the forward pass share the cores. Two choices:
 
 - every core for the forward (``cores`` threads): the fastest forward alone, but a decoding
-  worker preempts a forward thread for every image it decodes, and the other threads wait for
-  it at the next barrier;
+  worker then preempts a forward thread for every image it decodes, and the other threads
+  wait for it (spinning) at the next barrier;
 - the cores the workers leave (``cores - workers`` threads): no contention, a slower forward.
 
-Which is faster depends on the backbone, the images and what else the machine is doing (on a
-busy machine every extra thread is more likely to be descheduled), so :class:`ThreadTrial`
-measures it on the run's own batches: one warm-up batch (worker start, first-call costs), then
-rounds in which each candidate runs one batch, timed from asking the loader for the batch
-(waiting on decode included) to its features; after a round whose best and second-best seconds
-per image differ by :data:`CLEAR_MARGIN`, or after :data:`MAX_ROUNDS` rounds, every further
-batch runs at the fastest. A run that ends during the trial keeps the fastest seen so far.
-Seen on this project's 2-core machine (1 decode worker, quiet): ``tf_efficientnet_lite0`` at
-160 px and ``mobilenetv3_small_100`` at 96 px were both faster with 2 threads; under load from
-other jobs the light model was faster with 1 (results/extract_benchmark.json).
+Every core pays off when the time the extra threads save on each image's forward exceeds what
+decoding then costs the forward. :func:`choose_threads` compares the two on timings of the
+run's first images: ``decode``, seconds per image to load, transform and normalise them as a
+worker does, and ``forward[t]``, seconds per image of one forward of them at ``t`` threads. It
+gives the forward every core when::
+
+    forward[cores - workers] - forward[cores] > CONTENTION * decode
+
+:data:`CONTENTION` counts a decode's cost twice: while a worker decodes it takes a core from
+the forward, whose other threads wait for it at the next barrier.
+
+Measured on this project's 2-core machine (1 decode worker, CIFAR-10 JPEGs, quiet machine):
+
+- ``tf_efficientnet_lite0`` at 160 px: decode ~1.9 ms, forward ~11 ms (2 threads) and ~19 ms
+  (1 thread) per image on 8 images: every core; end to end 48-50 img/s with 2 threads,
+  31-33 with 1;
+- ``mobilenetv3_small_100`` at 96 px: decode ~1 ms, forward ~2.6 ms (2 threads), ~3 ms (1):
+  1 thread; end to end ~500 img/s with 1 thread, 325-370 with 2.
+
+A short forward of 8 images is not a full batch's; both thread counts are timed on the same
+images, so their difference still says what the extra threads buy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-WARMUP_BATCHES = 1
-MAX_ROUNDS = 3
-CLEAR_MARGIN = 1.2  # second-best / best seconds per image that ends the trial early
+CONTENTION = 2.0
 
 
 @dataclass(frozen=True)
@@ -34,70 +46,44 @@ class ThreadChoice:
 
     threads: int
     reason: str
-    # milliseconds per image of each timed trial batch, by thread count; None without a trial
-    trial_ms_per_image: dict[int, list[float]] | None = None
+    decode_ms: float | None = None  # per image, None when nothing was measured
+    forward_ms: dict[int, float] | None = None  # per image, by thread count
 
 
-@dataclass
-class ThreadTrial:
-    """Round-robin over ``candidates`` thread counts on the first batches, then the fastest.
+def choose_threads(
+    cores: int, workers: int, decode_s: float, forward_s: dict[int, float]
+) -> ThreadChoice:
+    """Every core, or ``cores - workers`` threads, for the forward (see the module docstring).
 
-    Use: ``threads = trial.next_threads()`` before fetching a batch, ``trial.record(threads,
-    seconds, images)`` once its features exist; :meth:`choice` says what was chosen and why.
-    A single candidate is no trial (``fixed_reason`` says why it is the only one).
+    Args:
+        cores: CPU cores (> workers).
+        workers: decode workers (>= 1).
+        decode_s: seconds to load, transform and normalise one image.
+        forward_s: seconds per image of the forward at ``cores`` and at ``cores - workers``
+            threads.
     """
+    reserved = cores - workers
+    saved = forward_s[reserved] - forward_s[cores]
+    lost = CONTENTION * decode_s
+    if saved > lost:
+        threads, why = cores, "every core"
+    else:
+        threads, why = reserved, f"{reserved} thread(s), the decode worker(s) keep their cores"
+    relation = ">" if saved > lost else "<="
+    reason = (f"measured: {why} (every core saves {saved * 1e3:.2f} ms per image {relation} "
+              f"{CONTENTION:g} x decode {decode_s * 1e3:.2f} ms)")
+    return ThreadChoice(threads, reason, round(decode_s * 1e3, 3),
+                        {t: round(v * 1e3, 3) for t, v in forward_s.items()})
 
-    candidates: tuple[int, ...]
-    fixed_reason: str = ""
-    timings: dict[int, list[float]] = field(default_factory=dict)  # seconds per image
-    decided: int | None = None
-    batches: int = 0
 
-    def __post_init__(self) -> None:
-        self.timings = {t: [] for t in self.candidates}
-        if len(self.candidates) == 1:
-            self.decided = self.candidates[0]
+def seconds_per_image(
+    forward: Callable[[Any], Any], example: Any, threads: int, images: int
+) -> float:
+    """Wall seconds of one ``forward(example)`` call at ``threads`` torch threads, divided by
+    ``images``, the images the call computes (a compiled path pads to the batch size)."""
+    import torch
 
-    def next_threads(self) -> int:
-        """Thread count for the next batch."""
-        if self.decided is not None:
-            return self.decided
-        if self.batches < WARMUP_BATCHES:
-            return self.candidates[0]
-        return min(self.candidates, key=lambda t: len(self.timings[t]))  # ties: first listed
-
-    def record(self, threads: int, seconds: float, images: int) -> None:
-        """A batch of ``images`` took ``seconds`` at ``threads`` threads; decide after a round."""
-        self.batches += 1
-        if self.decided is not None or self.batches <= WARMUP_BATCHES or images == 0:
-            return
-        self.timings[threads].append(seconds / images)
-        rounds = min(len(v) for v in self.timings.values())
-        if rounds == 0 or any(len(v) != rounds for v in self.timings.values()):
-            return  # the round is not complete
-        ranked = self._ranked()
-        margin = self._best(ranked[1]) / self._best(ranked[0])
-        if margin >= CLEAR_MARGIN or rounds >= MAX_ROUNDS:
-            self.decided = ranked[0]
-
-    def choice(self) -> ThreadChoice:
-        """The thread count the run settled on (or the fastest so far) and the evidence."""
-        if len(self.candidates) == 1:
-            return ThreadChoice(self.candidates[0], self.fixed_reason)
-        trial = {t: [round(s * 1e3, 3) for s in v] for t, v in self.timings.items()}
-        timed = [t for t in self.candidates if self.timings[t]]
-        if self.decided is not None:
-            threads = self.decided
-            reason = "fastest per image on the first batches"
-        elif timed:
-            threads = min(timed, key=self._best)
-            reason = "the run ended during the trial; fastest per image so far"
-        else:
-            threads, reason = self.candidates[0], "the run ended before any timed batch"
-        return ThreadChoice(threads, f"trial: {reason}", trial)
-
-    def _best(self, threads: int) -> float:
-        return min(self.timings[threads])
-
-    def _ranked(self) -> list[int]:
-        return sorted(self.candidates, key=self._best)
+    torch.set_num_threads(threads)
+    began = time.perf_counter()
+    forward(example)
+    return (time.perf_counter() - began) / images

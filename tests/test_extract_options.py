@@ -16,7 +16,6 @@ from featlt.extract import ExtractConfig, _Loop, extract_features
 from featlt.fast_forward import AMP_TOLERANCE, TOLERANCE
 from featlt.runtime import Runtime
 from featlt.store import FeatureStore
-from featlt.thread_policy import ThreadTrial
 
 MODEL = "test-efficientnet-random"
 RUNTIME = Runtime(threads=1)
@@ -148,9 +147,9 @@ def _fake_loop(tmp_path: Path, amp_dtype: str | None, dtype: str) -> _Loop:
     config = ExtractConfig(model=MODEL, data="digits", output=tmp_path / "f.h5", dtype=dtype)
     from timm.data import create_transform
 
-    backbone = SimpleNamespace(amp_dtype=amp_dtype, transform=create_transform((3, 8, 8)))
-    return _Loop(config, backbone, forward=None, view_transform=None, seed=0, workers=0,
-                 trial=ThreadTrial((1,), "test"))
+    backbone = SimpleNamespace(amp_dtype=amp_dtype, transform=create_transform((3, 8, 8)),
+                               device="cpu")
+    return _Loop(config, backbone, forward=None, view_transform=None, seed=0, workers=0)
 
 
 def test_overflow_under_float16_autocast_names_the_fix(tmp_path):
@@ -198,3 +197,28 @@ def test_cuda_extraction_records_precision_and_matches_cpu(arrays, tmp_path, amp
     assert record["amp_dtype"] == (amp_dtype if amp else None) and "tf32" in record
     tolerance = AMP_TOLERANCE[amp_dtype if amp else "float16"]  # float32 convolutions use TF32
     assert np.abs(feats - reference).max() / np.abs(reference).max() <= tolerance
+
+
+def test_workers_normalise_bit_identically_to_the_per_image_transform():
+    """CPU runs normalise in the decode workers' collate: same bits as timm's transform."""
+    from PIL import Image
+    from timm.data import create_transform
+
+    from featlt.batch_normalize import split_transform
+    from featlt.extract import _Collate
+
+    transform = create_transform((3, 24, 24), mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.25))
+    per_image, normalize = split_transform(transform)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (30, 28, 3), dtype=np.uint8))
+              for _ in range(3)]
+    items = [(per_image(image), None, None) for image in images]
+    expected = torch.stack([transform(image) for image in images])
+    batch, views, error = _Collate(normalize, None, channels_last=True)(items)
+    assert error is None and views is None and batch.dtype == torch.float32
+    assert batch.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(batch, expected)
+    raw, _, _ = _Collate()(items)  # CUDA: uint8, normalised on the GPU
+    assert raw.dtype == torch.uint8 and torch.equal(normalize(raw), expected)
+    failed = _Collate(normalize)([items[0], (None, None, "image 1: cannot be decoded")])
+    assert failed == (None, None, "image 1: cannot be decoded")

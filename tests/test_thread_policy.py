@@ -1,4 +1,4 @@
-"""The forward's thread count: the trial on the first batches, and what a run records."""
+"""The forward's thread count: the rule on measured times, and what a run records."""
 
 from __future__ import annotations
 
@@ -11,53 +11,44 @@ import featlt.extract
 from featlt.extract import ExtractConfig, extract_features
 from featlt.runtime import Runtime
 from featlt.store import FeatureStore
-from featlt.thread_policy import CLEAR_MARGIN, MAX_ROUNDS, WARMUP_BATCHES, ThreadTrial
+from featlt.thread_policy import CONTENTION, choose_threads, seconds_per_image
 
 
-def _run(trial: ThreadTrial, seconds_per_image: dict[int, float], batches: int) -> list[int]:
-    """Feed ``batches`` batches of 10 images at fixed per-image times; the threads used."""
-    used = []
-    for _ in range(batches):
-        threads = trial.next_threads()
-        used.append(threads)
-        trial.record(threads, seconds_per_image[threads] * 10, 10)
-    return used
+def test_heavy_forward_gets_every_core():
+    """lite0 at 160 px on 2 cores: decode 1.6 ms, forward 12.7 ms (2 threads), 22.4 ms (1)."""
+    choice = choose_threads(2, 1, 1.6e-3, {2: 12.7e-3, 1: 22.4e-3})
+    assert choice.threads == 2 and choice.reason.startswith("measured: every core")
+    assert "saves 9.70 ms per image > 2 x decode 1.60 ms" in choice.reason
+    assert choice.decode_ms == 1.6 and choice.forward_ms == {2: 12.7, 1: 22.4}
 
 
-def test_clear_winner_is_kept_after_one_round():
-    trial = ThreadTrial((2, 1))
-    used = _run(trial, {2: 0.017, 1: 0.030}, 8)  # lite0-like: 2 threads much faster
-    assert used == [2] * WARMUP_BATCHES + [2, 1] + [2] * (8 - WARMUP_BATCHES - 2)
-    choice = trial.choice()
-    assert choice.threads == 2 and choice.reason.startswith("trial: fastest")
-    assert choice.trial_ms_per_image == {2: [17.0], 1: [30.0]}
+def test_light_forward_leaves_the_worker_its_core():
+    """mobilenetv3_small at 96 px: decode 1.5 ms, forward 2.7 ms (2 threads), 3.4 ms (1)."""
+    choice = choose_threads(2, 1, 1.5e-3, {2: 2.7e-3, 1: 3.4e-3})
+    assert choice.threads == 1 and "the decode worker(s) keep their cores" in choice.reason
+    assert "saves 0.70 ms per image <= 2 x decode 1.50 ms" in choice.reason
 
 
-def test_close_race_runs_every_round_and_picks_the_faster():
-    trial = ThreadTrial((2, 1))
-    times = {2: 0.0019, 1: 0.0017}  # within CLEAR_MARGIN: the slower thread count loses anyway
-    assert times[2] / times[1] < CLEAR_MARGIN
-    used = _run(trial, times, WARMUP_BATCHES + 2 * MAX_ROUNDS + 3)
-    assert used[WARMUP_BATCHES:WARMUP_BATCHES + 2 * MAX_ROUNDS] == [2, 1] * MAX_ROUNDS
-    assert used[-3:] == [1, 1, 1] and trial.choice().threads == 1
-    assert len(trial.choice().trial_ms_per_image[1]) == MAX_ROUNDS
+def test_rule_is_the_saving_against_contended_decoding():
+    """8 cores, 2 workers: every core iff forward[6] - forward[8] > CONTENTION * decode."""
+    decode = 1e-3
+    just_below = CONTENTION * decode * 0.99
+    just_above = CONTENTION * decode * 1.01
+    assert choose_threads(8, 2, decode, {8: 5e-3, 6: 5e-3 + just_below}).threads == 6
+    assert choose_threads(8, 2, decode, {8: 5e-3, 6: 5e-3 + just_above}).threads == 8
 
 
-def test_warm_up_batch_is_not_timed_and_short_runs_keep_the_best_so_far():
-    trial = ThreadTrial((2, 1))
-    trial.record(trial.next_threads(), 100.0, 10)  # a slow first batch (worker start)
-    assert trial.choice().reason == "trial: the run ended before any timed batch"
-    assert trial.choice().threads == 2
-    trial.record(trial.next_threads(), 0.5, 10)  # 2 threads
-    choice = trial.choice()
-    assert choice.threads == 2 and "ended during the trial" in choice.reason
-    assert choice.trial_ms_per_image == {2: [50.0], 1: []}
+def test_seconds_per_image_sets_threads_and_divides_by_the_images_computed():
+    import torch
 
-
-def test_single_candidate_is_no_trial():
-    trial = ThreadTrial((3,), "--threads")
-    assert _run(trial, {3: 0.01}, 3) == [3, 3, 3]
-    assert trial.choice() == trial.choice().__class__(3, "--threads", None)
+    calls = []
+    before = torch.get_num_threads()
+    try:
+        seconds = seconds_per_image(lambda x: calls.append(torch.get_num_threads()), "batch",
+                                    threads=1, images=64)
+    finally:
+        torch.set_num_threads(before)
+    assert calls == [1] and 0 <= seconds < 1e-3
 
 
 @pytest.fixture
@@ -70,22 +61,20 @@ def arrays(tmp_path: Path) -> Path:
     return path
 
 
-def _extract(arrays: Path, output: Path, threads: int | None, workers: int,
-             batch_size: int = 8) -> dict:
+def _extract(arrays: Path, output: Path, threads: int | None, workers: int) -> dict:
     config = ExtractConfig(model="test-efficientnet-random", data=f"npz:{arrays}", output=output,
-                           resolution=32, batch_size=batch_size, workers=workers)
+                           resolution=32, batch_size=8, workers=workers)
     extract_features(config, Runtime(threads=threads))
     with FeatureStore(output) as store:
         return store.provenance["run"]
 
 
-def test_run_tries_threads_beside_a_worker(arrays, tmp_path, monkeypatch):
+def test_run_measures_threads_beside_a_worker(arrays, tmp_path, monkeypatch):
     monkeypatch.setattr(featlt.extract.os, "cpu_count", lambda: 2)
-    run = _extract(arrays, tmp_path / "a.h5", threads=None, workers=1, batch_size=2)
-    assert run["threads_candidates"] == [2, 1] and run["threads"] in (1, 2)
-    assert run["threads_choice"]["reason"].startswith("trial: fastest")
-    trial = run["threads_choice"]["trial_ms_per_image"]
-    assert set(trial) == {"2", "1"} and all(trial["1"]) and len(trial["2"]) == len(trial["1"])
+    run = _extract(arrays, tmp_path / "a.h5", threads=None, workers=1)
+    assert run["threads"] in (1, 2) and run["threads_choice"]["reason"].startswith("measured")
+    assert run["threads_choice"]["decode_ms"] > 0
+    assert set(run["threads_choice"]["forward_ms"]) == {"1", "2"}
 
 
 @pytest.mark.parametrize(("threads", "workers", "expected", "reason"), [
@@ -97,4 +86,4 @@ def test_fixed_threads_are_recorded(arrays, tmp_path, monkeypatch, threads, work
     monkeypatch.setattr(featlt.extract.os, "cpu_count", lambda: 2)
     run = _extract(arrays, tmp_path / "a.h5", threads=threads, workers=workers)
     assert run["threads"] == expected
-    assert run["threads_choice"] == {"reason": reason, "trial_ms_per_image": None}
+    assert run["threads_choice"] == {"reason": reason, "decode_ms": None, "forward_ms": None}
