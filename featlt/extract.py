@@ -306,8 +306,9 @@ def _example_batch(
     n: int,
 ) -> tuple[Any, float]:
     """(n, 3, H, W) float32: the run's first ``n`` images (clean transform), to check the forward
-    on, and a decode worker's seconds per image: the median time to load and transform one
-    (the first load may also open the dataset) plus the batch normalisation's share.
+    on, and a decode worker's seconds per image: the shortest time to load and transform one
+    (noise and the first load, which may open the dataset, only add time) plus the batch
+    normalisation's share.
 
     Zeros of the model's input size (and 0 s) when no split has rows.
     """
@@ -326,7 +327,7 @@ def _example_batch(
             began = time.perf_counter()
             batch = normalize(torch.stack(images))
             normalise_s = (time.perf_counter() - began) / len(images)
-            return batch, float(np.median(seconds)) + normalise_s
+            return batch, min(seconds) + normalise_s
     return torch.zeros((1, *backbone.data_config["input_size"])), 0.0
 
 

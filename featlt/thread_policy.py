@@ -15,16 +15,20 @@ gives the forward every core when::
 
     forward[cores - workers] - forward[cores] > CONTENTION * decode
 
-:data:`CONTENTION` counts a decode's cost twice: while a worker decodes it takes a core from
-the forward, whose other threads wait for it at the next barrier.
+:data:`CONTENTION` (1.25) says how long a decode stalls the forward: for its own duration,
+while the worker holds a core the forward's other threads wait for at the next barrier, plus a
+quarter for waking them. Measured on this project's 2-core machine, the saving was 3-7x the
+decode time where every core won and 0.2-0.7x where it lost, so any factor between about 0.8
+and 3 separates the two; 1.25 leaves room on both sides for timing noise.
 
 Measured on this project's 2-core machine (1 decode worker, CIFAR-10 JPEGs, quiet machine):
 
-- ``tf_efficientnet_lite0`` at 160 px: decode ~1.9 ms, forward ~11 ms (2 threads) and ~19 ms
-  (1 thread) per image on 8 images: every core; end to end 48-50 img/s with 2 threads,
-  31-33 with 1;
-- ``mobilenetv3_small_100`` at 96 px: decode ~1 ms, forward ~2.6 ms (2 threads), ~3 ms (1):
-  1 thread; end to end ~500 img/s with 1 thread, 325-370 with 2.
+- ``tf_efficientnet_lite0`` at 160 px: decode 1.6-3.2 ms, forward 10-18 ms (2 threads) and
+  22-29 ms (1 thread) per image on 8 images, a saving of 10-16 ms: every core; end to end
+  48-51 img/s with 2 threads, 31-34 with 1;
+- ``mobilenetv3_small_100`` at 96 px: decode 1.0-1.5 ms, forward ~2.7 ms (2 threads) and
+  3.0-3.4 ms (1), a saving of 0.3-0.7 ms: 1 thread; end to end ~470-510 img/s with 1 thread,
+  325-370 with 2.
 
 A short forward of 8 images is not a full batch's; both thread counts are timed on the same
 images, so their difference still says what the extra threads buy.
@@ -37,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-CONTENTION = 2.0
+CONTENTION = 1.25
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ def choose_threads(
     Args:
         cores: CPU cores (> workers).
         workers: decode workers (>= 1).
-        decode_s: seconds to load, transform and normalise one image.
+        decode_s: seconds to load, transform and normalise one image (the fastest of the
+            first images: noise only adds time).
         forward_s: seconds per image of the forward at ``cores`` and at ``cores - workers``
             threads.
     """

@@ -18,7 +18,7 @@ def test_heavy_forward_gets_every_core():
     """lite0 at 160 px on 2 cores: decode 1.6 ms, forward 12.7 ms (2 threads), 22.4 ms (1)."""
     choice = choose_threads(2, 1, 1.6e-3, {2: 12.7e-3, 1: 22.4e-3})
     assert choice.threads == 2 and choice.reason.startswith("measured: every core")
-    assert "saves 9.70 ms per image > 2 x decode 1.60 ms" in choice.reason
+    assert "saves 9.70 ms per image > 1.25 x decode 1.60 ms" in choice.reason
     assert choice.decode_ms == 1.6 and choice.forward_ms == {2: 12.7, 1: 22.4}
 
 
@@ -26,7 +26,7 @@ def test_light_forward_leaves_the_worker_its_core():
     """mobilenetv3_small at 96 px: decode 1.5 ms, forward 2.7 ms (2 threads), 3.4 ms (1)."""
     choice = choose_threads(2, 1, 1.5e-3, {2: 2.7e-3, 1: 3.4e-3})
     assert choice.threads == 1 and "the decode worker(s) keep their cores" in choice.reason
-    assert "saves 0.70 ms per image <= 2 x decode 1.50 ms" in choice.reason
+    assert "saves 0.70 ms per image <= 1.25 x decode 1.50 ms" in choice.reason
 
 
 def test_rule_is_the_saving_against_contended_decoding():

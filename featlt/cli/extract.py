@@ -72,7 +72,9 @@ def _limit(value: str | None) -> int | dict[str, int] | None:
                    "unknown name lists the model's layers [default: pooled pre-logits].")
 @click.option("--forward-path", type=click.Choice(FORWARD_PATHS), default="auto",
               show_default=True,
-              help="eager, channels_last, or torch.compile; auto compiles long CPU runs.")
+              help="eager, channels_last, folded (channels_last + BatchNorm folded), or "
+                   "torch.compile; auto: folded on CPU (compiled for long runs), channels_last "
+                   "on CUDA.")
 @click.option("--amp-dtype", type=click.Choice(AMP_DTYPES), default=DEFAULT_AMP_DTYPE,
               show_default=True, help="CUDA autocast dtype (bfloat16 cannot overflow).")
 @click.option("--no-amp", is_flag=True, help="On CUDA, run float32 instead of autocast.")
