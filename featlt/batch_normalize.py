@@ -51,5 +51,40 @@ def split_transform(transform: Any) -> tuple[Callable[[Any], Any], BatchNormaliz
             "normalisation cannot be batched; build it with timm.data.create_transform"
         )
     normalize = steps[-1]
-    per_image = transforms.Compose([*steps[:-2], transforms.PILToTensor()])
+    head = steps[:-2]
+    if head and type(head[-1]) is transforms.CenterCrop:
+        ending = [CenterCropToTensor(head.pop().size)]
+    else:
+        ending = [transforms.PILToTensor()]
+    per_image = transforms.Compose([*head, *ending])
     return per_image, BatchNormalize(normalize.mean, normalize.std)
+
+
+class CenterCropToTensor:
+    """torchvision's ``CenterCrop(size)`` then ``PILToTensor()`` as one numpy slice.
+
+    An RGB PIL image -> (3, h, w) uint8 tensor, the same bytes as the two steps; it skips their
+    per-call overhead and the intermediate PIL image (measured for a CIFAR image resized to
+    110 px: 0.25 ms for the two steps, a fraction of that for the slice). Crops larger than the
+    image (torchvision pads them) and non-RGB images go through the two steps.
+    """
+
+    def __init__(self, size: Sequence[int]):
+        self.size = (int(size[0]), int(size[1]))  # (h, w), as CenterCrop stores it
+
+    def __call__(self, image: Any) -> Any:
+        import numpy as np
+        import torch
+        from torchvision import transforms
+
+        height, width = self.size
+        if image.mode != "RGB" or height > image.height or width > image.width:
+            return transforms.PILToTensor()(transforms.CenterCrop(self.size)(image))
+        # torchvision's center_crop offsets, Python's round included
+        top = round((image.height - height) / 2.0)
+        left = round((image.width - width) / 2.0)
+        pixels = np.asarray(image)[top:top + height, left:left + width]
+        return torch.from_numpy(np.array(pixels)).permute(2, 0, 1)  # a writable copy
+
+    def __repr__(self) -> str:
+        return f"CenterCropToTensor(size={self.size})"

@@ -54,3 +54,25 @@ def test_transform_without_to_tensor_and_normalize_is_refused():
         split_transform(transforms.Compose([transforms.Resize(8), transforms.ToTensor()]))
     with pytest.raises(FeatltError, match="create_transform"):
         split_transform(lambda image: image)
+
+
+@pytest.mark.parametrize("size", [(24, 24), (23, 20), (5, 44), (70, 10)])
+def test_center_crop_to_tensor_equals_the_two_torchvision_steps(size):
+    from torchvision import transforms
+
+    from featlt.batch_normalize import CenterCropToTensor
+
+    fused = CenterCropToTensor(size)
+    two_steps = transforms.Compose([transforms.CenterCrop(size), transforms.PILToTensor()])
+    images = [*_images(3), _images(1)[0].convert("L")]  # sizes odd/even; a grayscale image
+    for image in images:
+        expected = two_steps(image)
+        out = fused(image)
+        assert out.dtype == torch.uint8 and torch.equal(out, expected)
+
+
+def test_split_transform_fuses_a_final_center_crop():
+    from timm.data import create_transform
+
+    per_image, _ = split_transform(create_transform(**CONFIGS[0]))
+    assert "CenterCropToTensor(size=(40, 40))" in repr(per_image)
