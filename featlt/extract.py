@@ -34,7 +34,7 @@ import numpy as np
 from featlt.errors import FeatltError, StoreError
 from featlt.runtime import Runtime, log
 from featlt.store import FLOAT16_MAX, StoreWriter, WriteMode
-from featlt.thread_policy import ThreadChoice
+from featlt.thread_policy import fixed_threads, measured_threads
 
 FAULT_ENV = "FEATLT_FAULT_AFTER_BATCHES"
 # Images of the first batch the forward path is checked on against eager (two forwards of them
@@ -160,8 +160,9 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
         source.check_split(split)
     device = resolve_torch_device(runtime.device)
     workers = default_workers(device) if config.workers is None else config.workers
-    fixed = _fixed_threads(runtime.threads, device, workers)
-    torch.set_num_threads(fixed.threads if fixed else os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    fixed = fixed_threads(runtime.threads, device, cores, workers)
+    torch.set_num_threads(fixed.threads if fixed else cores)
     spec = resolve_spec(config.model, config.weights, config.resolution, runtime.seed,
                         layer=config.layer)
     backbone = create_backbone(spec, device=device, amp=config.amp, amp_dtype=config.amp_dtype)
@@ -186,8 +187,8 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
         logits=config.store_logits,
     )
     forward_check = forward_record.pop("check")
-    threads = fixed or _measured_threads(forward, example, forward_record, config.batch_size,
-                                         decode_s, workers)
+    computed = config.batch_size if forward_record["compiled"] else int(example.shape[0])
+    threads = fixed or measured_threads(forward, example, computed, decode_s, cores, workers)
     torch.set_num_threads(threads.threads)
     provenance = {
         "backbone": backbone.provenance,
@@ -329,36 +330,6 @@ def _example_batch(
             normalise_s = (time.perf_counter() - began) / len(images)
             return batch, min(seconds) + normalise_s
     return torch.zeros((1, *backbone.data_config["input_size"])), 0.0
-
-
-def _fixed_threads(requested: int | None, device: str, workers: int) -> ThreadChoice | None:
-    """The forward's torch threads when nothing needs measuring, else None.
-
-    Measured (:mod:`featlt.thread_policy`) on CPU when decode workers leave a core free.
-    """
-    cores = os.cpu_count() or 1
-    if requested:
-        return ThreadChoice(requested, "--threads")
-    if device == "cuda":
-        return ThreadChoice(max(1, cores - workers), "CUDA: the GPU runs the forward")
-    if workers == 0 or workers >= cores:
-        return ThreadChoice(cores, "every core: no decode worker has a core of its own")
-    return None
-
-
-def _measured_threads(
-    forward: Any, example: Any, forward_record: dict[str, Any], batch_size: int,
-    decode_s: float, workers: int,
-) -> ThreadChoice:
-    """Time one forward of ``example`` at every core and at ``cores - workers`` threads, then
-    choose (:func:`choose_threads`)."""
-    from featlt.thread_policy import choose_threads, seconds_per_image
-
-    cores = os.cpu_count() or 1
-    computed = batch_size if forward_record["compiled"] else int(example.shape[0])
-    forward_s = {t: seconds_per_image(forward, example, t, computed)
-                 for t in (cores, cores - workers)}
-    return choose_threads(cores, workers, decode_s, forward_s)
 
 
 class _Loop:

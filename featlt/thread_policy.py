@@ -31,7 +31,9 @@ Measured on this project's 2-core machine (1 decode worker, CIFAR-10 JPEGs, quie
   325-370 with 2.
 
 A short forward of 8 images is not a full batch's; both thread counts are timed on the same
-images, so their difference still says what the extra threads buy.
+images, so their difference still says what the extra threads buy. With ``--views V`` a worker
+transforms and the forward computes about (1 + V) times as much per image, so clean-image
+timings compare the same way.
 """
 
 from __future__ import annotations
@@ -92,3 +94,27 @@ def seconds_per_image(
     began = time.perf_counter()
     forward(example)
     return (time.perf_counter() - began) / images
+
+
+def fixed_threads(requested: int | None, device: str, cores: int,
+                  workers: int) -> ThreadChoice | None:
+    """The forward's torch threads when nothing needs measuring, else None (measure on CPU
+    when decode workers leave a core free: :func:`measured_threads`)."""
+    if requested:
+        return ThreadChoice(requested, "--threads")
+    if device == "cuda":
+        return ThreadChoice(max(1, cores - workers), "CUDA: the GPU runs the forward")
+    if workers == 0 or workers >= cores:
+        return ThreadChoice(cores, "every core: no decode worker has a core of its own")
+    return None
+
+
+def measured_threads(
+    forward: Callable[[Any], Any], example: Any, images: int, decode_s: float, cores: int,
+    workers: int,
+) -> ThreadChoice:
+    """Time one ``forward(example)`` (computing ``images`` images) at every core and at
+    ``cores - workers`` threads, then :func:`choose_threads`."""
+    forward_s = {t: seconds_per_image(forward, example, t, images)
+                 for t in (cores, cores - workers)}
+    return choose_threads(cores, workers, decode_s, forward_s)

@@ -11,7 +11,12 @@ import featlt.extract
 from featlt.extract import ExtractConfig, extract_features
 from featlt.runtime import Runtime
 from featlt.store import FeatureStore
-from featlt.thread_policy import CONTENTION, choose_threads, seconds_per_image
+from featlt.thread_policy import (
+    CONTENTION,
+    choose_threads,
+    fixed_threads,
+    seconds_per_image,
+)
 
 
 def test_heavy_forward_gets_every_core():
@@ -36,6 +41,14 @@ def test_rule_is_the_saving_against_contended_decoding():
     just_above = CONTENTION * decode * 1.01
     assert choose_threads(8, 2, decode, {8: 5e-3, 6: 5e-3 + just_below}).threads == 6
     assert choose_threads(8, 2, decode, {8: 5e-3, 6: 5e-3 + just_above}).threads == 8
+
+
+def test_fixed_threads_when_nothing_needs_measuring():
+    assert fixed_threads(3, "cpu", 8, 2).threads == 3  # --threads wins
+    assert fixed_threads(None, "cuda", 16, 15).threads == 1
+    assert fixed_threads(None, "cpu", 2, 0).threads == 2  # decoding in the main process
+    assert fixed_threads(None, "cpu", 1, 1).threads == 1  # the worker has no core of its own
+    assert fixed_threads(None, "cpu", 2, 1) is None  # measured
 
 
 def test_seconds_per_image_sets_threads_and_divides_by_the_images_computed():
