@@ -1,19 +1,18 @@
 """The extraction loop: images -> frozen backbone -> feature store, crash-safe and resumable.
 
-Images are decoded and transformed in DataLoader workers (one torch thread each), together with
-their ``--views`` augmented views, and batched by :class:`_Collate`: normalised there on CPU, sent
-as uint8 pixels to normalise on the GPU under CUDA (:mod:`featlt.batch_normalize`, bit-identical
-to the per-image transform either way). The forward pass runs in the main process under
-``inference_mode`` on the path :mod:`featlt.fast_forward` picks and checks against eager on a
-first batch of real images (BatchNorm folded and channels_last on CPU, compiled for long CPU
-runs, CUDA autocast), with every core or the cores the workers leave, as timings of that batch
-decide (:mod:`featlt.thread_policy`). Every batch is written to the store, flushed, and only then
-counted (``n_written``), so a killed run resumes at the last batch boundary and — since batches
-are the same rows in the same shape, the forward path is chosen from the whole run's size, and
-view randomness is keyed on (seed, source position, view) — writes the same bytes as an
-uninterrupted run. Resuming checks the provenance (backbone, weights, data config, dataset
-fingerprint, batch size, dtype, forward path, views ...) and names the first attribute that
-differs.
+Images are decoded and transformed in DataLoader workers (:mod:`featlt.decode_loader`, one torch
+thread each), together with their ``--views`` augmented views, and batched there: normalised in the
+worker on CPU, sent as uint8 pixels to normalise on the GPU under CUDA
+(:mod:`featlt.batch_normalize`, bit-identical to the per-image transform either way). The forward
+pass runs in the main process under ``inference_mode`` on the path :mod:`featlt.fast_forward` picks
+and checks against eager on a first batch of real images (BatchNorm folded and channels_last on CPU,
+compiled for long CPU runs, CUDA autocast), with every core or the cores the workers leave, as
+timings of that batch decide (:mod:`featlt.thread_policy`). Every batch is written to the store,
+flushed, and only then counted (``n_written``), so a killed run resumes at the last batch boundary
+and — since batches are the same rows in the same shape, the forward path is chosen from the whole
+run's size, and view randomness is keyed on (seed, source position, view) — writes the same bytes as
+an uninterrupted run. Resuming checks the provenance (backbone, weights, data config, dataset
+fingerprint, batch size, dtype, forward path, views ...) and names the first attribute that differs.
 
 Fault injection for tests: ``FEATLT_FAULT_AFTER_BATCHES=k`` makes the process kill itself with
 SIGKILL right after its k-th batch is written.
@@ -31,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from featlt.decode_loader import Collate, SplitImages, worker_init
 from featlt.errors import FeatltError, StoreError
 from featlt.runtime import Runtime, log
 from featlt.store import FLOAT16_MAX, StoreWriter, WriteMode
@@ -355,8 +355,8 @@ class _Loop:
         # On CPU the decode workers normalise (they have spare time while the forward runs);
         # to the GPU a uint8 batch is a 4x smaller copy, normalised there.
         channels_last = forward is not None and forward.memory_format == torch.channels_last
-        self.collate = (_Collate(self.normalize, self.normalize_views, channels_last)
-                        if backbone.device == "cpu" else _Collate())
+        self.collate = (Collate(self.normalize, self.normalize_views, channels_last)
+                        if backbone.device == "cpu" else Collate())
 
     def batches(
         self, source: Any, split: str, rows: np.ndarray, start: int
@@ -366,7 +366,7 @@ class _Loop:
         from torch.utils.data import DataLoader
         from tqdm import tqdm
 
-        dataset = _SplitImages(source, split, rows[start:], self.image_transform,
+        dataset = SplitImages(source, split, rows[start:], self.image_transform,
                                self.view_transform, self.config.views, self.seed)
         loader = DataLoader(
             dataset,
@@ -374,7 +374,7 @@ class _Loop:
             shuffle=False,
             num_workers=self.workers,
             collate_fn=self.collate,
-            worker_init_fn=_worker_init if self.workers else None,
+            worker_init_fn=worker_init if self.workers else None,
             pin_memory=self.backbone.device == "cuda",
         )
         first = start
@@ -402,7 +402,7 @@ class _Loop:
         """Forward a batch (b, 3, H, W) and its views (b, V, 3, H, W) in batch-size chunks.
 
         The batch is uint8 (normalised here, on the device) or float32 already normalised by
-        the decode workers (:class:`_Collate`).
+        the decode workers (:class:`~featlt.decode_loader.Collate`).
         """
         import torch
 
@@ -446,70 +446,3 @@ class _Loop:
                         f"reach {peak:.3g}, beyond float16's range ({FLOAT16_MAX:.0f}); re-run "
                         "with --dtype float32 --overwrite"
                     )
-
-
-class _SplitImages:
-    """Map-style dataset of one split's selected rows: item j -> (clean, views, error).
-
-    ``clean``: (3, H, W) uint8; ``views``: (V, 3, H, W) uint8 keyed on (seed, source position,
-    view), or None without views; ``error``: None, or the message of an unreadable image.
-    """
-
-    def __init__(
-        self, source: Any, split: str, rows: np.ndarray, transform: Any, view_transform: Any,
-        n_views: int, seed: int,
-    ):
-        self.source, self.split, self.rows, self.transform = source, split, rows, transform
-        self.view_transform, self.n_views, self.seed = view_transform, n_views, seed
-
-    def __len__(self) -> int:
-        return int(self.rows.size)
-
-    def __getitem__(self, j: int) -> tuple[Any, Any, str | None]:
-        index = int(self.rows[j])
-        try:
-            image = self.source.load_image(self.split, index)
-        except FeatltError as err:
-            return None, None, str(err)
-        views = (None if self.view_transform is None else
-                 self.view_transform.views(image, self.seed, index, self.n_views, as_uint8=True))
-        return self.transform(image), views, None
-
-
-class _Collate:
-    """Stack a batch of :class:`_SplitImages` items, normalised when ``normalize`` is given.
-
-    Returns (images (b, 3, H, W), views (b, V, 3, H, W) or None, None): uint8 without
-    ``normalize``, else float32 (:class:`~featlt.batch_normalize.BatchNormalize`, bit-identical
-    to the per-image transform), channels_last when ``channels_last``. The first decode error
-    of the batch is passed on instead, as (None, None, message), and raised in the main
-    process. Picklable: it runs in the DataLoader workers.
-    """
-
-    def __init__(self, normalize: Any = None, normalize_views: Any = None,
-                 channels_last: bool = False):
-        self.normalize, self.normalize_views = normalize, normalize_views
-        self.channels_last = channels_last
-
-    def __call__(self, items: list[tuple[Any, Any, str | None]]) -> tuple[Any, Any, str | None]:
-        import torch
-
-        for _, _, error in items:
-            if error is not None:
-                return None, None, error
-        images = torch.stack([clean for clean, _, _ in items])
-        views = None if items[0][1] is None else torch.stack([v for _, v, _ in items])
-        if self.normalize is None:
-            return images, views, None
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        if views is not None:
-            views = self.normalize_views(views)
-        return self.normalize(images), views, None
-
-
-def _worker_init(_: int) -> None:
-    """One torch thread per decoding worker, so workers and the forward pass share the cores."""
-    import torch
-
-    torch.set_num_threads(1)

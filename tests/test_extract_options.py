@@ -205,7 +205,7 @@ def test_workers_normalise_bit_identically_to_the_per_image_transform():
     from timm.data import create_transform
 
     from featlt.batch_normalize import split_transform
-    from featlt.extract import _Collate
+    from featlt.decode_loader import Collate
 
     transform = create_transform((3, 24, 24), mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.25))
     per_image, normalize = split_transform(transform)
@@ -214,11 +214,11 @@ def test_workers_normalise_bit_identically_to_the_per_image_transform():
               for _ in range(3)]
     items = [(per_image(image), None, None) for image in images]
     expected = torch.stack([transform(image) for image in images])
-    batch, views, error = _Collate(normalize, None, channels_last=True)(items)
+    batch, views, error = Collate(normalize, None, channels_last=True)(items)
     assert error is None and views is None and batch.dtype == torch.float32
     assert batch.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(batch, expected)
-    raw, _, _ = _Collate()(items)  # CUDA: uint8, normalised on the GPU
+    raw, _, _ = Collate()(items)  # CUDA: uint8, normalised on the GPU
     assert raw.dtype == torch.uint8 and torch.equal(normalize(raw), expected)
-    failed = _Collate(normalize)([items[0], (None, None, "image 1: cannot be decoded")])
+    failed = Collate(normalize)([items[0], (None, None, "image 1: cannot be decoded")])
     assert failed == (None, None, "image 1: cannot be decoded")
