@@ -1,4 +1,4 @@
-"""What the DataLoader workers of an extraction run: load images, transform, batch.
+"""What an extraction run's DataLoader workers do: load images, transform them, batch them.
 
 :class:`SplitImages` is the map-style dataset of one split's selected rows (clean image and
 ``--views`` views as uint8), :class:`Collate` stacks a batch (normalised in the worker on CPU,
