@@ -8,11 +8,12 @@ Paths (``--forward-path``):
   68 -> 119 img/s) with features within about 1e-6 relative error of eager.
 - ``folded``: channels_last with every eval-mode BatchNorm folded into the convolution before
   it (:mod:`featlt.bn_fold`, on a copy of the model): one pass over each activation less. On
-  this 2-core CPU, lite0 at 160 px: channels_last 43 -> folded 60 img/s (eager 26), features
-  within 3e-6 of eager. A model without BatchNorm runs as channels_last (0 folded).
+  this 2-core CPU, lite0 at 160 px, 2 threads: eager 23, channels_last 37, folded 61 img/s,
+  features within 5e-6 of eager (benchmarks/bench_forward_paths.py). A model without BatchNorm
+  runs as channels_last (0 folded).
 - ``compile``: ``torch.compile`` of the folded channels_last model (on CPU inductor needs a C++
-  compiler; one-time compilation of about 40-90 s; 63.5 img/s for lite0 above, so it pays off
-  only on long runs: :func:`compile_pays_off`). Batches smaller than the batch size are
+  compiler; about 40 s of cold compilation here; lite0 65 img/s, so it pays off only on long
+  runs: :func:`compile_pays_off`). Batches smaller than the batch size are
   zero-padded to it, so the last batch does not trigger a second compilation; the padding rows
   are dropped.
 - ``auto`` (default): on CPU ``compile`` when the run forwards at least
@@ -95,11 +96,11 @@ def compile_pays_off(n_images: int | None, device: str) -> bool:
 
     ``n_images`` counts every forward image of the run: rows of all splits times (1 + views).
     Compilation pays for itself once the time it saves exceeds it. Measured on this 2-core CPU
-    for ``tf_efficientnet_lite0`` at 160 px, batch 64: folded 60 img/s, compiled folded 63.5
-    img/s after 39 s of cold compilation, so 0.92 ms saved per image repays it after ~42,000
-    images (rounded up). Without folding the gap was larger (the issue's measurement: 119 img/s
-    channels_last vs 170 compiled). On CUDA the forward is fast enough that compilation is not
-    assumed to pay off.
+    for ``tf_efficientnet_lite0`` at 160 px, batch 64, 2 threads: folded 61.4 img/s, compiled
+    folded 65.0 img/s after ~41 s of cold compilation, so 0.9 ms saved per image repays it after
+    ~45,000 images (rounded up; results/forward_paths.json). Without folding the gap was larger
+    (the issue's measurement: 119 img/s channels_last vs 170 compiled). On CUDA the forward is
+    fast enough that compilation is not assumed to pay off.
     """
     return device == "cpu" and n_images is not None and n_images >= COMPILE_MIN_IMAGES
 
