@@ -24,12 +24,12 @@ and 3 separates the two; 1.25 leaves room on both sides for timing noise.
 Measured on this project's 2-core machine (1 decode worker, CIFAR-10 JPEGs; the timings of every
 run are in results/extract_benchmark.json):
 
-- ``tf_efficientnet_lite0`` at 160 px: decode 1.6-3.2 ms, forward 10-18 ms (2 threads) and
-  22-29 ms (1 thread) per image on 8 images, a saving of 8-16 ms: every core (its forward alone
-  runs 61 img/s at 2 threads, 32 at 1: results/forward_paths.json);
-- ``mobilenetv3_small_100`` at 96 px: decode 1.0-1.5 ms, forward ~2.7 ms (2 threads) and
-  3.0-3.4 ms (1), a saving of 0.4-0.7 ms: 1 thread (end to end 472 img/s; forced to 2 threads,
-  375 img/s).
+- ``tf_efficientnet_lite0`` at 160 px (three runs): decode 1.5-2.0 ms, forward 12-13 ms
+  (2 threads) and 22-23 ms (1 thread) per image on 8 images, a saving of 8.9-10.4 ms: every
+  core (its forward alone runs 61 img/s at 2 threads, 32 at 1: results/forward_paths.json);
+- ``mobilenetv3_small_100`` at 96 px (three runs): decode 0.85-1.3 ms, forward 2.5-3.8 ms
+  (2 threads) and 3.0-4.3 ms (1), a saving of 0.5 ms: 1 thread (end to end 472 img/s; forced to
+  2 threads, 375 img/s).
 
 A short forward of 8 images is not a full batch's; both thread counts are timed on the same
 images, so their difference still says what the extra threads buy. With ``--views V`` a worker
