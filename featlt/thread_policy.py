@@ -18,7 +18,7 @@ gives the forward every core when::
 :data:`CONTENTION` (1.25) says how long a decode stalls the forward: for its own duration,
 while the worker holds a core the forward's other threads wait for at the next barrier, plus a
 quarter for waking them. Measured on this project's 2-core machine, the saving was 3-7x the
-decode time where every core won and 0.2-0.7x where it lost, so any factor between about 0.8
+decode time where every core won and 0.3-0.7x where it lost, so any factor between about 0.8
 and 3 separates the two; 1.25 leaves room on both sides for timing noise.
 
 Measured on this project's 2-core machine (1 decode worker, CIFAR-10 JPEGs; the timings of every
@@ -49,7 +49,7 @@ CONTENTION = 1.25
 
 @dataclass(frozen=True)
 class ThreadChoice:
-    """The forward's torch threads and why; ``asdict`` of it goes into the run record."""
+    """The forward's torch threads and why; its fields go into the store's run record."""
 
     threads: int
     reason: str
