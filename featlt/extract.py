@@ -37,8 +37,9 @@ from featlt.store import FLOAT16_MAX, StoreWriter, WriteMode
 from featlt.thread_policy import fixed_threads, measured_threads
 
 FAULT_ENV = "FEATLT_FAULT_AFTER_BATCHES"
-# Images of the first batch the forward path is checked on against eager (two forwards of them
-# before the run; a compiled path still compiles for the full batch size, as it pads).
+# Images of the first batch the forward path is checked on against eager and the thread count is
+# timed on (a few forwards of them before the run; a compiled path still compiles for the full
+# batch size, as it pads).
 CHECK_ROWS = 8
 
 
@@ -335,8 +336,9 @@ def _example_batch(
 class _Loop:
     """Batches of one split: decode in DataLoader workers, forward, check the outputs.
 
-    Workers send uint8 pixels; the main process normalises whole batches on the forward's device
-    (:mod:`featlt.batch_normalize`, bit-identical to the per-image transform).
+    On CPU the workers send normalised float32 batches; under CUDA uint8 pixels that the main
+    process normalises on the GPU (:mod:`featlt.batch_normalize`, bit-identical to the
+    per-image transform either way).
     """
 
     def __init__(
@@ -407,8 +409,8 @@ class _Loop:
         import torch
 
         def place(x: Any, normalize: Any) -> Any:
-            # the path's memory layout (channels_last) is made on uint8, 4x less to copy than
-            # after normalising; the float operations keep it
+            # CPU: already normalised in the path's layout (a no-op); CUDA: the layout is made
+            # on uint8, 4x less to copy than after normalising, and the float operations keep it
             x = x.to(self.backbone.device, non_blocking=True,
                      memory_format=self.forward.memory_format)
             return x if self.collate.normalize is not None else normalize(x)
