@@ -18,7 +18,7 @@ against a naive loop, on CIFAR-10 (JPEG) from ../shared/data.
     a fresh process: the main process's VmHWM and the largest DataLoader worker's ru_maxrss;
 (e) thread settings of each side and the load average before and after every run. featlt's
     default measures on the run's first images whether the forward gets every core or leaves
-    the decode worker its own (featlt/thread_policy.py); a variant with every core for the
+    the decode worker its own (featlt/extract/thread_policy.py); a variant with every core for the
     forward (``--threads <cores>``) is measured beside it, so the JSON shows whether the
     measured choice was the faster one.
 
@@ -77,9 +77,9 @@ def task_featlt(task: dict[str, Any]) -> dict[str, Any]:
     import timm  # noqa: F401
     import torch
 
-    from featlt.backbones import create_backbone, resolve_spec
     from featlt.data.sources import open_source
-    from featlt.extract import ExtractConfig, extract_features, subset_rows
+    from featlt.extract.pipeline import ExtractConfig, extract_features, subset_rows
+    from featlt.extractors.backbones import create_backbone, resolve_spec
     from featlt.runtime import Runtime
 
     cfg, n = task["config"], task["n"]
@@ -143,7 +143,7 @@ def task_naive(task: dict[str, Any]) -> dict[str, Any]:
     from PIL import Image
     from timm.data import create_transform, resolve_model_data_config
 
-    from featlt.extract import subset_rows
+    from featlt.extract.pipeline import subset_rows
 
     cfg, n = task["config"], task["n"]
     began = time.perf_counter()
@@ -329,7 +329,6 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
     from featlt.extractors import get_zoo_entry
-
     from featlt.runtime import write_json_atomic
 
     data = data_path(args.data)
@@ -392,7 +391,8 @@ def main() -> None:
             "featlt": {"torch_threads": ours["torch_threads"], "decode_workers": ours["workers"],
                        "choice": ours["threads_choice"],
                        "rule": "workers = cores/4 (1..4); forward threads measured at the "
-                               "start: every core or cores - workers (featlt/thread_policy.py)"},
+                               "start: every core or cores - workers "
+                               "(featlt/extract/thread_policy.py)"},
             "featlt_variant": None if not variant else {
                 "torch_threads": main_result["runs"][0]["featlt_variant"]["torch_threads"],
                 "decode_workers": main_result["runs"][0]["featlt_variant"]["workers"]},

@@ -77,7 +77,7 @@ def images_per_second(forward: Any, x: Any, repeats: int) -> float:
 
 
 def errors(out: Any, reference: Any) -> dict[str, float]:
-    from featlt.fast_forward import relative_error
+    from featlt.extractors.fast_forward import relative_error
 
     rows = ((out - reference).norm(dim=1) / reference.norm(dim=1)).tolist()
     return {"max_abs_over_max_abs": relative_error(out, reference),
@@ -91,8 +91,8 @@ def measure(config: dict[str, Any], threads: int, data: Path, repeats: int,
 
     import torch
 
-    from featlt.backbones import create_backbone, resolve_spec
-    from featlt.bn_fold import fold_batchnorm
+    from featlt.extractors.backbones import create_backbone, resolve_spec
+    from featlt.extractors.bn_fold import fold_batchnorm
 
     torch.set_num_threads(threads)
     backbone = create_backbone(resolve_spec(config["model"], config["weights"],

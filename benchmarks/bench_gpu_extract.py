@@ -2,7 +2,7 @@
 
 (1) raw forward throughput (img/s) of the model on a batch already on the GPU, channels_last,
     for float32, float16 autocast and bfloat16 autocast (featlt's CUDA paths), each also with
-    BatchNorm folded into the convolutions (featlt's ``folded`` path, featlt/bn_fold.py);
+    BatchNorm folded into the convolutions (featlt's ``folded`` path, extractors/bn_fold.py);
 (2) how far each precision's features are from float32 on the same GPU and from float32 on the
     CPU, on a fixed batch of real CIFAR-10 test images (the first ``--check-images``): per-row
     relative L2 error ``||a - b|| / ||b||`` (median and max) and featlt's check metric
@@ -104,9 +104,9 @@ def precision_table(args: argparse.Namespace, device: str) -> dict[str, Any]:
     """(1) and (2) for every precision the device supports."""
     import torch
 
-    from featlt.backbones import BackboneSpec, create_backbone
-    from featlt.bn_fold import fold_batchnorm
-    from featlt.fast_forward import AMP_TOLERANCE, TOLERANCE
+    from featlt.extractors.backbones import BackboneSpec, create_backbone
+    from featlt.extractors.bn_fold import fold_batchnorm
+    from featlt.extractors.fast_forward import AMP_TOLERANCE, TOLERANCE
 
     spec = BackboneSpec(MODEL, str(args.weights), resolution=RESOLUTION)
     cpu = create_backbone(spec, device="cpu", amp=False)
@@ -148,7 +148,7 @@ def precision_table(args: argparse.Namespace, device: str) -> dict[str, Any]:
 
 def end_to_end(args: argparse.Namespace, device: str, workers: int | None) -> dict[str, Any]:
     """(3): featlt extract on ``args.images`` training images with its defaults on ``device``."""
-    from featlt.extract import ExtractConfig, extract_features
+    from featlt.extract.pipeline import ExtractConfig, extract_features
     from featlt.runtime import Runtime
 
     with tempfile.TemporaryDirectory(prefix="featlt-gpu-bench-") as folder:

@@ -62,7 +62,7 @@ def logreg_grid(arrays: Any, class_weight: str | None, seed: int) -> dict[str, A
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from featlt.selection import val_score
+    from featlt.heads.selection import val_score
 
     start = time.perf_counter()
     scaler = StandardScaler().fit(arrays.X_train)
@@ -82,9 +82,9 @@ def logreg_baselines(arrays: Any, seed: int, n_bootstrap: int) -> dict[str, Any]
     """The three scikit-learn baselines, C (and tau) chosen on validation balanced accuracy."""
     from scipy.special import softmax
 
+    from featlt.evaluation.metrics import evaluate
     from featlt.heads.registry import TAU_GRID
-    from featlt.metrics import evaluate
-    from featlt.selection import val_score
+    from featlt.heads.selection import val_score
 
     def report(proba: np.ndarray, seconds: float, val: float, selected: dict) -> dict[str, Any]:
         metrics = evaluate(arrays.y_test, proba, arrays.train_counts, n_bootstrap, seed)
@@ -131,10 +131,10 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from featlt.data.protocol import Protocol, load_arrays
     from featlt.heads.workflow import fit_classifiers
     from featlt.runtime import write_json_atomic
-    from featlt.store import FeatureStore
-    from featlt.views import Protocol, load_arrays
+    from featlt.store.feature_store import FeatureStore
 
     args = parse_args(argv)
     protocol = Protocol(profile=args.profile, imbalance_factor=args.imbalance_factor,

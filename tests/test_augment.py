@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from featlt.augment import (
+from featlt.errors import FeatltError
+from featlt.extract.augment import (
     DEFAULT_POLICY,
     POLICIES,
     crop_box,
@@ -22,7 +23,6 @@ from featlt.augment import (
     make_view_transform,
     view_generator,
 )
-from featlt.errors import FeatltError
 
 CONFIG = {"input_size": (3, 40, 40), "interpolation": "bicubic",
           "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "crop_pct": 0.9}
@@ -59,7 +59,7 @@ def test_views_identical_in_another_process():
     script = textwrap.dedent(f"""
         import hashlib, numpy as np, torch
         from PIL import Image
-        from featlt.augment import make_view_transform
+        from featlt.extract.augment import make_view_transform
         torch.manual_seed(999)  # a different global state must not matter
         rng = np.random.default_rng(0)
         image = Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))

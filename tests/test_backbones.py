@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from featlt.backbones import (
+from featlt.errors import FeatltError
+from featlt.extractors.backbones import (
     BackboneSpec,
     check_model_name,
     create_backbone,
@@ -19,7 +20,6 @@ from featlt.backbones import (
     resolve_spec,
     state_sha256,
 )
-from featlt.errors import FeatltError
 
 TINY = "test_efficientnet.r160_in1k"
 

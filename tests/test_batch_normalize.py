@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from featlt.augment import make_view_transform
-from featlt.batch_normalize import BatchNormalize, split_transform
 from featlt.errors import FeatltError
+from featlt.extract.augment import make_view_transform
+from featlt.extract.batch_normalize import BatchNormalize, split_transform
 
 CONFIGS = [
     {"input_size": (3, 40, 40), "interpolation": "bicubic", "mean": (0.485, 0.456, 0.406),
@@ -60,7 +60,7 @@ def test_transform_without_to_tensor_and_normalize_is_refused():
 def test_center_crop_to_tensor_equals_the_two_torchvision_steps(size):
     from torchvision import transforms
 
-    from featlt.batch_normalize import CenterCropToTensor
+    from featlt.extract.batch_normalize import CenterCropToTensor
 
     fused = CenterCropToTensor(size)
     two_steps = transforms.Compose([transforms.CenterCrop(size), transforms.PILToTensor()])

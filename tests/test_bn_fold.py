@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from featlt.bn_fold import fold_batchnorm
-from featlt.fast_forward import TOLERANCE, prepare_forward, relative_error
+from featlt.extractors.bn_fold import fold_batchnorm
+from featlt.extractors.fast_forward import TOLERANCE, prepare_forward, relative_error
 
 
 def _randomise_norms(model: nn.Module) -> nn.Module:

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from featlt.errors import FeatltError, ProvenanceMismatchError, StoreError
-from featlt.extract import FAULT_ENV, ExtractConfig, extract_features, subset_rows
+from featlt.extract.pipeline import FAULT_ENV, ExtractConfig, extract_features, subset_rows
 from featlt.runtime import Runtime
-from featlt.store import FeatureStore
+from featlt.store.feature_store import FeatureStore
 
 MODEL = "test-efficientnet-random"
 RUNTIME = Runtime(threads=1)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from featlt.cli import main
-from featlt.store import FeatureStore
+from featlt.store.feature_store import FeatureStore
 
 
 @pytest.fixture

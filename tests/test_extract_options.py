@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from featlt.backbones import BackboneSpec, create_backbone, resolve_spec
 from featlt.errors import FeatltError, StoreError
-from featlt.extract import ExtractConfig, _Loop, extract_features
-from featlt.fast_forward import AMP_TOLERANCE, TOLERANCE
+from featlt.extract.pipeline import ExtractConfig, _Loop, extract_features
+from featlt.extractors.backbones import BackboneSpec, create_backbone, resolve_spec
+from featlt.extractors.fast_forward import AMP_TOLERANCE, TOLERANCE
 from featlt.runtime import Runtime
-from featlt.store import FeatureStore
+from featlt.store.feature_store import FeatureStore
 
 MODEL = "test-efficientnet-random"
 RUNTIME = Runtime(threads=1)
@@ -204,8 +204,8 @@ def test_workers_normalise_bit_identically_to_the_per_image_transform():
     from PIL import Image
     from timm.data import create_transform
 
-    from featlt.batch_normalize import split_transform
-    from featlt.decode_loader import Collate
+    from featlt.extract.batch_normalize import split_transform
+    from featlt.extract.decode_loader import Collate
 
     transform = create_transform((3, 24, 24), mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.25))
     per_image, normalize = split_transform(transform)

@@ -6,10 +6,10 @@ Run on a GPU machine with ``pytest -m gpu tests/test_faiss_gpu.py``.
 import numpy as np
 import pytest
 
-from featlt.faiss_ops import kmeans, knn, resolve_faiss
-from featlt.separability import SeparabilityConfig, evaluate_separability
-from featlt.splitting import classwise_split
-from featlt.synthetic import gaussian_classes
+from featlt.cluster.faiss_ops import kmeans, knn, resolve_faiss
+from featlt.cluster.splitting import classwise_split
+from featlt.data.synthetic import gaussian_classes
+from featlt.separability.evaluate import SeparabilityConfig, evaluate_separability
 
 faiss = pytest.importorskip("faiss")
 HAS_GPU = "GPU" in faiss.get_compile_options() and faiss.get_num_gpus() > 0

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from featlt.errors import FeatltError
-from featlt.faiss_ops import (
+from featlt.cluster.faiss_ops import (
     as_float32_rows,
     count_distinct_rows,
     kmeans,
@@ -12,6 +11,7 @@ from featlt.faiss_ops import (
     l2_normalise,
     resolve_faiss,
 )
+from featlt.errors import FeatltError
 
 faiss = pytest.importorskip("faiss")
 NO_GPU = faiss.get_num_gpus() == 0 or "GPU" not in faiss.get_compile_options()

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from featlt.errors import FeatltError
-from featlt.fast_forward import (
+from featlt.extractors.fast_forward import (
     AMP_TOLERANCE,
     COMPILE_MIN_IMAGES,
     TOLERANCE,
@@ -157,7 +157,7 @@ def test_mismatching_path_falls_back_to_eager():
 
 _COMPILE_SCRIPT = textwrap.dedent("""
     import json, torch, timm
-    from featlt.fast_forward import prepare_forward, relative_error
+    from featlt.extractors.fast_forward import prepare_forward, relative_error
     torch.manual_seed(0)
     model = timm.create_model("test_efficientnet", pretrained=False, num_classes=0).eval()
     x = torch.randn(4, 3, 32, 32)

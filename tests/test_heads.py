@@ -8,6 +8,7 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 
 from featlt.data.profiles import long_tail_counts
+from featlt.data.synthetic import gaussian_classes
 from featlt.errors import FeatltError
 from featlt.heads import (
     LWS,
@@ -23,7 +24,6 @@ from featlt.heads import (
     save_head,
 )
 from featlt.heads.base import softmax
-from featlt.synthetic import gaussian_classes
 
 FAST = {"lr": 0.03, "device": "cpu"}
 MARGIN = 0.04  # balanced-accuracy points each rebalancing method must gain over plain CE

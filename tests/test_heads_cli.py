@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from featlt.cli import main
-from featlt.store import StoreWriter
-from featlt.synthetic import write_synthetic_store
+from featlt.data.synthetic import write_synthetic_store
+from featlt.store.feature_store import StoreWriter
 
 QUICK = ("--max-epochs", "5", "--bootstrap", "50", "--device", "cpu")
 
@@ -215,7 +215,7 @@ def test_demo_step_fits_heads_on_the_extracted_files(store: Path, tmp_path: Path
 
 
 def test_backbone_of_a_file_weights_head_is_found_from_the_run_record(tmp_path):
-    from featlt.heads.workflow import backbone_spec_from_provenance
+    from featlt.predict.images import backbone_spec_from_provenance
 
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"x")
@@ -228,7 +228,7 @@ def test_backbone_of_a_file_weights_head_is_found_from_the_run_record(tmp_path):
 
 
 def test_pixels_head_rebuilds_its_weightless_backbone():
-    from featlt.heads.workflow import backbone_spec_from_provenance
+    from featlt.predict.images import backbone_spec_from_provenance
 
     spec = backbone_spec_from_provenance(
         {"backbone": {"model": "pixels", "weights": {"source": "none"}, "resolution": 16}}, None)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from featlt.errors import FeatltError
-from featlt.metrics import bootstrap_intervals, evaluate, top_label_ece
+from featlt.evaluation.metrics import bootstrap_intervals, evaluate, top_label_ece
 
 # Rows: true class, probabilities, prediction (argmax), confidence, ECE bin (15 bins)
 #   0  [.72 .18 .10] -> 0 right  .72  bin 10 (.667, .733]

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from featlt.errors import FeatltError
-from featlt.pixels import create_pixels_model, is_pixels_name, pixels_size
+from featlt.extractors.pixels import create_pixels_model, is_pixels_name, pixels_size
 
 
 def test_names():

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from featlt.data.profiles import long_tail_counts
+from featlt.data.synthetic import gaussian_classes
 from featlt.errors import FeatltError
-from featlt.selection import (
+from featlt.heads.selection import (
     SelectionData,
     check_selection_data,
     fit_temperature,
@@ -16,7 +17,6 @@ from featlt.selection import (
     select_heads,
     val_score,
 )
-from featlt.synthetic import gaussian_classes
 
 QUICK = {"max_epochs": 8}
 
@@ -82,9 +82,9 @@ def test_wrappers_reuse_the_selected_base(data):
 
 def test_selection_never_reads_test(tmp_path):
     """Two stores that differ only in their test split select exactly the same values."""
+    from featlt.data.protocol import Protocol
+    from featlt.data.synthetic import write_synthetic_store
     from featlt.heads.workflow import fit_classifiers
-    from featlt.synthetic import write_synthetic_store
-    from featlt.views import Protocol
 
     protocol = Protocol(profile="cao2019", imbalance_factor=10, n_max=60)
     chosen = []

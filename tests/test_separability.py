@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
+from featlt.cluster.density import densest_fraction
+from featlt.cluster.faiss_ops import l2_normalise, resolve_faiss
+from featlt.data.synthetic import gaussian_classes
 from featlt.errors import FeatltError
-from featlt.faiss_ops import l2_normalise, resolve_faiss
 from featlt.runtime import to_jsonable
-from featlt.scores.clustering import densest_fraction, purity_score
-from featlt.scores.gaussian import class_gaussians, gbc, gbc_from_gaussians
-from featlt.scores.logme import balanced_logme, log_evidence, logme
-from featlt.scores.neighbours import knn_loo, ncm_loo, stratified_query_rows, vote
-from featlt.separability import SCORES, SeparabilityConfig, evaluate_separability
-from featlt.synthetic import gaussian_classes
+from featlt.separability.evaluate import SCORES, SeparabilityConfig, evaluate_separability
+from featlt.separability.scores.clustering import purity_score
+from featlt.separability.scores.gaussian import class_gaussians, gbc, gbc_from_gaussians
+from featlt.separability.scores.logme import balanced_logme, log_evidence, logme
+from featlt.separability.scores.neighbours import knn_loo, ncm_loo, stratified_query_rows, vote
 
 COUNTS = np.array([200, 120, 72, 43, 26, 16, 10, 6, 4])  # thirds: 0-2 / 3-5 / 6-8
 DIM = 16

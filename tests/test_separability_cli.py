@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from featlt.cli import main
-from featlt.synthetic import write_synthetic_store
+from featlt.data.synthetic import write_synthetic_store
 
 FAST = ["--knn-queries", "200", "--pca-dim", "8", "--threads", "1"]
 
@@ -36,7 +36,7 @@ def test_one_file_writes_report_and_plots(stores, tmp_path):
     assert "knn_balanced_accuracy" in result.output and "higher is better" in result.output
     assert "bin matrices (relative" in result.output and "split plan" in result.output
     document = json.loads((tmp_path / "report.json").read_text())
-    assert document["kind"] == "featlt.separability" and len(document["reports"]) == 1
+    assert document["kind"] == "featlt.separability.evaluate" and len(document["reports"]) == 1
     record = document["reports"][0]
     assert record["input"]["file"] == str(good)
     assert record["input"]["features"]["backbone"]["arch"] == "synthetic-gaussian"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from featlt.errors import FeatltError
-from featlt.shots import class_group_labels, frequency_order, shot_groups
+from featlt.evaluation.shots import class_group_labels, frequency_order, shot_groups
 
 
 def test_cifar10_lt_500_fills_all_groups():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from featlt.cluster.splitting import _drop_empty, classwise_split, default_n_ref, plan_splits
 from featlt.errors import FeatltError
-from featlt.splitting import _drop_empty, classwise_split, default_n_ref, plan_splits
 
 
 def test_plan_follows_the_rule_exactly():

@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import featlt.extract
-from featlt.extract import ExtractConfig, extract_features
-from featlt.runtime import Runtime
-from featlt.store import FeatureStore
-from featlt.thread_policy import (
+import featlt.extract.pipeline
+from featlt.extract.pipeline import ExtractConfig, extract_features
+from featlt.extract.thread_policy import (
     CONTENTION,
     choose_threads,
     fixed_threads,
     seconds_per_image,
 )
+from featlt.runtime import Runtime
+from featlt.store.feature_store import FeatureStore
 
 
 def test_heavy_forward_gets_every_core():
@@ -83,7 +83,7 @@ def _extract(arrays: Path, output: Path, threads: int | None, workers: int) -> d
 
 
 def test_run_measures_threads_beside_a_worker(arrays, tmp_path, monkeypatch):
-    monkeypatch.setattr(featlt.extract.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(featlt.extract.pipeline.os, "cpu_count", lambda: 2)
     run = _extract(arrays, tmp_path / "a.h5", threads=None, workers=1)
     assert run["threads"] in (1, 2) and run["threads_choice"]["reason"].startswith("measured")
     assert run["threads_choice"]["decode_ms"] > 0
@@ -96,7 +96,7 @@ def test_run_measures_threads_beside_a_worker(arrays, tmp_path, monkeypatch):
 ])
 def test_fixed_threads_are_recorded(arrays, tmp_path, monkeypatch, threads, workers, expected,
                                     reason):
-    monkeypatch.setattr(featlt.extract.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(featlt.extract.pipeline.os, "cpu_count", lambda: 2)
     run = _extract(arrays, tmp_path / "a.h5", threads=threads, workers=workers)
     assert run["threads"] == expected
     assert run["threads_choice"] == {"reason": reason, "decode_ms": None, "forward_ms": None}

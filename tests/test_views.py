@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from featlt.data.protocol import Protocol, load_arrays, resolve_view
 from featlt.data.validation import split_validation
 from featlt.errors import FeatltError
-from featlt.store import FeatureStore, StoreWriter
-from featlt.views import Protocol, load_arrays, resolve_view
+from featlt.store.feature_store import FeatureStore, StoreWriter
 
 
 def balanced_store(path, n_classes=10, per_class=100, dim=4, with_val=False):

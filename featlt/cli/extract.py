@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from featlt.augment import DEFAULT_POLICY, policy_names
 from featlt.cli import emit, featlt_command, main
 from featlt.errors import FeatltError
-from featlt.fast_forward import AMP_DTYPES, DEFAULT_AMP_DTYPE, FORWARD_PATHS
+from featlt.extract.augment import DEFAULT_POLICY, policy_names
+from featlt.extractors.fast_forward import AMP_DTYPES, DEFAULT_AMP_DTYPE, FORWARD_PATHS
 from featlt.runtime import Runtime
 
 
@@ -107,7 +107,7 @@ def extract_command(
     overwrite: bool,
 ) -> None:
     """Write frozen-backbone features of a dataset into a crash-safe feature store."""
-    from featlt.extract import ExtractConfig, extract_features
+    from featlt.extract.pipeline import ExtractConfig, extract_features
 
     if resume and overwrite:
         raise FeatltError("--resume and --overwrite: pick one")
@@ -191,7 +191,7 @@ def convert_command(
     runtime: Runtime, source: Path, model: str, output: Path | None, num_classes: int | None
 ) -> None:
     """Map SOURCE's tensors onto a timm model by position (shapes checked), save as safetensors."""
-    from featlt.weights import convert_positional
+    from featlt.extractors.weights import convert_positional
 
     result = convert_positional(source, model, output, num_classes)
     emit(runtime, result,

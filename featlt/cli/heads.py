@@ -61,7 +61,8 @@ def predict_command(
 ) -> None:
     """Apply a saved head to a feature file of the same backbone, or to an image folder."""
     from featlt.heads.report import prediction_text
-    from featlt.heads.workflow import predict_features, predict_images
+    from featlt.heads.workflow import predict_features
+    from featlt.predict.images import predict_images
 
     if (feature_file is None) == (images is None):
         raise click.UsageError("give either FEATURE_FILE or --images FOLDER (not both)")

@@ -16,7 +16,7 @@ from featlt.runtime import Runtime
 @featlt_command
 def info_command(runtime: Runtime, feature_file: Path) -> None:
     """Describe a feature store (incomplete files too, marked as such)."""
-    from featlt.store import FeatureStore
+    from featlt.store.feature_store import FeatureStore
 
     with FeatureStore(feature_file, allow_incomplete=True) as store:
         splits = {name: store.info(name) for name in store.splits}

@@ -58,8 +58,8 @@ def evaluate_separability_command(
     Several FEATURE_FILES give one comparison table. Scores are computed on the training rows of
     the chosen view (and its validation rows for kNN/NCM); the test split is never read.
     """
-    from featlt.separability import SeparabilityConfig
-    from featlt.separability_report import format_document, run_separability
+    from featlt.separability.evaluate import SeparabilityConfig
+    from featlt.separability.report import format_document, run_separability
     protocol = build_protocol(protocol_options, runtime.seed)
     config = SeparabilityConfig(
         knn_k=knn_k, knn_queries=knn_queries, knn_metric=knn_metric, pca_dim=pca_dim,

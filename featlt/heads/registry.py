@@ -1,7 +1,7 @@
 """The named heads: one factory, ``make_head(name, **params)``, and their selection grids.
 
 Each :class:`HeadSpec` says what the name builds, which hyper-parameters the validation-only
-selection (:mod:`featlt.selection`) tries, and how sure we are of the method (the labels of
+selection (:mod:`featlt.heads.selection`) tries, and how sure we are of the method (the labels of
 ALGORITHMS.md: ``code``, ``paper``, ``reconstruction``).
 """
 

@@ -1,7 +1,7 @@
 """The separability report: how well a feature space keeps rare classes apart (ALGORITHMS.md §6).
 
-:func:`evaluate_separability` computes every score of :mod:`featlt.scores` on training features
-(and held-out validation features where given) plus the classwise split plan;
+:func:`evaluate_separability` computes every score of :mod:`featlt.separability.scores` on training
+features (and held-out validation features where given) plus the classwise split plan;
 :func:`evaluate_store` does it on any index view of a feature store and records the view and the
 store's provenance. Every scalar score is listed in :data:`SCORES` with its direction.
 """
@@ -17,30 +17,36 @@ from typing import Any
 
 import numpy as np
 
+from featlt.cluster.density import densest_fraction, fit_density
+from featlt.cluster.faiss_ops import FaissContext, resolve_faiss
+from featlt.cluster.splitting import classwise_split
 from featlt.errors import FeatltError
-from featlt.faiss_ops import FaissContext, resolve_faiss
-from featlt.scores.bins import bhattacharyya_bin_matrix, knn_bin_matrix
-from featlt.scores.clustering import densest_fraction, fit_density, global_clustering
-from featlt.scores.common import check_xy, mean_or_none, n_classes_of
-from featlt.scores.gaussian import (
+from featlt.evaluation.shots import (
+    ABSOLUTE_GROUPS,
+    RELATIVE_GROUPS,
+    class_group_labels,
+    shot_groups,
+)
+from featlt.separability.scores.bins import bhattacharyya_bin_matrix, knn_bin_matrix
+from featlt.separability.scores.clustering import global_clustering
+from featlt.separability.scores.common import check_xy, mean_or_none, n_classes_of
+from featlt.separability.scores.gaussian import (
     class_gaussians,
     gbc_from_gaussians,
     pca_basis,
     shrink_variances,
 )
-from featlt.scores.logme import logme_from_moments
-from featlt.scores.moments import feature_moments
-from featlt.scores.neighbours import (
+from featlt.separability.scores.logme import logme_from_moments
+from featlt.separability.scores.moments import feature_moments
+from featlt.separability.scores.neighbours import (
     fit_ncm,
     knn_evaluate,
     ncm_holdout,
     ncm_loo,
     stratified_query_rows,
 )
-from featlt.shots import ABSOLUTE_GROUPS, RELATIVE_GROUPS, class_group_labels, shot_groups
-from featlt.splitting import classwise_split
 
-REPORT_KIND = "featlt.separability"
+REPORT_KIND = "featlt.separability.evaluate"
 REPORT_VERSION = 1
 
 
@@ -386,13 +392,13 @@ def evaluate_store(
     and records the store's provenance and ``view.record()`` in ``report.input``.
 
     Args:
-        protocol: a :class:`featlt.views.Protocol`; None: ``Protocol()`` (every stored training
-            row; validation from a stored 'val' split, else carved from the training rows).
+        protocol: a :class:`featlt.data.protocol.Protocol`; None: ``Protocol()`` (every stored
+            training row; validation from a stored 'val' split, else carved from the training rows).
     """
     from dataclasses import replace
 
-    from featlt.store import FeatureStore
-    from featlt.views import resolve_view
+    from featlt.data.protocol import resolve_view
+    from featlt.store.feature_store import FeatureStore
 
     path = Path(path)
     try:

@@ -1,18 +1,19 @@
 """The extraction loop: images -> frozen backbone -> feature store, crash-safe and resumable.
 
-Images are decoded and transformed in DataLoader workers (:mod:`featlt.decode_loader`, one torch
-thread each), together with their ``--views`` augmented views, and batched there: normalised in the
-worker on CPU, sent as uint8 pixels to normalise on the GPU under CUDA
-(:mod:`featlt.batch_normalize`, bit-identical to the per-image transform either way). The forward
-pass runs in the main process under ``inference_mode`` on the path :mod:`featlt.fast_forward` picks
-and checks against eager on a first batch of real images (BatchNorm folded and channels_last on CPU,
-compiled for long CPU runs, CUDA autocast), with every core or the cores the workers leave, as
-timings of that batch decide (:mod:`featlt.thread_policy`). Every batch is written to the store,
-flushed, and only then counted (``n_written``), so a killed run resumes at the last batch boundary
-and — since batches are the same rows in the same shape, the forward path is chosen from the whole
-run's size, and view randomness is keyed on (seed, source position, view) — writes the same bytes as
-an uninterrupted run. Resuming checks the provenance (backbone, weights, data config, dataset
-fingerprint, batch size, dtype, forward path, views ...) and names the first attribute that differs.
+Images are decoded and transformed in DataLoader workers (:mod:`featlt.extract.decode_loader`, one
+torch thread each), together with their ``--views`` augmented views, and batched there: normalised
+in the worker on CPU, sent as uint8 pixels to normalise on the GPU under CUDA
+(:mod:`featlt.extract.batch_normalize`, bit-identical to the per-image transform either way). The
+forward pass runs in the main process under ``inference_mode`` on the path
+:mod:`featlt.extractors.fast_forward` picks and checks against eager on a first batch of real images
+(BatchNorm folded and channels_last on CPU, compiled for long CPU runs, CUDA autocast), with every
+core or the cores the workers leave, as timings of that batch decide
+(:mod:`featlt.extract.thread_policy`). Every batch is written to the store, flushed, and only then
+counted (``n_written``), so a killed run resumes at the last batch boundary and — since batches are
+the same rows in the same shape, the forward path is chosen from the whole run's size, and view
+randomness is keyed on (seed, source position, view) — writes the same bytes as an uninterrupted
+run. Resuming checks the provenance (backbone, weights, data config, dataset fingerprint, batch
+size, dtype, forward path, views ...) and names the first attribute that differs.
 
 Fault injection for tests: ``FEATLT_FAULT_AFTER_BATCHES=k`` makes the process kill itself with
 SIGKILL right after its k-th batch is written.
@@ -30,11 +31,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from featlt.decode_loader import Collate, SplitImages, worker_init
 from featlt.errors import FeatltError, StoreError
+from featlt.extract.decode_loader import Collate, SplitImages, worker_init
+from featlt.extract.thread_policy import fixed_threads, measured_threads
 from featlt.runtime import Runtime, log
-from featlt.store import FLOAT16_MAX, StoreWriter, WriteMode
-from featlt.thread_policy import fixed_threads, measured_threads
+from featlt.store.feature_store import FLOAT16_MAX, StoreWriter, WriteMode
 
 FAULT_ENV = "FEATLT_FAULT_AFTER_BATCHES"
 # Images of the first batch the forward path is checked on against eager and the thread count is
@@ -63,9 +64,11 @@ class ExtractConfig:
     store_logits: bool = False  # also store the backbone's own classifier outputs
     skip_bad: bool = False  # leave out unreadable images (recorded in /<split>/skipped)
     views: int = 0  # V augmented views per image in /<split>/views (N, V, D); 0: none
-    augment: str = "mild"  # the views' policy (featlt.augment.policy_names())
-    layer: str | None = None  # inner layer as the feature (featlt.feature_module); None: pre-logits
-    forward_path: str = "auto"  # auto | eager | channels_last | compile (featlt.fast_forward)
+    augment: str = "mild"  # the views' policy (featlt.extract.augment.policy_names())
+    # inner layer as the feature (featlt.extractors.feature_module); None: pre-logits
+    layer: str | None = None
+    # auto | eager | channels_last | compile (featlt.extractors.fast_forward)
+    forward_path: str = "auto"
     amp: bool = True  # autocast on CUDA; CPU always runs float32
     # float16: ~10x closer to float32 than bfloat16 at the same speed (measured on an H100);
     # it overflows where activations pass 65504, which is refused with the fix.
@@ -148,9 +151,9 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
     """Extract ``config.splits`` of ``config.data`` with ``config.model`` into ``config.output``."""
     import torch
 
-    from featlt.augment import make_view_transform
-    from featlt.backbones import create_backbone, package_versions, resolve_spec
     from featlt.data.sources import open_source
+    from featlt.extract.augment import make_view_transform
+    from featlt.extractors.backbones import create_backbone, package_versions, resolve_spec
     from featlt.runtime import resolve_torch_device
 
     _check_config(config)
@@ -264,8 +267,8 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
 
 def _check_config(config: ExtractConfig) -> None:
     """Refuse option values that cannot work, before any model or data is touched."""
-    from featlt.augment import get_policy
-    from featlt.fast_forward import FORWARD_PATHS, check_amp_dtype
+    from featlt.extract.augment import get_policy
+    from featlt.extractors.fast_forward import FORWARD_PATHS, check_amp_dtype
 
     if config.batch_size < 1:
         raise FeatltError(f"--batch-size {config.batch_size}: must be at least 1")
@@ -316,7 +319,7 @@ def _example_batch(
     """
     import torch
 
-    from featlt.batch_normalize import split_transform
+    from featlt.extract.batch_normalize import split_transform
 
     per_image, normalize = split_transform(backbone.transform)
     for split in splits:
@@ -337,7 +340,7 @@ class _Loop:
     """Batches of one split: decode in DataLoader workers, forward, check the outputs.
 
     On CPU the workers send normalised float32 batches; under CUDA uint8 pixels that the main
-    process normalises on the GPU (:mod:`featlt.batch_normalize`, bit-identical to the
+    process normalises on the GPU (:mod:`featlt.extract.batch_normalize`, bit-identical to the
     per-image transform either way).
     """
 
@@ -347,7 +350,7 @@ class _Loop:
     ):
         import torch
 
-        from featlt.batch_normalize import BatchNormalize, split_transform
+        from featlt.extract.batch_normalize import BatchNormalize, split_transform
 
         self.config, self.backbone, self.forward = config, backbone, forward
         self.view_transform, self.seed, self.workers = view_transform, seed, workers
@@ -393,7 +396,7 @@ class _Loop:
 
     def _run(self, x: Any) -> tuple[Any, Any]:
         """(features (b, D), logits (b, K) or None) of a (b, 3, H, W) batch, on the device."""
-        from featlt.backbones import check_features
+        from featlt.extractors.backbones import check_features
 
         out = self.forward(x)
         feats, logits = out if self.config.store_logits else (out, None)
@@ -404,7 +407,7 @@ class _Loop:
         """Forward a batch (b, 3, H, W) and its views (b, V, 3, H, W) in batch-size chunks.
 
         The batch is uint8 (normalised here, on the device) or float32 already normalised by
-        the decode workers (:class:`~featlt.decode_loader.Collate`).
+        the decode workers (:class:`~featlt.extract.decode_loader.Collate`).
         """
         import torch
 

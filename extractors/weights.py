@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from featlt.backbones import check_model_name, load_state_file, state_sha256
 from featlt.errors import FeatltError
+from featlt.extractors.backbones import check_model_name, load_state_file, state_sha256
 from featlt.file_hash import file_sha256
 from featlt.runtime import cache_dir
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from featlt.cluster.faiss_ops import as_float32_rows, count_distinct_rows, kmeans, resolve_faiss
 from featlt.errors import FeatltError
-from featlt.faiss_ops import as_float32_rows, count_distinct_rows, kmeans, resolve_faiss
 
 DEFAULT_MIN_SUBCLASS = 20  # m_min: a sub-class is never planned smaller than the "few" threshold
 DEFAULT_NITER = 20  # Lloyd iterations per class

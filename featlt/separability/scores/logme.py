@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featlt.scores.common import check_xy, n_classes_of
-from featlt.scores.moments import FeatureMoments, feature_moments
+from featlt.separability.scores.common import check_xy, n_classes_of
+from featlt.separability.scores.moments import FeatureMoments, feature_moments
 
 MAX_ITER = 100  # the paper stops after at most ~10 iterations; we iterate to tolerance
 TOLERANCE = 1e-5  # relative change of alpha / beta that ends the fixed-point iteration

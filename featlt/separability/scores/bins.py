@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featlt.scores.gaussian import bhattacharyya_rows
+from featlt.separability.scores.gaussian import bhattacharyya_rows
 
 
 def knn_bin_matrix(

@@ -7,8 +7,8 @@ Paths (``--forward-path``):
   much faster this way (measured for ``tf_efficientnet_lite0`` at 160 px, batch 64, 2 threads:
   68 -> 119 img/s) with features within about 1e-6 relative error of eager.
 - ``folded``: channels_last with every eval-mode BatchNorm folded into the convolution before
-  it (:mod:`featlt.bn_fold`, on a copy of the model): one pass over each activation less. On
-  this 2-core CPU, lite0 at 160 px, 2 threads: eager 23, channels_last 37, folded 61 img/s,
+  it (:mod:`featlt.extractors.bn_fold`, on a copy of the model): one pass over each activation
+  less. On this 2-core CPU, lite0 at 160 px, 2 threads: eager 23, channels_last 37, folded 61 img/s,
   features within 5e-6 of eager (benchmarks/bench_forward_paths.py). A model without BatchNorm
   runs as channels_last (0 folded).
 - ``compile``: ``torch.compile`` of the folded channels_last model (on CPU inductor needs a C++
@@ -76,7 +76,7 @@ class ForwardPath:
     name: str  # "eager" | "channels_last" | "folded" | "compile"
     device: str  # "cpu" | "cuda"
     channels_last: bool
-    folded: bool  # BatchNorm folded into the convolutions (featlt.bn_fold)
+    folded: bool  # BatchNorm folded into the convolutions (featlt.extractors.bn_fold)
     compiled: bool
     amp_dtype: str | None  # "float16" / "bfloat16" under CUDA autocast, else None (float32)
     requested: str  # what was asked for ("auto" or a path name)
@@ -240,7 +240,7 @@ def prepare_forward(
         ``folded_batchnorms``, and ``check``: the relative error against eager, the tolerance
         and the batch shape).
     """
-    from featlt.bn_fold import fold_batchnorm
+    from featlt.extractors.bn_fold import fold_batchnorm
 
     path = choose_forward_path(requested, device, n_images, amp_dtype)
     batch_size = batch_size or int(example.shape[0])

@@ -6,8 +6,8 @@ Definitions (all on one evaluation split; classes are 0..C-1, C = ``len(train_co
 - ``accuracy``: share of correct rows. ``balanced_accuracy``: mean per-class recall over the
   classes present in ``y_true``.
 - Group accuracies (``head_third``, ``mid_third``, ``tail_third``, ``many``, ``medium``, ``few``,
-  groups from :func:`featlt.shots.shot_groups` on the *training* counts): mean per-class recall
-  over the group's classes present in ``y_true``; ``None`` when the group is empty.
+  groups from :func:`featlt.evaluation.shots.shot_groups` on the *training* counts): mean per-class
+  recall over the group's classes present in ``y_true``; ``None`` when the group is empty.
 - ``worst_class_accuracy``: the lowest per-class recall (and which class).
 - ``macro_f1``: unweighted mean F1 over the classes present in ``y_true``.
 - ``nll``: mean ``-log p(true class)``, probabilities clipped below at float64 eps.
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from featlt.errors import FeatltError
-from featlt.shots import ALL_GROUPS, shot_groups
+from featlt.evaluation.shots import ALL_GROUPS, shot_groups
 
 N_BOOTSTRAP = 1000
 ECE_BINS = 15

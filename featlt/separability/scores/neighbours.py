@@ -5,7 +5,7 @@ the default) or raw (``"l2"``); a query's ``k`` nearest training rows vote, ties
 class whose nearest member ranks first. On the training features it is leave-one-out: the query
 itself is dropped from its neighbours (an exact duplicate of it still counts). Exact kNN costs
 N^2 D, so at scale the queries are a fixed-size stratified sample (:func:`stratified_query_rows`)
-searched against the full training set, block by block through :func:`featlt.faiss_ops.knn`.
+searched against the full training set, block by block through :func:`featlt.cluster.faiss_ops.knn`.
 
 NCM (ALGORITHMS.md §1) [code]: class means of the centred, L2-normalised training features;
 predict the class whose mean has the largest cosine. On training features it is leave-one-out
@@ -23,9 +23,9 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
+from featlt.cluster.faiss_ops import FaissContext, knn, l2_normalise
 from featlt.errors import FeatltError
-from featlt.faiss_ops import FaissContext, knn, l2_normalise
-from featlt.scores.common import mean_or_none, per_class_recall, sum_by_class
+from featlt.separability.scores.common import mean_or_none, per_class_recall, sum_by_class
 
 KnnMetric = Literal["cosine", "l2"]
 BLOCK_ROWS = 65536

@@ -13,11 +13,11 @@ preprocessing) and a weights source:
   with ``--allow-download``.
 
 Zoo names (``featlt zoo list``) resolve to a spec through :func:`resolve_spec`; so do ``pixels``
-and ``pixels_<size>`` (:mod:`featlt.pixels`, raw pixels, no weights).
+and ``pixels_<size>`` (:mod:`featlt.extractors.pixels`, raw pixels, no weights).
 
 The feature is the pooled pre-logits output, or with ``layer`` a pooled inner layer
-(:mod:`featlt.feature_module`). :meth:`Backbone.prepare_forward` picks and checks the forward
-path (channels_last, compiled, CUDA autocast: :mod:`featlt.fast_forward`).
+(:mod:`featlt.extractors.feature_module`). :meth:`Backbone.prepare_forward` picks and checks the
+forward path (channels_last, compiled, CUDA autocast: :mod:`featlt.extractors.fast_forward`).
 
 Local weights are loaded by featlt, not by timm, so that every failure names the file, the
 backbone, the first mismatching tensor and both shapes. The classifier size is taken from the
@@ -53,7 +53,8 @@ class BackboneSpec:
     seed: int = 0  # seeds random initialisation
     zoo: str | None = None  # the zoo entry this spec came from, recorded in provenance
     origin: dict[str, Any] | None = None  # where converted zoo weights came from
-    layer: str | None = None  # inner layer as the feature (featlt.feature_module); None: pre-logits
+    # inner layer as the feature (featlt.extractors.feature_module); None: pre-logits
+    layer: str | None = None
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Backbone:
 
     def feature_module(self, logits: bool = False) -> Any:
         """The model as one module: x -> features (B, D) [, logits (B, K)] (FeatureModule)."""
-        from featlt.feature_module import FeatureModule
+        from featlt.extractors.feature_module import FeatureModule
 
         return FeatureModule(self.model, self.layer_index, logits)
 
@@ -95,10 +96,10 @@ class Backbone:
     ) -> tuple[Any, dict[str, Any]]:
         """The run's forward ``fn(x) -> outputs`` (float32, on the device) and its record.
 
-        See :func:`featlt.fast_forward.prepare_forward`: ``example`` is a (B, 3, H, W) batch of
-        real inputs at the run's batch size, ``n_images`` every forward image of the run.
+        See :func:`featlt.extractors.fast_forward.prepare_forward`: ``example`` is a (B, 3, H, W)
+        batch of real inputs at the run's batch size, ``n_images`` every forward image of the run.
         """
-        from featlt.fast_forward import prepare_forward
+        from featlt.extractors.fast_forward import prepare_forward
 
         return prepare_forward(
             self.feature_module(logits), example, self.device, requested, n_images=n_images,
@@ -110,7 +111,7 @@ class Backbone:
 
         For a few batches; long runs use :meth:`prepare_forward`.
         """
-        from featlt.fast_forward import FastForward, choose_forward_path
+        from featlt.extractors.fast_forward import FastForward, choose_forward_path
 
         path = choose_forward_path("eager", self.device, amp_dtype=self.amp_dtype)
         out = FastForward(self.feature_module(logits), path, int(images.shape[0]))(images)
@@ -137,7 +138,7 @@ def resolve_spec(
 ) -> BackboneSpec:
     """A spec from CLI-style input: a zoo name, ``pixels[_S]``, or a timm name with weights."""
     from featlt.extractors import get_zoo_entry, zoo_names
-    from featlt.pixels import is_pixels_name
+    from featlt.extractors.pixels import is_pixels_name
 
     if model in zoo_names():
         if weights is not None:
@@ -205,8 +206,8 @@ def create_backbone(
     import torch
     from timm.data import create_transform, resolve_model_data_config
 
-    from featlt.fast_forward import check_amp_dtype
-    from featlt.pixels import create_pixels_model, is_pixels_name
+    from featlt.extractors.fast_forward import check_amp_dtype
+    from featlt.extractors.pixels import create_pixels_model, is_pixels_name
 
     check_amp_dtype(amp_dtype)
     weights_record: dict[str, Any]
@@ -257,7 +258,7 @@ def create_backbone(
         dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
         feature = {"layer": "pre_logits", "pooling": _pooling(model), "dim": dim}
     else:
-        from featlt.feature_module import LAYER_POOLING, resolve_layer
+        from featlt.extractors.feature_module import LAYER_POOLING, resolve_layer
 
         layer_index, dim = resolve_layer(model, spec.layer, name)
         feature = {"layer": spec.layer, "index": layer_index, "pooling": LAYER_POOLING,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from featlt.runtime import to_jsonable, write_json_atomic
-from featlt.separability import REPORT_KIND, REPORT_VERSION, SCORES, SeparabilityConfig
+from featlt.separability.evaluate import REPORT_KIND, REPORT_VERSION, SCORES, SeparabilityConfig
 
 # Short column names of the comparison table, in order.
 COLUMNS: dict[str, str] = {
@@ -53,7 +53,7 @@ def run_separability(
         the document: ``{"kind", "report_version", "reports": [record, ...], "comparison":
         [{"label", "file", scores...}], "outputs": {...}}`` (JSON-able).
     """
-    from featlt.separability import evaluate_store
+    from featlt.separability.evaluate import evaluate_store
 
     config = config or SeparabilityConfig()
     records = [to_jsonable(evaluate_store(path, protocol, config, device, threads).record())
@@ -65,7 +65,7 @@ def run_separability(
         "comparison": comparison, "outputs": {"report": None, "plots": []},
     }
     if plots_dir is not None:
-        from featlt.report_plots import write_plots
+        from featlt.separability.plots import write_plots
 
         stems: set[str] = set()
         for index, record in enumerate(records):

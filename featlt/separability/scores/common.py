@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from featlt.cluster.faiss_ops import as_float32_rows
 from featlt.errors import FeatltError
-from featlt.faiss_ops import as_float32_rows
 
 
 def check_xy(X: np.ndarray, y: np.ndarray, what: str = "features") -> tuple[np.ndarray, np.ndarray]:

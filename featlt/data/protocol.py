@@ -16,7 +16,7 @@ import numpy as np
 from featlt.data.profiles import balanced_rows, long_tail_counts, long_tail_rows
 from featlt.data.validation import split_validation
 from featlt.errors import FeatltError
-from featlt.store import FeatureStore
+from featlt.store.feature_store import FeatureStore
 
 ProfileName = Literal["none", "cao2019", "first", "balanced"]
 ValSource = Literal["auto", "split", "outside", "carve"]

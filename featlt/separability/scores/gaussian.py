@@ -12,7 +12,7 @@ Bhattacharyya overlap matrix [featlt's design]: diagonal Gaussians in the same P
 class's variances shrunk toward the pooled within-class variance,
 ``v_c = (n_c v_c_raw + k v_pooled) / (n_c + k)``, so a tail class with fewer samples than
 dimensions still gets a usable covariance; the coefficient uses the exact diagonal-Gaussian
-formula. Reduced to shot-group x shot-group means in :mod:`featlt.scores.bins`.
+formula. Reduced to shot-group x shot-group means in :mod:`featlt.separability.scores.bins`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Literal
 import numpy as np
 
 from featlt.errors import FeatltError
-from featlt.scores.common import check_xy, n_classes_of, sum_by_class
-from featlt.scores.moments import FeatureMoments, feature_moments
+from featlt.separability.scores.common import check_xy, n_classes_of, sum_by_class
+from featlt.separability.scores.moments import FeatureMoments, feature_moments
 
 GBC_DIM = 64  # PCA dimensions, as in Pandy et al.
 VARIANCE_FLOOR = 1e-4  # as in the reference code

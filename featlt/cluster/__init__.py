@@ -1,0 +1,11 @@
+"""Clustering on feature vectors, shared by the separability report and the seed-method heads.
+
+- :mod:`featlt.cluster.faiss_ops` — the only module that imports faiss: device resolution,
+  k-means, assignment, kNN search, input guards;
+- :mod:`featlt.cluster.density` — the cluster-size-weighted Gaussian mixture (log-density per
+  sample) and the make-up of its densest fraction;
+- :mod:`featlt.cluster.splitting` — the classwise split plan and the split itself (CWS).
+
+Layer: cluster (may import errors, runtime, store, data and evaluation). See
+docs/architecture.md.
+"""

@@ -1,0 +1,1 @@
+"""Apply saved heads to raw images: the backbone rebuilt from provenance, then the head."""

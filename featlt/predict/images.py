@@ -1,0 +1,142 @@
+"""``featlt predict --images``: a saved head applied end to end to a folder of images.
+
+It rebuilds the backbone that produced the head's training features (from their provenance),
+checks it against that record, extracts features in memory and applies the head. It sits above
+both :mod:`featlt.heads` and :mod:`featlt.extractors`, which is why it is a package of its own.
+
+Layer: predict (may import everything below it: errors, runtime, store, data, evaluation,
+cluster, featlt.extractors, extract and heads).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featlt.errors import FeatltError
+from featlt.heads.io import load_head
+from featlt.heads.workflow import write_predictions_csv
+
+
+def backbone_spec_from_provenance(features: dict[str, Any], weights: str | None) -> Any:
+    """The :class:`featlt.extractors.backbones.BackboneSpec` that produced a store's features.
+
+    Zoo and random backbones are rebuilt from the record alone; file, local-dir and hub weights
+    come from ``weights`` when given, else from the path recorded at extraction time.
+    """
+    from featlt.extractors.backbones import BackboneSpec, resolve_spec
+
+    backbone = features.get("backbone") or {}
+    record = backbone.get("weights") or {}
+    resolution = backbone.get("resolution")
+    if backbone.get("zoo") and weights is None:
+        return resolve_spec(backbone["zoo"], None, resolution)
+    if record.get("source") == "none":  # the pixels pseudo-backbone has no weights
+        return resolve_spec(backbone["model"], None, resolution)
+    if record.get("source") == "random" and weights is None:
+        return BackboneSpec(model=backbone["model"], weights="random", resolution=resolution,
+                            seed=int(record.get("seed", 0)))
+    if weights is None and record.get("source") == "hub":
+        weights = "hub"
+    if weights is None:
+        recorded = ((features.get("run") or {}).get("weights_file") or {}).get("path")
+        if not recorded or not Path(recorded).exists():
+            raise FeatltError(
+                f"backbone {backbone.get('model')}: its weights file ({recorded}) is not on this "
+                "machine; pass the same weights with --weights FILE"
+            )
+        weights = (f"local-dir:{Path(recorded).parent}" if record.get("source") == "local-dir"
+                   else recorded)
+    return BackboneSpec(model=backbone["model"], weights=weights, resolution=resolution)
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image file under ``folder`` (recursive, sorted, hidden files skipped)."""
+    from featlt.data.sources.folder import IMAGE_EXTENSIONS
+
+    if not folder.is_dir():
+        raise FeatltError(f"--images {folder}: not a folder; pass a folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in
+                   IMAGE_EXTENSIONS and not any(part.startswith(".") for part in
+                                                p.relative_to(folder).parts))
+    if not files:
+        raise FeatltError(
+            f"--images {folder}: holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
+    return files
+
+
+def folder_labels(folder: Path, files: list[Path], class_names: list[str]) -> np.ndarray | None:
+    """Labels from class subfolders, when every image sits under one named after a class."""
+    index = {name: c for c, name in enumerate(class_names)}
+    parents = [f.relative_to(folder).parts[0] if len(f.relative_to(folder).parts) > 1 else None
+               for f in files]
+    if all(p in index for p in parents):
+        return np.asarray([index[p] for p in parents], dtype=np.int64)
+    return None
+
+
+def predict_images(
+    head_dir: str | Path,
+    folder: str | Path,
+    output: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    weights: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Classify every image under ``folder`` end to end: the head's own backbone, then the head.
+
+    The backbone is rebuilt from the provenance of the head's training features and checked
+    against it (weights hash, data config, device, precision ...): a mismatch is refused, naming
+    the attribute. Features are rounded to the store's dtype, as the head saw them in training.
+    When every image sits in a subfolder named after a class, metrics are computed as well.
+    """
+    import torch
+
+    from featlt.data.sources import decode_image
+    from featlt.evaluation.metrics import evaluate
+    from featlt.extractors.backbones import create_backbone
+    from featlt.runtime import resolve_torch_device
+    from featlt.store.feature_store import backbone_identity, require_same_provenance
+
+    if batch_size < 1:
+        raise FeatltError(f"--batch-size {batch_size}: must be at least 1")
+    head_dir, folder = Path(head_dir), Path(folder)
+    head, document = load_head(head_dir)
+    features = document.get("provenance", {}).get("features", {})
+    files = image_files(folder)
+    spec = backbone_spec_from_provenance(features, weights)
+    backbone = create_backbone(spec, device=resolve_torch_device(device))  # type: ignore[arg-type]
+    require_same_provenance(
+        {"backbone": backbone_identity(features)},
+        {"backbone": backbone_identity({"backbone": backbone.provenance})},
+        f"head {head_dir}: its backbone rebuilt here",
+    )
+    store_dtype = np.dtype((features.get("store") or {}).get("dtype", "float32"))
+    parts = []
+    for start in range(0, len(files), batch_size):
+        batch = [backbone.transform(decode_image(f, f"image {f}"))
+                 for f in files[start : start + batch_size]]
+        feats, _ = backbone.forward(torch.stack(batch))
+        parts.append(feats.numpy().astype(store_dtype).astype(np.float32))
+    proba = head.predict_proba(np.concatenate(parts))
+    pred = proba.argmax(axis=1)
+    names = document["class_names"]
+    if output is not None:
+        write_predictions_csv(Path(output), {
+            "file": [str(f.relative_to(folder)) for f in files], "prediction": pred,
+            "prediction_name": [names[i] for i in pred], "confidence": proba.max(axis=1),
+        })
+    labels = folder_labels(folder, files, names)
+    train_counts = document["provenance"]["view"]["train_class_counts"]
+    return {
+        "head": document.get("name"), "head_dir": str(head_dir), "source": str(folder),
+        "n": len(files), "output": None if output is None else str(output),
+        "backbone": backbone.provenance["model"],
+        "metrics": None if labels is None else evaluate(labels, proba, train_counts, seed=seed,
+                                                        class_names=names),
+        "predicted_counts": np.bincount(pred, minlength=len(names)).tolist(),
+    }
