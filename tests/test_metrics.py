@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from featlt.errors import FeatltError
-from featlt.evaluation.metrics import bootstrap_intervals, evaluate, top_label_ece
+from featlt.evaluation.metrics import (
+    balanced_accuracy,
+    balanced_accuracy_torch,
+    bootstrap_intervals,
+    evaluate,
+    group_means,
+    mean_over_classes,
+    per_class_recall,
+    top_label_ece,
+)
 
 # Rows: true class, probabilities, prediction (argmax), confidence, ECE bin (15 bins)
 #   0  [.72 .18 .10] -> 0 right  .72  bin 10 (.667, .733]
@@ -126,3 +135,36 @@ def test_ece_bins_are_right_closed():
 def test_bad_input(y, p, message):
     with pytest.raises(FeatltError, match=message):
         evaluate(y, p, COUNTS, n_bootstrap=0)
+
+
+def test_per_class_recall_marks_absent_classes_nan():
+    # class 3 has no rows; class 4 is only predicted (a miss for class 0, no recall of its own)
+    y_true = np.array([0, 0, 1, 2, 2, 2])
+    y_pred = np.array([0, 4, 1, 2, 0, 2])
+    recall = per_class_recall(y_true, y_pred, 5)
+    assert recall[:3].tolist() == [0.5, 1.0, 2 / 3]
+    assert np.isnan(recall[3]) and np.isnan(recall[4])
+    assert balanced_accuracy(y_true, y_pred, 5) == pytest.approx((0.5 + 1 + 2 / 3) / 3)
+    assert np.isnan(per_class_recall(np.zeros(0, int), np.zeros(0, int), 2)).all()
+    assert balanced_accuracy(np.zeros(0, int), np.zeros(0, int), 2) is None
+
+
+def test_balanced_accuracy_matches_sklearn_and_the_torch_version():
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 7, size=500)
+    y_pred = np.where(rng.random(500) < 0.6, y_true, rng.integers(0, 7, size=500))
+    expected = balanced_accuracy_score(y_true, y_pred)
+    assert balanced_accuracy(y_true, y_pred, 7) == pytest.approx(expected, abs=1e-15)
+    torch = pytest.importorskip("torch")
+    on_torch = balanced_accuracy_torch(torch.as_tensor(y_pred), torch.as_tensor(y_true), 9)
+    assert on_torch == pytest.approx(expected, abs=1e-15)
+
+
+def test_means_skip_unevaluated_classes_and_empty_groups():
+    values = np.array([0.2, np.nan, 0.6, 1.0])
+    assert mean_over_classes(values) == pytest.approx(0.6)
+    assert mean_over_classes(np.full(3, np.nan)) is None
+    means = group_means(values, {"a": np.array([0, 1]), "b": np.array([1]), "c": None})
+    assert means == {"a": pytest.approx(0.2), "b": None, "c": None}

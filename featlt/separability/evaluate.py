@@ -21,6 +21,7 @@ from featlt.cluster.density import densest_fraction, fit_density
 from featlt.cluster.faiss_ops import FaissContext, resolve_faiss
 from featlt.cluster.splitting import classwise_split
 from featlt.errors import FeatltError
+from featlt.evaluation.metrics import group_means, mean_over_classes
 from featlt.evaluation.shots import (
     ABSOLUTE_GROUPS,
     RELATIVE_GROUPS,
@@ -29,7 +30,7 @@ from featlt.evaluation.shots import (
 )
 from featlt.separability.scores.bins import bhattacharyya_bin_matrix, knn_bin_matrix
 from featlt.separability.scores.clustering import global_clustering
-from featlt.separability.scores.common import check_xy, mean_or_none, n_classes_of
+from featlt.separability.scores.common import check_xy, n_classes_of
 from featlt.separability.scores.gaussian import (
     class_gaussians,
     gbc_from_gaussians,
@@ -172,11 +173,6 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     timings[name] = round(time.perf_counter() - start, 3)
 
 
-def _group_means(per_class: np.ndarray, groups: dict[str, np.ndarray | None]) -> dict[str, Any]:
-    return {name: (None if members is None else mean_or_none(per_class[members]))
-            for name, members in groups.items()}
-
-
 def _matrix_record(matrix: np.ndarray) -> list[list[float | None]]:
     return [[None if not np.isfinite(v) else float(v) for v in row] for row in matrix]
 
@@ -292,7 +288,7 @@ def _evaluate(
             metric=config.knn_metric, mean=moments.mean)
     tail = groups["tail_third"]
     scores["knn_balanced_accuracy"] = knn_train.balanced_accuracy
-    scores["knn_tail_recall"] = None if tail is None else mean_or_none(
+    scores["knn_tail_recall"] = None if tail is None else mean_over_classes(
         knn_train.per_class_recall[tail])
     per_class["knn_recall"] = knn_train.per_class_recall
 
@@ -302,7 +298,7 @@ def _evaluate(
         ncm_val = None if X_val is None else ncm_holdout(X, y, X_val, y_val, n_classes,
                                                          fit=ncm_fit)
     scores["ncm_balanced_accuracy"] = ncm_train.balanced_accuracy
-    scores["ncm_tail_recall"] = None if tail is None else mean_or_none(
+    scores["ncm_tail_recall"] = None if tail is None else mean_over_classes(
         ncm_train.per_class_recall[tail])
     per_class["ncm_recall"] = ncm_train.per_class_recall
     if knn_train.excluded_classes:
@@ -338,7 +334,7 @@ def _evaluate(
         notes.append(f"split plan: classes {sorted(split.kept_whole)} kept whole "
                      "(see split_plan.kept_whole)")
     per_class_names = ("knn_recall", "ncm_recall", "logme", "logme_balanced", "gbc")
-    group_scores = {name: _group_means(np.asarray(per_class[name], dtype=np.float64), groups)
+    group_scores = {name: group_means(per_class[name], groups)
                     for name in per_class_names}
     _, relative = class_group_labels(counts, "relative")
     _, absolute = class_group_labels(counts, "absolute")

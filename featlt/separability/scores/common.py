@@ -1,4 +1,7 @@
-"""Helpers every score shares: input checks, class sums, per-class recall."""
+"""Helpers every score shares: input checks and class sums.
+
+Per-class recall and its means live in :mod:`featlt.evaluation.metrics`.
+"""
 
 from __future__ import annotations
 
@@ -39,22 +42,6 @@ def n_classes_of(y: np.ndarray, n_classes: int | None) -> int:
             f"labels reach {top - 1} but n_classes is {n_classes}; pass the right class count"
         )
     return int(n_classes)
-
-
-def per_class_recall(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """(C,) float64 share of each class's samples predicted correctly; NaN for absent classes."""
-    total = np.bincount(y_true, minlength=n_classes).astype(np.float64)
-    hits = np.bincount(y_true[y_pred == y_true], minlength=n_classes).astype(np.float64)
-    recall = np.full(n_classes, np.nan)
-    np.divide(hits, total, out=recall, where=total > 0)
-    return recall
-
-
-def mean_or_none(values: np.ndarray) -> float | None:
-    """Mean over the finite entries; None when there are none."""
-    values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else None
 
 
 def sum_by_class(values: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:

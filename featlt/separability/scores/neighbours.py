@@ -25,7 +25,8 @@ import numpy as np
 
 from featlt.cluster.faiss_ops import FaissContext, knn, l2_normalise
 from featlt.errors import FeatltError
-from featlt.separability.scores.common import mean_or_none, per_class_recall, sum_by_class
+from featlt.evaluation.metrics import mean_over_classes, per_class_recall
+from featlt.separability.scores.common import sum_by_class
 
 KnnMetric = Literal["cosine", "l2"]
 BLOCK_ROWS = 65536
@@ -197,7 +198,7 @@ def _result(
     predicted = vote(neighbours)
     recall = per_class_recall(query_labels[evaluated], predicted[evaluated], n_classes)
     return KNNResult(
-        balanced_accuracy=mean_or_none(recall), per_class_recall=recall,
+        balanced_accuracy=mean_over_classes(recall), per_class_recall=recall,
         query_labels=query_labels, neighbour_labels=neighbours,
         queries_per_class=np.bincount(query_labels, minlength=n_classes).astype(np.int64),
         excluded_classes=[int(c) for c in excluded], k=int(k), metric=metric, leave_one_out=loo,
@@ -268,7 +269,7 @@ def ncm_loo(
         predicted[start:start + labels.size] = np.nan_to_num(cos, nan=-np.inf).argmax(axis=1)
     evaluated = counts[y] > 1
     recall = per_class_recall(y[evaluated], predicted[evaluated], n_classes)
-    return NCMResult(balanced_accuracy=mean_or_none(recall), per_class_recall=recall,
+    return NCMResult(balanced_accuracy=mean_over_classes(recall), per_class_recall=recall,
                      excluded_classes=[int(c) for c in np.flatnonzero(counts == 1)],
                      leave_one_out=True)
 
@@ -285,5 +286,5 @@ def ncm_holdout(
     cos[:, norms == 0] = -np.inf
     predicted = np.nan_to_num(cos, nan=-np.inf).argmax(axis=1)
     recall = per_class_recall(np.asarray(y_query), predicted, n_classes)
-    return NCMResult(balanced_accuracy=mean_or_none(recall), per_class_recall=recall,
+    return NCMResult(balanced_accuracy=mean_over_classes(recall), per_class_recall=recall,
                      excluded_classes=[], leave_one_out=False)
