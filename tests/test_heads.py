@@ -66,8 +66,8 @@ def test_rebalancing_beats_plain_cross_entropy(lt, ce_head):
 def test_tau_norm_with_tau_zero_is_the_base_without_bias(lt, ce_head):
     _, _, test = lt
     wrapped = TauNorm(ce_head, tau=0.0).fit(lt[0].X, lt[0].y)
-    expected = ce_head.decision_function(test.X) - ce_head.state_["bias"]
-    np.testing.assert_allclose(wrapped.decision_function(test.X), expected, rtol=0, atol=1e-12)
+    expected = ce_head.logits(test.X) - ce_head.state_["bias"]
+    np.testing.assert_allclose(wrapped.logits(test.X), expected, rtol=0, atol=1e-12)
     assert np.abs(ce_head.state_["bias"]).max() > 1e-3  # the bias really was dropped
 
 
@@ -76,17 +76,17 @@ def test_tau_norm_with_tau_one_uses_unit_class_vectors(lt, ce_head):
     wrapped = TauNorm(ce_head, tau=1.0).fit(train.X, train.y)
     W = ce_head.state_["weight"]
     expected = ce_head.embed(test.X.astype(np.float64)) @ (W / np.linalg.norm(W, axis=1)[:, None]).T
-    np.testing.assert_allclose(wrapped.decision_function(test.X), expected, atol=1e-12)
+    np.testing.assert_allclose(wrapped.logits(test.X), expected, atol=1e-12)
 
 
 def test_posthoc_la_with_tau_zero_is_the_base(lt, ce_head):
     train, _, test = lt
-    base_logits = ce_head.decision_function(test.X)
+    base_logits = ce_head.logits(test.X)
     zero = PostHocLA(ce_head, tau=0.0).fit(train.X, train.y)
-    np.testing.assert_array_equal(zero.decision_function(test.X), base_logits)
+    np.testing.assert_array_equal(zero.logits(test.X), base_logits)
     one = PostHocLA(ce_head, tau=1.0).fit(train.X, train.y)
     prior = np.bincount(train.y) / train.y.size
-    np.testing.assert_allclose(one.decision_function(test.X), base_logits - np.log(prior),
+    np.testing.assert_allclose(one.logits(test.X), base_logits - np.log(prior),
                                atol=1e-12)
 
 
@@ -102,7 +102,7 @@ def test_saved_head_reloads_and_predicts_identically(lt, tmp_path, name):
     loaded, document = load_head(tmp_path / name)
     assert document["note"] == "test" and document["head"]["class"] == type(head).__name__
     assert type(loaded) is type(head)
-    np.testing.assert_array_equal(loaded.decision_function(test.X), head.decision_function(test.X))
+    np.testing.assert_array_equal(loaded.logits(test.X), head.logits(test.X))
     np.testing.assert_array_equal(loaded.predict_proba(test.X), head.predict_proba(test.X))
     np.testing.assert_array_equal(loaded.predict(test.X), head.predict(test.X))
 
@@ -121,7 +121,7 @@ def test_arbitrary_labels_map_through_classes():
 def test_two_classes_give_raw_logits_for_both():
     data = gaussian_classes(np.array([30, 10]), dim=3, seed=1)
     head = LinearHead(**FAST, max_epochs=5, early_stopping=False).fit(data.X, data.y)
-    logits = head.decision_function(data.X)
+    logits = head.logits(data.X)
     assert logits.shape == (40, 2) and logits.dtype == np.float64
     np.testing.assert_allclose(head.predict_proba(data.X), softmax(logits))
     head.set_params(temperature=2.0)
@@ -132,8 +132,8 @@ def test_predictions_do_not_depend_on_batch_shape(lt):
     train, val, test = lt
     head = LinearHead(hidden=16, **FAST, max_epochs=5).fit(train.X, train.y, X_val=val.X,
                                                            y_val=val.y)
-    whole = head.decision_function(test.X)
-    rows = np.concatenate([head.decision_function(test.X[i : i + 7]) for i in range(0, 1000, 7)])
+    whole = head.logits(test.X)
+    rows = np.concatenate([head.logits(test.X[i : i + 7]) for i in range(0, 1000, 7)])
     np.testing.assert_allclose(rows, whole, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(rows.argmax(1), whole.argmax(1))
     assert head.state_["proj_weight"].shape == (16, 32)
@@ -180,8 +180,8 @@ def test_class_counts_parameter_sets_the_prior(lt):
     counts = np.arange(10, 0, -1) * 10.0
     head = NCMHead(class_counts=counts).fit(train.X, train.y)
     np.testing.assert_allclose(np.exp(head.log_prior_), counts / counts.sum())
-    shifted = PostHocLA(head, tau=1.0).fit(train.X, train.y).decision_function(test.X)
-    np.testing.assert_allclose(shifted, head.decision_function(test.X) - head.log_prior_)
+    shifted = PostHocLA(head, tau=1.0).fit(train.X, train.y).logits(test.X)
+    np.testing.assert_allclose(shifted, head.logits(test.X) - head.log_prior_)
 
 
 def test_ncm_ignores_zero_weight_rows(lt):
@@ -189,8 +189,8 @@ def test_ncm_ignores_zero_weight_rows(lt):
     keep = np.arange(train.y.size) % 3 != 0
     weighted = NCMHead().fit(train.X, train.y, sample_weight=keep.astype(float))
     subset = NCMHead().fit(train.X[keep], train.y[keep])
-    np.testing.assert_allclose(weighted.decision_function(test.X),
-                               subset.decision_function(test.X), atol=1e-12)
+    np.testing.assert_allclose(weighted.logits(test.X),
+                               subset.logits(test.X), atol=1e-12)
 
 
 def test_unknown_head_name_lists_the_names():

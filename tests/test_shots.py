@@ -1,4 +1,4 @@
-"""Shot groups (ALGORITHMS.md §0): relative thirds and absolute many/medium/few."""
+"""Shot groups (docs/methods.md, "Shot groups"): relative thirds and absolute many/medium/few."""
 
 import numpy as np
 import pytest

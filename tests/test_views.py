@@ -1,4 +1,4 @@
-"""Index views and the one validation-split function (ALGORITHMS.md §0)."""
+"""Index views and the one validation-split function (docs/methods.md, "Validation regimes")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Classwise splitting (CWS): cut frequent classes into k-means sub-classes (ALGORITHMS.md §4).
+"""Classwise splitting (CWS): cut frequent classes into k-means sub-classes (docs/methods.md, CWS).
 
 **Reconstruction.** Yuan et al. (Mathematics 2023) publish no code; this is featlt's reading of
 their abstract: each class ``c`` is split into ``K_c`` pseudo-classes by a seeded per-class faiss
@@ -48,7 +48,7 @@ def default_n_ref(counts: np.ndarray) -> float:
 def plan_splits(
     counts: np.ndarray, n_ref: float | None = None, m_min: int = DEFAULT_MIN_SUBCLASS
 ) -> np.ndarray:
-    """Number of sub-classes per class by the §4 rule [reconstruction].
+    """Number of sub-classes per class by the CWS rule [reconstruction].
 
     Args:
         counts: (C,) int training count per class (0 allowed: such a class gets 1).
@@ -94,7 +94,7 @@ class ClasswiseSplit:
     sub_to_class: np.ndarray  # (S,) int64 class of each sub-class; sub-classes ordered by class
     prototypes: np.ndarray  # (S, D) float32 k-means centroid of each sub-class
     k_per_class: np.ndarray  # (C,) int64 sub-classes actually made per class (sum = S)
-    k_planned: np.ndarray  # (C,) int64 the §4 rule's K_c (or the given k_per_class)
+    k_planned: np.ndarray  # (C,) int64 the CWS rule's K_c (or the given k_per_class)
     class_counts: np.ndarray  # (C,) int64 n_c
     sub_counts: np.ndarray  # (S,) int64 samples per sub-class
     imbalance_before: float | None  # max n_c / min n_c over non-empty classes
@@ -153,7 +153,7 @@ def classwise_split(
         X: (N, D) training features.
         y: (N,) int class ids in 0..C-1.
         n_classes: C; None: ``y.max() + 1``.
-        n_ref, m_min: the §4 rule (see :func:`plan_splits`).
+        n_ref, m_min: the CWS rule (see :func:`plan_splits`).
         k_per_class: (C,) explicit sub-class counts instead of the rule (e.g. a saved plan).
         spherical: cluster L2-normalised rows with unit-norm centroids.
         device, threads: faiss device (auto/cpu/cuda) and OpenMP threads (None: 1).

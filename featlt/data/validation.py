@@ -1,4 +1,4 @@
-"""The one function that builds every validation split (ALGORITHMS.md §0).
+"""The one function that builds every validation split (docs/methods.md, "Validation regimes").
 
 Two regimes:
 

@@ -1,4 +1,4 @@
-"""Long-tail metrics (ALGORITHMS.md §0): accuracies with bootstrap intervals, shot groups,
+"""Long-tail metrics (docs/methods.md, "Metrics"): accuracies with bootstrap intervals, shot groups,
 worst-class accuracy, macro-F1, NLL, top-label ECE overall and per group, confusion matrix.
 
 Definitions (all on one evaluation split; classes are 0..C-1, C = ``len(train_counts)``):

@@ -1,4 +1,4 @@
-"""Shot groups of classes by training frequency (ALGORITHMS.md §0).
+"""Shot groups of classes by training frequency (docs/methods.md, "Shot groups").
 
 Two groupings, both computed from the *long-tailed training counts*:
 

@@ -6,9 +6,11 @@ A head is a scikit-learn classifier on frozen features:
   learned state ends in ``_``; ``classes_`` maps arbitrary labels to output columns.
 - The class prior comes from the ``class_counts`` parameter (one count per class of
   ``classes_``, e.g. the long-tailed training counts of a view) or, when it is None, from ``y``.
-- ``decision_function`` returns **raw logits** ``(n, C)`` (also for two classes: group mapping
-  and post-hoc adjustments need every class's logit); ``predict_proba`` is
-  ``softmax(logits / temperature)`` and ``predict`` its argmax.
+- ``logits(X)`` returns the **raw logits** ``(n, C)``, one column per class, also for two
+  classes: group mapping, selection and the post-hoc adjustments need every class's logit.
+  ``predict_proba`` is ``softmax(logits / temperature)`` and ``predict`` its argmax.
+- ``decision_function`` is scikit-learn's: the margin ``logit_1 - logit_0`` ``(n,)`` for two
+  classes, the logits ``(n, C)`` otherwise.
 - Predictions are computed in float64 on the CPU from numpy state, so they do not depend on the
   batch shape or the training device.
 
@@ -137,7 +139,8 @@ def check_temperature(head: BaseEstimator) -> float:
 
 
 class BaseHead(ClassifierMixin, BaseEstimator):
-    """Shared prediction path. Subclasses implement ``fit`` and ``_raw_logits``.
+    """Shared prediction path. Subclasses implement ``fit`` and ``_raw_logits`` (one block of
+    validated rows); everything else, and every caller, goes through :meth:`logits`.
 
     Fitted attributes every head sets: ``classes_`` (C,), ``class_counts_`` (C,) float64,
     ``log_prior_`` (C,) float64 (log of the normalised counts), ``n_features_in_``.
@@ -152,8 +155,9 @@ class BaseHead(ClassifierMixin, BaseEstimator):
         self.class_counts_ = counts
         self.log_prior_ = np.log(counts / counts.sum())
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Raw logits ``(n, C)`` float64 for features ``X`` ``(n, D)``."""
+    def logits(self, X: Any) -> np.ndarray:
+        """Raw logits ``(n, C)`` float64 for features ``X`` ``(n, D)``, column ``c`` for
+        ``classes_[c]`` (no temperature)."""
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self)
@@ -166,18 +170,27 @@ class BaseHead(ClassifierMixin, BaseEstimator):
             return np.empty((0, len(self.classes_)), dtype=np.float64)
         return np.concatenate(parts)
 
+    def decision_function(self, X: Any) -> np.ndarray:
+        """scikit-learn's decision function: for two classes the margin
+        ``logit(classes_[1]) - logit(classes_[0])`` ``(n,)``, otherwise :meth:`logits` ``(n, C)``.
+        """
+        logits = self.logits(X)
+        if logits.shape[1] == 2:
+            return logits[:, 1] - logits[:, 0]
+        return logits
+
     def predict_proba(self, X: Any) -> np.ndarray:
         """``softmax(logits / temperature)``: ``(n, C)`` float64, rows sum to 1."""
         temperature = check_temperature(self)
-        return softmax(self.decision_function(X) / temperature)
+        return softmax(self.logits(X) / temperature)
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """Log of :meth:`predict_proba` ``(n, C)``, computed stably."""
         from scipy.special import log_softmax
 
-        return log_softmax(self.decision_function(X) / check_temperature(self), axis=1)
+        return log_softmax(self.logits(X) / check_temperature(self), axis=1)
 
     def predict(self, X: Any) -> np.ndarray:
         """The label (from ``classes_``) with the largest logit, ``(n,)``."""
-        logits = self.decision_function(X)
+        logits = self.logits(X)  # first: it refuses an unfitted head
         return self.classes_[np.argmax(logits, axis=1)]

@@ -1,4 +1,4 @@
-"""Cosine head ``f_c(z) = s * cos(w_c, h(z))`` (ALGORITHMS.md §2 [paper]).
+"""Cosine head ``f_c(z) = s * cos(w_c, h(z))`` (docs/methods.md, "Classifier heads" [paper]).
 
 Class vectors are normalised, so no class wins by a larger weight norm; ``s`` (16, 25 or 30)
 sets the sharpness. The loss is plain CE by default; ``la`` / ``balanced_softmax`` add the

@@ -126,7 +126,7 @@ class PostHocLA(PostHocWrapper):
         return self
 
     def _raw_logits(self, X: np.ndarray) -> np.ndarray:
-        return self.base_._raw_logits(X) - float(self.tau) * self.log_prior_
+        return self.base_.logits(X) - float(self.tau) * self.log_prior_
 
 
 class LWS(ValidationMixin, PostHocWrapper):
@@ -181,11 +181,11 @@ class LWS(ValidationMixin, PostHocWrapper):
         if val_rows is not None:
             Xv, yv = X[val_rows], y_index[val_rows]
         self.device_ = resolve_torch_device(self.device)
-        logits = self.base_._raw_logits(X[train_rows])
+        logits = self.base_.logits(X[train_rows])
         validate = None
         if Xv is not None:
             validate = logit_validator(
-                self._scaled, self.base_._raw_logits(Xv), yv, len(self.classes_), self.device_
+                self._scaled, self.base_.logits(Xv), yv, len(self.classes_), self.device_
             )
         result = train_parameters(
             {"scales": np.ones(len(self.classes_))}, self._scaled, logits, y_index[train_rows],
@@ -207,4 +207,4 @@ class LWS(ValidationMixin, PostHocWrapper):
         return logits * params["scales"]
 
     def _raw_logits(self, X: np.ndarray) -> np.ndarray:
-        return self.base_._raw_logits(X) * self.scales_
+        return self.base_.logits(X) * self.scales_

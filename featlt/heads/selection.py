@@ -1,4 +1,4 @@
-"""Model selection on validation data only (ALGORITHMS.md §0).
+"""Model selection on validation data only (docs/methods.md, "Selection on validation").
 
 For a named head (:mod:`featlt.heads.registry`) every combination of its grid (learning rate,
 weight decay, tau, scale ...) is fitted on the training rows; trainable heads stop early on the
@@ -131,7 +131,7 @@ def select_head(
             head = spec.build(**fixed, **point, **({} if base is None else {"base": base}))
             head.set_params(**runtime_params(head, device, seed))
             head.fit(data.X_train, data.y_train, X_val=data.X_val, y_val=data.y_val)
-            bacc, nll = val_score(head.decision_function(data.X_val), data.y_val)
+            bacc, nll = val_score(head.logits(data.X_val), data.y_val)
             full_point = {**point, **({"base": base_point} if base is not None else {})}
             candidates.append({**full_point, "val_balanced_accuracy": bacc, "val_nll": nll,
                                "best_epoch": getattr(head, "best_epoch_", None)})
@@ -141,7 +141,7 @@ def select_head(
         candidates[i]["val_balanced_accuracy"], -candidates[i]["val_nll"]))
     head, point = fits[chosen]
     bacc, nll = candidates[chosen]["val_balanced_accuracy"], candidates[chosen]["val_nll"]
-    temperature = fit_temperature(head.decision_function(data.X_val), data.y_val)
+    temperature = fit_temperature(head.logits(data.X_val), data.y_val)
     head.set_params(temperature=temperature)
     selected = {**point, "temperature": temperature}
     if hasattr(head, "best_epoch_"):

@@ -1,4 +1,4 @@
-"""The separability report: how well a feature space keeps rare classes apart (ALGORITHMS.md §6).
+"""The separability report: how well a feature space keeps rare classes apart (docs/methods.md).
 
 :func:`evaluate_separability` computes every score of :mod:`featlt.separability.scores` on training
 features (and held-out validation features where given) plus the classwise split plan;
@@ -276,7 +276,7 @@ def _evaluate(
         dense.update(n_clusters=int(mixture.centroids.shape[0]),
                      prior_strength=mixture.prior_strength,
                      method="cluster-size-weighted isotropic Gaussian mixture on faiss k-means "
-                            "[featlt design, ALGORITHMS.md §3]")
+                            "[featlt design, docs/methods.md "Density mixture"]")
 
     with _timed(timings, "knn"):
         # Every sample of a few-shot class (n_c < 20, at most 19 C rows) is a query; the rest of
