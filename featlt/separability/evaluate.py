@@ -276,7 +276,7 @@ def _evaluate(
         dense.update(n_clusters=int(mixture.centroids.shape[0]),
                      prior_strength=mixture.prior_strength,
                      method="cluster-size-weighted isotropic Gaussian mixture on faiss k-means "
-                            "[featlt design, docs/methods.md "Density mixture"]")
+                            "[featlt design, docs/methods.md, Density mixture]")
 
     with _timed(timings, "knn"):
         # Every sample of a few-shot class (n_c < 20, at most 19 C rows) is a query; the rest of
