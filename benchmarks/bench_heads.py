@@ -5,7 +5,7 @@
 FEATURES.h5 holds a balanced stored train split (the pool), a test split and no val split, e.g.
 CIFAR-10 features of EfficientNet-Lite0 at 160 px written by ``featlt extract``. The long-tailed
 training set is the ``cao2019`` IF100 index view; validation is 20 images per class from training
-images outside it (ALGORITHMS.md §0); the whole test split is scored once per method.
+images outside it (docs/methods.md); the whole test split is scored once per method.
 
 Measured side by side, each with its hyper-parameters chosen on the same validation rows:
 

@@ -22,7 +22,7 @@ log = logging.getLogger("featlt")
 
 @dataclass(frozen=True)
 class Runtime:
-    """The common options of every command (ARCHITECTURE.md, "Common options")."""
+    """The common options of every command (docs/architecture.md, "Contracts")."""
 
     device: Device = "auto"
     threads: int | None = None  # None: all cores for torch, 1 for faiss (see faiss_ops)

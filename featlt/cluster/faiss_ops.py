@@ -198,7 +198,7 @@ def kmeans(
     km = faiss.Kmeans(
         dim, int(k), niter=int(niter), seed=int(seed), spherical=bool(spherical),
         max_points_per_centroid=ppc,
-        # faiss warns below 39 points per centroid; that is advice, not a limit (docs/methods.md, CWS).
+        # faiss warns below 39 points per centroid; that is advice, not a limit (docs/methods.md).
         min_points_per_centroid=1,
         verbose=False, gpu=context.device == "cuda",
     )

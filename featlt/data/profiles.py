@@ -1,4 +1,4 @@
-"""Long-tail profiles: which rows of a balanced split form a long-tailed subset (docs/methods.md, "Long-tail profiles").
+"""Long-tail profiles: which rows of a balanced split form a long-tailed subset (docs/methods.md).
 
 All functions return *row indices* into the given label array, sorted ascending, so they can be
 used directly as index views on a stored split. Profiles are nested across imbalance factors: the

@@ -1,4 +1,4 @@
-"""The head protocol (ARCHITECTURE.md "Contracts") and what every head shares.
+"""The head protocol (docs/architecture.md, "Contracts") and what every head shares.
 
 A head is a scikit-learn classifier on frozen features:
 

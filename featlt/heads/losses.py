@@ -1,4 +1,4 @@
-"""Loss functions of the trainable heads (docs/methods.md, "Classifier heads"), pluggable into the training loop.
+"""Loss functions of the trainable heads (docs/methods.md, heads), pluggable into the training loop.
 
 Every loss has the signature ``loss(logits, targets, weights, epoch) -> scalar`` with
 ``logits`` (b, K) float, ``targets`` (b,) int64 in 0..K-1, ``weights`` (b,) per-sample weights.

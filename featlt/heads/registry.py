@@ -2,7 +2,7 @@
 
 Each :class:`HeadSpec` says what the name builds, which hyper-parameters the validation-only
 selection (:mod:`featlt.heads.selection`) tries, and how sure we are of the method (the labels of
-ALGORITHMS.md: ``code``, ``paper``, ``reconstruction``).
+docs/methods.md: ``code``, ``paper``, ``reconstruction``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class HeadSpec:
     cls: type[BaseHead]
     defaults: dict[str, Any]  # constructor parameters that define the recipe
     description: str
-    source: str  # code | paper | reconstruction (ALGORITHMS.md labels), with the reference
+    source: str  # code | paper | reconstruction (docs/methods.md labels), with the reference
     grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # selected on validation
     base: str | None = None  # post-hoc wrappers: the registry name of the base head
 

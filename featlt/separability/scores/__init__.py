@@ -1,4 +1,4 @@
-"""Head/tail separability and transferability scores on frozen features (docs/methods.md, "Separability scores").
+"""Head/tail separability and transferability scores on frozen features (docs/methods.md).
 
 One module per job; every score is a plain function ``score(X, y, ...) -> float | dataclass``:
 

@@ -7,7 +7,7 @@ itself is dropped from its neighbours (an exact duplicate of it still counts). E
 N^2 D, so at scale the queries are a fixed-size stratified sample (:func:`stratified_query_rows`)
 searched against the full training set, block by block through :func:`featlt.cluster.faiss_ops.knn`.
 
-NCM (docs/methods.md, "NCM balanced accuracy") [code]: class means of the centred, L2-normalised training features;
+NCM (docs/methods.md) [code]: class means of the centred, L2-normalised training features;
 predict the class whose mean has the largest cosine. On training features it is leave-one-out
 (a sample's own class mean is taken without it), computed exactly from class sums for all rows.
 
