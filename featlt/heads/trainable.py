@@ -6,7 +6,9 @@ parameters for prediction. Subclasses give the parameters (``_init_params``), th
 (``_forward``) and the loss (``_make_loss``). Two hooks let later heads train on sub-class
 targets: ``_fit_targets`` (class indices -> target indices and the number of targets) and
 ``_class_logits`` (target logits -> class logits, e.g. ``logsumexp`` over a class's
-sub-classes); both are the identity here.
+sub-classes); both are the identity here. Three more let a head train on more than the features
+(``_train_inputs``: e.g. augmented views beside them, read by ``_train_forward``) or move its
+targets while training (``_retarget``: e.g. CWS's dynamic sub-classes); by default none is used.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from featlt.heads.base import (
 )
 from featlt.heads.losses import LossFn
 from featlt.heads.preprocess import apply_preprocessor, check_preprocess, fit_preprocessor
-from featlt.heads.training import ForwardFn, TrainConfig, ValidateFn, train_parameters
+from featlt.heads.training import (
+    ForwardFn,
+    RetargetFn,
+    TrainConfig,
+    ValidateFn,
+    train_parameters,
+)
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -177,6 +185,20 @@ class TorchHead(ValidationMixin, BaseHead):
         """Map target logits ``(n, K)`` to class logits ``(n, C)`` (identity here)."""
         return logits
 
+    def _train_inputs(self, Z: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """What the training forward sees for the training rows ``rows`` of ``fit``'s X:
+        ``Z`` (n, D) here (preprocessed features)."""
+        return Z
+
+    def _train_forward(self, params: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        """The forward pass used while training, on rows of :meth:`_train_inputs`; the loss
+        receives its output. :meth:`_forward` here."""
+        return self._forward(params, inputs)
+
+    def _retarget(self, Z: np.ndarray, targets: np.ndarray) -> RetargetFn | None:
+        """A per-epoch target update for ``train_parameters`` (None here: fixed targets)."""
+        return None
+
     def _check_params(self) -> None:
         check_preprocess(self.preprocess, type(self).__name__)
         checks = [
@@ -254,9 +276,10 @@ class TorchHead(ValidationMixin, BaseHead):
             **self._config_extra(),
         )
         result = train_parameters(
-            init, self._forward, Z, targets, weights,
+            init, self._train_forward, self._train_inputs(Z, train_rows), targets, weights,
             self._make_loss(target_counts, int(self.max_epochs)), config, validate,
             decay=tuple(k for k in init if k.endswith("weight")),
+            retarget=self._retarget(Z, targets),
         )
         self.state_ = result.params
         self.best_epoch_ = result.best_epoch

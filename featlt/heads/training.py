@@ -26,6 +26,9 @@ MIN_BATCH = 32
 ForwardFn = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 # Validation callback: params -> (score to maximise, loss to minimise on ties).
 ValidateFn = Callable[[dict[str, torch.Tensor]], tuple[float, float]]
+# Called before every epoch: (0-based epoch, params) -> new (n,) targets, or None to keep them
+# (dynamic sub-class assignment, e.g. CWS's EMA prototypes).
+RetargetFn = Callable[[int, dict[str, torch.Tensor]], "np.ndarray | None"]
 
 
 @dataclass(frozen=True)
@@ -90,24 +93,37 @@ class Adam:
 
 
 def effective_batch_size(batch_size: int, n: int) -> int:
-    """``batch_size``, lowered for small ``n`` to give MIN_STEPS_PER_EPOCH steps per epoch."""
+    """``batch_size``, lowered for small ``n`` towards ``n / MIN_STEPS_PER_EPOCH`` (>= MIN_BATCH)."""
     return max(1, min(batch_size, n, max(MIN_BATCH, n // MIN_STEPS_PER_EPOCH)))
 
 
-def epoch_order(
-    targets: np.ndarray, sampling: str, generator: np.random.Generator
-) -> np.ndarray:
-    """Row order for one epoch of ``n`` draws: a permutation, or class-balanced draws.
+def epoch_draws(n: int, batch: int) -> int:
+    """Rows drawn per epoch: ``n`` (one pass), or enough passes for MIN_STEPS_PER_EPOCH steps.
 
-    Class-balanced: each draw picks a target uniformly among the targets present, then a row of
-    it uniformly (rows weighted ``1 / n_target``), with replacement.
+    A set too small for MIN_STEPS_PER_EPOCH batches of MIN_BATCH rows would otherwise get too
+    few optimiser steps at the default epoch budget (e.g. 9 steps per epoch for 270 rows) and
+    underfit; large sets (``n >= MIN_STEPS_PER_EPOCH * batch``) keep exactly one pass.
+    """
+    return max(n, MIN_STEPS_PER_EPOCH * batch)
+
+
+def epoch_order(
+    targets: np.ndarray, sampling: str, generator: np.random.Generator, size: int | None = None
+) -> np.ndarray:
+    """Row order for one epoch of ``size`` draws (default ``n``).
+
+    Instance: one permutation of the rows per pass (passes concatenated, the last one cut to
+    ``size``). Class-balanced: each draw picks a target uniformly among the targets present,
+    then a row of it uniformly (rows weighted ``1 / n_target``), with replacement.
     """
     n = targets.shape[0]
+    size = n if size is None else size
     if sampling == "instance":
-        return generator.permutation(n)
+        passes = [generator.permutation(n) for _ in range(-(-size // n))]
+        return passes[0] if len(passes) == 1 else np.concatenate(passes)[:size]
     counts = np.bincount(targets)
     p = 1.0 / counts[targets]
-    return generator.choice(n, size=n, replace=True, p=p / p.sum())
+    return generator.choice(n, size=size, replace=True, p=p / p.sum())
 
 
 def train_parameters(
@@ -120,6 +136,7 @@ def train_parameters(
     config: TrainConfig,
     validate: ValidateFn | None = None,
     decay: tuple[str, ...] = (),
+    retarget: RetargetFn | None = None,
 ) -> TrainResult:
     """Train ``init`` parameters with Adam on ``Z`` and keep the best validation epoch.
 
@@ -132,15 +149,18 @@ def train_parameters(
         validate: scores the current parameters on validation data; without it the last epoch
             is kept.
         decay: names of the parameters that get the L2 penalty.
+        retarget: called before every epoch; may return new targets (n,) for that epoch.
     """
     if config.sampling not in SAMPLING:
         raise FeatltError(f"sampling '{config.sampling}': use one of {', '.join(SAMPLING)}")
     if config.device != "cpu":
-        return _train(init, forward, Z, targets, weights, loss_fn, config, validate, decay)
+        return _train(init, forward, Z, targets, weights, loss_fn, config, validate, decay,
+                      retarget)
     threads = torch.get_num_threads()
     torch.set_num_threads(config.cpu_threads)
     try:
-        return _train(init, forward, Z, targets, weights, loss_fn, config, validate, decay)
+        return _train(init, forward, Z, targets, weights, loss_fn, config, validate, decay,
+                      retarget)
     finally:
         torch.set_num_threads(threads)
 
@@ -155,6 +175,7 @@ def _train(
     config: TrainConfig,
     validate: ValidateFn | None,
     decay: tuple[str, ...],
+    retarget: RetargetFn | None = None,
 ) -> TrainResult:
     device = torch.device(config.device)
     rng = np.random.default_rng(np.random.SeedSequence(config.seed))
@@ -168,22 +189,27 @@ def _train(
     w_t = torch.as_tensor(weights, dtype=torch.float32, device=device)
     n = Z.shape[0]
     batch = effective_batch_size(config.batch_size, n)
-    total_steps = -(-n // batch) * config.max_epochs
+    draws = epoch_draws(n, batch)
+    total_steps = -(-draws // batch) * config.max_epochs
     best: tuple[float, float] | None = None
     best_params = {k: v.detach().clone() for k, v in params.items()}
     best_epoch, stale, history = config.max_epochs, 0, []
     epoch = 0
     for epoch in range(config.max_epochs):
-        order = torch.as_tensor(epoch_order(targets, config.sampling, rng), device=device)
+        new_targets = None if retarget is None else retarget(epoch, params)
+        if new_targets is not None:
+            targets = new_targets
+            t_t = torch.as_tensor(targets, dtype=torch.int64, device=device)
+        order = torch.as_tensor(epoch_order(targets, config.sampling, rng, draws), device=device)
         total = 0.0
-        for start in range(0, n, batch):
+        for start in range(0, draws, batch):
             rows = order[start : start + batch]
             loss = loss_fn(forward(params, Z_t[rows]), t_t[rows], w_t[rows], epoch)
             grads = torch.autograd.grad(loss, list(params.values()))
             # Cosine annealing from lr to 0 over all steps of max_epochs.
             optimizer.step(grads, 0.5 * (1.0 + math.cos(math.pi * optimizer.t / total_steps)))
             total += float(loss.detach()) * rows.shape[0]
-        record = {"epoch": epoch + 1, "train_loss": total / n}
+        record = {"epoch": epoch + 1, "train_loss": total / draws}
         if validate is not None:
             with torch.no_grad():
                 score, val_loss = validate(params)
