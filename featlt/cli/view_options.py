@@ -1,8 +1,9 @@
 """The index-view options shared by every command that reads a feature store.
 
 ``--profile --imbalance-factor --decay --n-max --balanced-per-class --val-source
---val-per-class`` build one :class:`featlt.data.protocol.Protocol`, passed to the callback as
-``protocol``; the same names mean the same thing in every command.
+--val-per-class --test-per-class`` build one :class:`featlt.data.protocol.Protocol`; the same names
+mean the same thing in every command, ``featlt extract`` included (which then extracts only the rows
+that view reads).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def view_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                   "carved from train (auto: in that order of preference).")
     @click.option("--val-per-class", type=int, default=20, show_default=True,
                   help="Validation rows per class drawn outside the subset.")
+    @click.option("--test-per-class", type=int, default=None,
+                  help="A fixed balanced subset of the test split, N rows per class (the same "
+                  "images for every --seed) [default: the whole test split].")
     @functools.wraps(fn)
     def wrapper(
         *args: Any,
@@ -49,12 +53,13 @@ def view_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         balanced_per_class: int | None,
         val_source: str,
         val_per_class: int,
+        test_per_class: int | None,
         **kwargs: Any,
     ) -> Any:
         options = {
             "profile": profile, "imbalance_factor": imbalance_factor, "decay": decay,
             "n_max": n_max, "balanced_per_class": balanced_per_class, "val_source": val_source,
-            "val_per_class": val_per_class,
+            "val_per_class": val_per_class, "test_per_class": test_per_class,
         }
         return fn(*args, protocol_options=options, **kwargs)
 

@@ -118,3 +118,27 @@ def balanced_rows(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarr
             )
         chosen.append(rng.choice(rows, size=per_class, replace=False))
     return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def nested_balanced_rows(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    """A seeded balanced subset that is nested across sizes: the first ``per_class`` rows of a
+    fixed per-class permutation, so the subset of 200 per class lies inside the one of 500.
+
+    Each class permutes its rows with its own child seed (independent of the other classes).
+
+    Returns:
+        rows: (C * per_class,) int64, sorted ascending.
+    """
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    child_seeds = np.random.SeedSequence(seed).spawn(int(classes.max()) + 1 if classes.size else 0)
+    chosen = []
+    for c in classes:
+        rows = np.flatnonzero(labels == c)
+        if rows.size < per_class:
+            raise FeatltError(
+                f"balanced subset: class {int(c)} has {rows.size} rows but {per_class} per class "
+                "were requested; lower the per-class count"
+            )
+        chosen.append(np.random.default_rng(child_seeds[int(c)]).permutation(rows)[:per_class])
+    return np.sort(np.concatenate(chosen)).astype(np.int64)

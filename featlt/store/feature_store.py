@@ -9,6 +9,8 @@ Layout (one file per backbone x dataset, one group per split)::
     /<split>/labels    (N,) int64
     /<split>/index     (N,) int64: position of each row in the source dataset
     /<split>/skipped   (S,) int64 optional: source positions skipped as unreadable (--skip-bad)
+    /<split>/source_labels (M,) int64 optional: labels of the whole source split, written when
+                       only a view's rows are extracted (views resolve on source positions)
     /<split>           attrs: class_names (JSON), class_counts (JSON), n_rows, n_written
 
 Crash safety: the default HDF5 format (no SWMR, no ``libver="latest"``); each batch is written
@@ -203,6 +205,7 @@ class StoreWriter:
         n_logits: int = 0,
         skipped: np.ndarray | None = None,
         compression: str | None = None,
+        source_labels: np.ndarray | None = None,
     ) -> int:
         """Create a split (or check a resumed one) and return its ``n_written``.
 
@@ -213,6 +216,8 @@ class StoreWriter:
             n_views: V augmented views per row (0: no ``views`` array).
             n_logits: K backbone logits per row (0: no ``logits`` array).
             skipped: (S,) source positions left out as unreadable.
+            source_labels: (M,) labels of the whole source split, when only some rows are
+                extracted.
         """
         labels = np.asarray(labels, dtype=np.int64)
         n_rows = int(labels.shape[0])
@@ -224,6 +229,7 @@ class StoreWriter:
                 and np.array_equal(group["index"][:], np.asarray(source_index, np.int64))
                 and ("views" in group) == (n_views > 0)
                 and ("logits" in group) == (n_logits > 0)
+                and ("source_labels" in group) == (source_labels is not None)
             )
             if not same:
                 raise StoreError(
@@ -260,6 +266,8 @@ class StoreWriter:
         group.create_dataset("index", data=np.asarray(source_index, dtype=np.int64))
         if skipped is not None and len(skipped):
             group.create_dataset("skipped", data=np.asarray(skipped, dtype=np.int64))
+        if source_labels is not None:
+            group.create_dataset("source_labels", data=np.asarray(source_labels, np.int64))
         counts = np.bincount(labels, minlength=len(class_names))
         group.attrs["class_names"] = json.dumps(list(class_names))
         group.attrs["class_counts"] = json.dumps([int(c) for c in counts])
@@ -412,6 +420,12 @@ class FeatureStore:
     def source_index(self, split: str) -> np.ndarray:
         """(N,) int64 positions of the split's rows in the source dataset."""
         return self._group(split)["index"][:]
+
+    def source_labels(self, split: str) -> np.ndarray | None:
+        """(M,) int64 labels of the whole source split, or None when the file holds the whole
+        split (every index view then resolves on the stored rows)."""
+        group = self._group(split)
+        return group["source_labels"][:] if "source_labels" in group else None
 
     def class_names(self, split: str) -> list[str]:
         return json.loads(self._group(split).attrs["class_names"])
