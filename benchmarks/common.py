@@ -1,0 +1,98 @@
+"""What every benchmark result records about its run: code version, command, machine, load, date.
+
+Each ``benchmarks/bench_*.py`` script calls :func:`run_record` when it starts and
+:func:`finish_record` just before it writes its JSON, and stores the result under ``"run"``:
+
+    record = run_record(sys.argv)
+    ...  # the measurements
+    document["run"] = finish_record(record)
+
+The scripts run as ``python3 benchmarks/bench_x.py``, so this folder is on ``sys.path`` and they
+import this module as ``common``. A field that cannot be known is null, never guessed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _git(*args: str) -> str | None:
+    """Output of ``git args`` in the repository, or None without git or outside a checkout."""
+    try:
+        result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                                check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip()
+
+
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages, or None where the OS has none."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return platform.processor() or None
+    return next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")), None)
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_record(argv: list[str]) -> dict[str, Any]:
+    """The record of a benchmark run, taken at its start.
+
+    Args:
+        argv: the script's ``sys.argv`` (script path first); the command line recorded is the
+            interpreter as it was invoked followed by ``argv``, shell-quoted.
+    Returns:
+        ``git_commit`` (HEAD, or None), ``git_dirty`` (tracked files differ from HEAD),
+        ``git_dirty_paths`` (which ones), ``command``, ``hostname``, ``cpu_count``, ``cpu``,
+        ``python``, ``platform``, ``load_average_start`` ([1, 5, 15] min), ``date_utc`` (ISO) and
+        ``started_unix``.
+    """
+    interpreter = (getattr(sys, "orig_argv", None) or [sys.executable])[0]
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "git_dirty_paths": None if status is None else sorted(
+            line[3:] for line in status.splitlines() if line.strip()),
+        "command": shlex.join([interpreter, *argv]),
+        "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_start": _load_average(),
+        "date_utc": _utc_now(),
+        "started_unix": round(time.time(), 3),
+    }
+
+
+def finish_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``record`` with ``load_average_end``, ``date_end_utc`` and ``seconds`` added."""
+    return {
+        **record,
+        "load_average_end": _load_average(),
+        "date_end_utc": _utc_now(),
+        "seconds": round(time.time() - record["started_unix"], 1),
+    }
