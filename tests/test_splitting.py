@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from featlt.cluster.splitting import _drop_empty, classwise_split, default_n_ref, plan_splits
+from featlt.cluster.splitting import (
+    _drop_empty,
+    balanced_assignment,
+    classwise_split,
+    default_n_ref,
+    equal_split_imbalance,
+    plan_splits,
+)
 from featlt.errors import FeatltError
 
 
@@ -133,3 +140,35 @@ def test_faiss_subsampling_is_optional_and_recorded():
     assert split.plan_record()["max_points_per_centroid"] == 10
     first, second = split.sub_labels[:60], split.sub_labels[60:120]  # every point assigned
     assert np.unique(first).size == 1 and np.unique(second).size == 1 and first[0] != second[0]
+
+
+def test_balanced_assignment_fills_nearest_pairs_under_equal_capacities():
+    # Four points all nearest to centroid 0: two fit (capacity 4 / 2), the farther two move.
+    sq = np.array([[0.0, 5.0], [1.0, 4.0], [2.0, 9.0], [3.0, 3.5]])
+    assert balanced_assignment(sq).tolist() == [0, 1, 0, 1]
+    # 7 points over 3 centroids: sizes 3, 2, 2 in some order (differ by at most one).
+    rng = np.random.default_rng(0)
+    sizes = np.bincount(balanced_assignment(rng.random((7, 3))), minlength=3)
+    assert sorted(sizes.tolist()) == [2, 2, 3]
+
+
+def test_balanced_split_reduces_imbalance_where_plain_kmeans_raises_it():
+    rng = np.random.default_rng(1)
+    # Class 0: one big blob of 400 and a small one of 40 (plain k-means keeps them apart).
+    X = np.concatenate([rng.normal(0, 1, (400, 4)), rng.normal(0, 1, (40, 4)) + 20,
+                        rng.normal(0, 1, (110, 4)) - 20]).astype(np.float32)
+    y = np.repeat([0, 1], [440, 110])
+    k = np.array([4, 1])
+    plain = classwise_split(X, y, k_per_class=k, seed=0, balanced=False)
+    even = classwise_split(X, y, k_per_class=k, seed=0)
+    assert plain.imbalance_after > 440 / 110  # plain k-means: the 40-point blob is a sub-class
+    sizes = even.sub_counts[even.sub_to_class == 0]
+    assert sizes.max() - sizes.min() <= 1 and sizes.sum() == 440
+    assert even.imbalance_after == pytest.approx(equal_split_imbalance([440, 110], k))
+    assert even.imbalance_after == pytest.approx(110 / 110)
+    record = even.plan_record()
+    assert record["balanced"] and record["imbalance_equal_split"] == pytest.approx(1.0)
+    # Prototypes are the means of the balanced sub-classes.
+    for s in range(4):
+        np.testing.assert_allclose(even.prototypes[s], X[even.sub_labels == s].mean(0),
+                                   atol=1e-4)

@@ -1,4 +1,4 @@
-"""Classwise splitting (CWS): cut frequent classes into k-means sub-classes (docs/methods.md, CWS).
+"""Classwise splitting (CWS): cut frequent classes into sub-classes of near-equal size.
 
 **Reconstruction.** Yuan et al. (Mathematics 2023) publish no code; this is featlt's reading of
 their abstract: each class ``c`` is split into ``K_c`` pseudo-classes by a seeded per-class faiss
@@ -11,6 +11,13 @@ where ``n_ref`` is the target sub-class size (default: the median of the non-zer
 too small to split stay whole. Without a trainable projection the static per-class k-means is the
 faithful equivalent of the paper's EMA prototypes; the CWS head calls :func:`classwise_split`.
 
+The split exists to *reduce* imbalance, so by default the k-means centroids only seed it: each
+class's points are then assigned under equal capacities (:func:`balanced_assignment`), so
+sub-class sizes within a class differ by at most one and the sub-class imbalance factor is
+``max_c ceil(n_c / K_c) / min_c floor(n_c / K_c)`` (:func:`equal_split_imbalance`). Plain
+nearest-centroid k-means (``balanced=False``) cuts a class into parts of very different sizes
+and can raise the imbalance factor instead (docs/methods.md, "CWS").
+
 Documented behaviour for degenerate classes (the class stays whole, ``kept_whole`` says why):
 
 - a class with fewer points than the sub-classes asked for (only possible with an explicit
@@ -20,12 +27,19 @@ Documented behaviour for degenerate classes (the class stays whole, ``kept_whole
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from featlt.cluster.faiss_ops import as_float32_rows, count_distinct_rows, kmeans, resolve_faiss
+from featlt.cluster.faiss_ops import (
+    FaissContext,
+    as_float32_rows,
+    count_distinct_rows,
+    kmeans,
+    l2_normalise,
+    resolve_faiss,
+)
 from featlt.errors import FeatltError
 
 DEFAULT_MIN_SUBCLASS = 20  # m_min: a sub-class is never planned smaller than the "few" threshold
@@ -106,6 +120,7 @@ class ClasswiseSplit:
     niter: int
     spherical: bool
     max_points_per_centroid: int | None  # None: every class trained on all its points
+    balanced: bool = True  # size-constrained assignment (sub-class sizes differ by <= 1)
     device: dict[str, Any] = field(default_factory=dict)
 
     def plan_record(self) -> dict[str, Any]:
@@ -114,6 +129,8 @@ class ClasswiseSplit:
             "method": "CWS classwise split [reconstruction of Yuan et al. 2023]",
             "n_ref": self.n_ref, "m_min": self.m_min, "seed": self.seed, "niter": self.niter,
             "spherical": self.spherical, "max_points_per_centroid": self.max_points_per_centroid,
+            "balanced": self.balanced,
+            "imbalance_equal_split": equal_split_imbalance(self.class_counts, self.k_per_class),
             "k_planned": self.k_planned, "k_per_class": self.k_per_class,
             "n_subclasses": int(self.sub_to_class.size),
             "class_counts": self.class_counts, "sub_counts": self.sub_counts,
@@ -129,35 +146,57 @@ def _class_seeds(seed: int, n_classes: int) -> list[int]:
     return [int(child.generate_state(1)[0] & 0x7FFFFFFF) for child in children]
 
 
-def classwise_split(
-    X: np.ndarray,
-    y: np.ndarray,
-    n_classes: int | None = None,
-    n_ref: float | None = None,
-    m_min: int = DEFAULT_MIN_SUBCLASS,
-    k_per_class: np.ndarray | None = None,
-    seed: int = 0,
-    niter: int = DEFAULT_NITER,
-    spherical: bool = False,
-    max_points_per_centroid: int | None = None,
-    device: str = "auto",
-    threads: int | None = None,
-) -> ClasswiseSplit:
-    """Split every class into ``K_c`` sub-classes by a per-class seeded faiss k-means.
+def balanced_assignment(sq_distances: np.ndarray) -> np.ndarray:
+    """Assign points to centroids under near-equal capacities; the most constrained choose first.
 
-    By default each class's k-means trains on all of its points; ``max_points_per_centroid``
-    lets faiss train on a random subsample of at most ``K_c`` times that many points (every point
-    is still assigned). Deterministic for a seed on CPU.
+    Points are taken in order of their regret (distance to the second-nearest centroid minus
+    distance to the nearest, largest first; ties by point index) and each goes to its nearest
+    centroid that still has room. ``n % k`` centroids may hold ``n // k + 1`` points (whichever
+    fill first), the others ``n // k``, so sizes differ by at most one. Deterministic.
 
     Args:
-        X: (N, D) training features.
-        y: (N,) int class ids in 0..C-1.
-        n_classes: C; None: ``y.max() + 1``.
-        n_ref, m_min: the CWS rule (see :func:`plan_splits`).
-        k_per_class: (C,) explicit sub-class counts instead of the rule (e.g. a saved plan).
-        spherical: cluster L2-normalised rows with unit-norm centroids.
-        device, threads: faiss device (auto/cpu/cuda) and OpenMP threads (None: 1).
+        sq_distances: (n, k) float distances of every point to every centroid, 1 <= k <= n.
+    Returns:
+        labels: (n,) int64 centroid of each point.
     """
+    n, k = sq_distances.shape
+    base, extra = divmod(n, k)
+    preference = np.argsort(sq_distances, axis=1, kind="stable")
+    ranked = np.take_along_axis(sq_distances, preference[:, :2], axis=1)
+    regret = ranked[:, -1] - ranked[:, 0]
+    labels = np.empty(n, dtype=np.int64)
+    filled = np.zeros(k, dtype=np.int64)
+    for point in np.argsort(-regret, kind="stable"):
+        room = base + 1 if extra > 0 else base
+        centre = next(c for c in preference[point] if filled[c] < room)
+        labels[point] = centre
+        filled[centre] += 1
+        extra -= int(filled[centre] == base + 1)
+    return labels
+
+
+def equal_split_imbalance(class_counts: np.ndarray, k_per_class: np.ndarray) -> float | None:
+    """The sub-class imbalance factor of an ideal equal split: largest ``ceil(n_c / K_c)`` over
+    smallest ``floor(n_c / K_c)``, over non-empty classes (what a balanced split reaches)."""
+    counts = np.asarray(class_counts, dtype=np.int64)
+    k = np.maximum(np.asarray(k_per_class, dtype=np.int64), 1)
+    present = counts > 0
+    if not present.any():
+        return None
+    return float((-(-counts[present] // k[present])).max() / (counts[present] // k[present]).min())
+
+
+def squared_distances(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """(n, k) float64 squared L2 distances of the rows of ``X`` (n, D) to ``centroids`` (k, D)."""
+    X = np.asarray(X, dtype=np.float64)
+    centroids = np.asarray(centroids, dtype=np.float64)
+    sq = (X**2).sum(1)[:, None] + (centroids**2).sum(1)[None, :] - 2.0 * X @ centroids.T
+    return np.maximum(sq, 0.0)
+
+
+def _check_split_input(X: np.ndarray, y: np.ndarray, n_classes: int | None) -> tuple[
+        np.ndarray, np.ndarray, int]:
+    """Validated ``(X (N, D) float32, y (N,) int, C)``."""
     X = as_float32_rows(X, "classwise split features")
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
@@ -175,64 +214,132 @@ def classwise_split(
             f"classwise split: label {int(y.max())} is outside 0..{n_classes - 1}; "
             "pass the right n_classes"
         )
-    counts = np.bincount(y, minlength=n_classes).astype(np.int64)
+    return X, y, n_classes
+
+
+def _resolve_plan(
+    counts: np.ndarray, n_ref: float | None, m_min: int, k_per_class: np.ndarray | None
+) -> tuple[np.ndarray, float | None]:
+    """``(K_c (C,) int64, the n_ref used or None when k_per_class was given)``."""
     if k_per_class is None:
         planned = plan_splits(counts, n_ref, m_min)
-        used_ref: float | None = default_n_ref(counts) if n_ref is None else float(n_ref)
-    else:
-        planned = np.asarray(k_per_class, dtype=np.int64)
-        if planned.shape != (n_classes,) or (planned < 1).any():
-            raise FeatltError(
-                f"classwise split: k_per_class must hold one count >= 1 per class ({n_classes}), "
-                f"got shape {planned.shape}"
-            )
-        used_ref = None
+        return planned, default_n_ref(counts) if n_ref is None else float(n_ref)
+    planned = np.asarray(k_per_class, dtype=np.int64)
+    if planned.shape != counts.shape or (planned < 1).any():
+        raise FeatltError(
+            f"classwise split: k_per_class must hold one count >= 1 per class ({counts.size}), "
+            f"got shape {planned.shape}"
+        )
+    return planned, None
+
+
+@dataclass(frozen=True)
+class _ClassSplit:
+    """One class's sub-classes: prototypes (k, D), local labels (n_c,), why it stayed whole."""
+
+    centres: np.ndarray
+    local: np.ndarray
+    kept_whole: str | None = None
+
+
+def _split_class(
+    Xc: np.ndarray, k: int, context: FaissContext, seed: int, niter: int, spherical: bool,
+    max_points_per_centroid: int | None, balanced: bool, what: str,
+) -> _ClassSplit:
+    """Split one class's rows ``Xc`` (n_c, D) into ``k`` sub-classes (or keep it whole)."""
+    whole = _ClassSplit(_class_mean(Xc, spherical), np.zeros(Xc.shape[0], np.int64))
+    if k > Xc.shape[0]:
+        return replace(whole, kept_whole=f"{k} sub-classes asked for but the class has "
+                                         f"{Xc.shape[0]} points; kept whole")
+    if k == 1:
+        return whole
+    distinct = count_distinct_rows(Xc)
+    if distinct < k:
+        return replace(whole, kept_whole=f"{k} sub-classes planned but the class has only "
+                                         f"{distinct} distinct points; kept whole")
+    result = kmeans(Xc, k, context, seed=seed, niter=niter, spherical=spherical,
+                    max_points_per_centroid=max_points_per_centroid, what=what)
+    if not balanced:
+        return _ClassSplit(*_drop_empty(result.centroids, result.labels))
+    points = l2_normalise(Xc) if spherical else Xc
+    local = balanced_assignment(squared_distances(points, result.centroids))
+    return _ClassSplit(_sub_means(points, local, k, spherical), local)
+
+
+def classwise_split(
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int | None = None,
+    n_ref: float | None = None,
+    m_min: int = DEFAULT_MIN_SUBCLASS,
+    k_per_class: np.ndarray | None = None,
+    seed: int = 0,
+    niter: int = DEFAULT_NITER,
+    spherical: bool = False,
+    max_points_per_centroid: int | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    balanced: bool = True,
+) -> ClasswiseSplit:
+    """Split every class into ``K_c`` sub-classes: seeded per-class faiss k-means centroids,
+    then (``balanced``) a size-constrained assignment so sub-class sizes differ by at most one.
+
+    With ``balanced`` each class's points go to their nearest centroid with room
+    (:func:`balanced_assignment`) and the prototypes become the means of the resulting
+    sub-classes; without it, plain nearest-centroid k-means (sizes can differ a lot). By default
+    each class's k-means trains on all of its points; ``max_points_per_centroid`` lets faiss
+    train on a random subsample of at most ``K_c`` times that many points (every point is still
+    assigned). Deterministic for a seed on CPU.
+
+    Args:
+        X: (N, D) training features.
+        y: (N,) int class ids in 0..C-1.
+        n_classes: C; None: ``y.max() + 1``.
+        n_ref, m_min: the §4 rule (see :func:`plan_splits`).
+        k_per_class: (C,) explicit sub-class counts instead of the rule (e.g. a saved plan).
+        spherical: cluster L2-normalised rows with unit-norm centroids.
+        device, threads: faiss device (auto/cpu/cuda) and OpenMP threads (None: 1).
+    """
+    X, y, n_classes = _check_split_input(X, y, n_classes)
+    counts = np.bincount(y, minlength=n_classes).astype(np.int64)
+    planned, used_ref = _resolve_plan(counts, n_ref, m_min, k_per_class)
     context = resolve_faiss(device, threads)
     seeds = _class_seeds(seed, n_classes)
     sub_labels = np.empty(y.shape[0], dtype=np.int64)
     prototypes: list[np.ndarray] = []
-    sub_to_class: list[int] = []
     made = np.zeros(n_classes, dtype=np.int64)
     kept_whole: dict[int, str] = {}
     by_class = np.split(np.argsort(y, kind="stable"), np.cumsum(counts)[:-1])
     for c, rows in enumerate(by_class):
         if rows.size == 0:
             continue
-        Xc = X[rows]
-        k = int(planned[c])
-        if k > rows.size:
-            kept_whole[c] = (f"{k} sub-classes asked for but the class has {rows.size} points; "
-                             "kept whole")
-            k = 1
-        if k > 1:
-            result = kmeans(Xc, k, context, seed=seeds[c], niter=niter, spherical=spherical,
-                            max_points_per_centroid=max_points_per_centroid,
-                            what=f"class {c} ({rows.size} points)")
-            centres, local = result.centroids, result.labels
-            if result.n_empty:
-                distinct = count_distinct_rows(Xc)
-                if distinct < k:
-                    kept_whole[c] = (f"{k} sub-classes planned but the class has only {distinct} "
-                                     "distinct points; kept whole")
-                    k = 1
-                else:
-                    centres, local = _drop_empty(centres, local)
-        if k == 1:
-            centres, local = _class_mean(Xc, spherical), np.zeros(rows.size, np.int64)
-        sub_labels[rows] = len(sub_to_class) + local
-        prototypes.append(centres)
-        sub_to_class.extend([c] * centres.shape[0])
-        made[c] = centres.shape[0]
-    sub_counts = np.bincount(sub_labels, minlength=len(sub_to_class)).astype(np.int64)
+        part = _split_class(X[rows], int(planned[c]), context, seeds[c], niter, spherical,
+                            max_points_per_centroid, balanced, f"class {c} ({rows.size} points)")
+        if part.kept_whole is not None:
+            kept_whole[c] = part.kept_whole
+        sub_labels[rows] = int(made.sum()) + part.local
+        prototypes.append(part.centres)
+        made[c] = part.centres.shape[0]
+    sub_counts = np.bincount(sub_labels, minlength=int(made.sum())).astype(np.int64)
     return ClasswiseSplit(
-        sub_labels=sub_labels, sub_to_class=np.asarray(sub_to_class, dtype=np.int64),
+        sub_labels=sub_labels, sub_to_class=np.repeat(np.arange(n_classes), made),
         prototypes=np.concatenate(prototypes).astype(np.float32), k_per_class=made,
         k_planned=planned, class_counts=counts, sub_counts=sub_counts,
         imbalance_before=imbalance_factor(counts), imbalance_after=imbalance_factor(sub_counts),
         kept_whole=kept_whole, n_ref=used_ref, m_min=int(m_min), seed=int(seed),
-        niter=int(niter), spherical=bool(spherical),
+        niter=int(niter), spherical=bool(spherical), balanced=bool(balanced),
         max_points_per_centroid=max_points_per_centroid, device=context.record(),
     )
+
+
+def _sub_means(points: np.ndarray, labels: np.ndarray, k: int, spherical: bool) -> np.ndarray:
+    """(k, D) float32 mean of each sub-class (unit norm when spherical); labels (n,) in 0..k-1."""
+    sums = np.zeros((k, points.shape[1]))
+    np.add.at(sums, labels, points.astype(np.float64))
+    means = sums / np.bincount(labels, minlength=k)[:, None]
+    if spherical:
+        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    return means.astype(np.float32)
 
 
 def _class_mean(Xc: np.ndarray, spherical: bool) -> np.ndarray:
