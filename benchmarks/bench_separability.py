@@ -13,6 +13,10 @@ faiss and BLAS run with one thread. The machine may be shared: the load average 
     python benchmarks/bench_separability.py          # -> results/separability_benchmark.json
     python benchmarks/bench_separability.py --quick  # small sizes, for a smoke test
     python benchmarks/bench_separability.py --device cuda  # featlt's faiss on a GPU
+    python benchmarks/bench_separability.py --steps split,report  # skip (c)
+
+Validation rows (for the kNN/NCM validation scores of (b)) come from the same classes as the
+training rows: the same class and sub-class centres, other noise draws.
 """
 
 from __future__ import annotations
@@ -36,26 +40,39 @@ SEED = 0
 NITER = 20  # Lloyd iterations for both faiss and scikit-learn
 
 
+STEPS = ("split", "report", "scaling")
+
+
 def load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
-def substructured_classes(counts: np.ndarray, dim: int, n_sub: int = 8, seed: int = SEED):
-    """Class c: ``counts[c]`` points around ``n_sub`` sub-centres near a class centre.
+def class_structure(n_classes: int, dim: int, n_sub: int = 8, seed: int = SEED) -> np.ndarray:
+    """The sub-centres of every class: (n_classes, n_sub, dim) float64.
 
-    Returns:
-        X (N, dim) float32, y (N,) int64. Class centres have norm 6, sub-centre offsets norm 3,
-        noise N(0, I).
+    Class centres have norm 6; each class has ``n_sub`` sub-centres at offsets of norm 3 from it.
+    Training and validation rows are drawn from the same structure, so they share their classes.
     """
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((counts.size, dim))
-    centres *= 6.0 / np.linalg.norm(centres, axis=1, keepdims=True)
+    centres = rng.standard_normal((n_classes, 1, dim))
+    centres *= 6.0 / np.linalg.norm(centres, axis=2, keepdims=True)
+    offsets = rng.standard_normal((n_classes, n_sub, dim))
+    offsets *= 3.0 / np.linalg.norm(offsets, axis=2, keepdims=True)
+    return centres + offsets
+
+
+def substructured_classes(structure: np.ndarray, counts: np.ndarray, seed: int):
+    """Class c: ``counts[c]`` rows, each a random sub-centre of class c plus noise N(0, I).
+
+    Returns:
+        X (N, dim) float32, y (N,) int64, classes in order.
+    """
+    rng = np.random.default_rng(seed)
+    n_sub, dim = structure.shape[1:]
     parts, labels = [], []
     for c, n in enumerate(counts):
-        offsets = rng.standard_normal((n_sub, dim))
-        offsets *= 3.0 / np.linalg.norm(offsets, axis=1, keepdims=True)
         sub = rng.integers(0, n_sub, n)
-        parts.append(centres[c] + offsets[sub] + rng.standard_normal((n, dim)))
+        parts.append(structure[c, sub] + rng.standard_normal((n, dim)))
         labels.append(np.full(n, c))
     return np.concatenate(parts).astype(np.float32), np.concatenate(labels).astype(np.int64)
 
@@ -262,43 +279,56 @@ def main() -> None:
     parser.add_argument("--scaling", default="10000,100000,1000000")
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
                         help="faiss device for featlt (scikit-learn always runs on the CPU)")
+    parser.add_argument("--steps", default=",".join(STEPS),
+                        help="comma-separated steps to run: split (a), report (b), scaling (c)")
     parser.add_argument("--child-report", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_report:
         child_report(args.child_report, args.device)
         return
+    steps = [step for step in args.steps.split(",") if step]
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown:
+        parser.error(f"--steps: unknown {', '.join(unknown)}; choose from {', '.join(STEPS)}")
 
     import faiss
     import sklearn
+    from common import finish_record, run_record
 
     from featlt.data.profiles import long_tail_counts
     from featlt.runtime import write_json_atomic
 
+    record = run_record(sys.argv)
     n_max, dim, sizes = (500, 128, [2000, 8000]) if args.quick else (
         5000, 1280, [int(s) for s in args.scaling.split(",")])
     counts = long_tail_counts(n_max, 10, 100.0)
-    load_start = load()
-    X, y = substructured_classes(counts, dim)
-    print(f"(a) classwise split on {X.shape[0]} x {dim} ...", flush=True)
-    split = bench_split(X, y, args.repeats, args.device)
-    print(f"    speedup {split['speedup_vs_sklearn']}x, inertia ratio "
-          f"{split['inertia_ratio_faiss_over_sklearn']}", flush=True)
+    structure = class_structure(counts.size, dim)
+    X, y = substructured_classes(structure, counts, seed=SEED)
+    split = report = scaling = None
+    if "split" in steps:
+        print(f"(a) classwise split on {X.shape[0]} x {dim} ...", flush=True)
+        split = bench_split(X, y, args.repeats, args.device)
+        print(f"    speedup {split['speedup_vs_sklearn']}x, inertia ratio "
+              f"{split['inertia_ratio_faiss_over_sklearn']}", flush=True)
     with tempfile.TemporaryDirectory(prefix="featlt-bench-") as tmp:
         workdir = Path(tmp)
-        X_val, y_val = substructured_classes(np.full(10, 20), dim, seed=SEED + 1)
-        store = write_store(workdir / "cifar10lt_shape.h5", X, y, X_val, y_val,
-                            {"backbone": {"arch": "synthetic-substructured", "dim": dim},
-                             "dataset": {"name": "synthetic CIFAR-10-LT IF100 shape",
-                                         "counts": counts.tolist(), "seed": SEED}})
-        print("(b) full report ...", flush=True)
-        report = bench_report(store, max(2, args.repeats - 1), args.device)
-        print(f"    {report['report_seconds']} s", flush=True)
-        print("(c) scaling ...", flush=True)
-        scaling = bench_scaling(sizes, workdir, args.device)
+        if "report" in steps:
+            X_val, y_val = substructured_classes(structure, np.full(counts.size, 20), seed=SEED + 1)
+            store = write_store(workdir / "cifar10lt_shape.h5", X, y, X_val, y_val,
+                                {"backbone": {"arch": "synthetic-substructured", "dim": dim},
+                                 "dataset": {"name": "synthetic CIFAR-10-LT IF100 shape",
+                                             "counts": counts.tolist(), "seed": SEED}})
+            print("(b) full report ...", flush=True)
+            report = bench_report(store, max(2, args.repeats - 1), args.device)
+            print(f"    {report['report_seconds']} s", flush=True)
+        if "scaling" in steps:
+            print("(c) scaling ...", flush=True)
+            scaling = bench_scaling(sizes, workdir, args.device)
     results = {
-        "speedup_vs_sklearn": split["speedup_vs_sklearn"],
-        "inertia_ratio_faiss_over_sklearn": split["inertia_ratio_faiss_over_sklearn"],
-        "report_seconds": report["report_seconds"],
+        "steps_run": steps,
+        "speedup_vs_sklearn": split and split["speedup_vs_sklearn"],
+        "inertia_ratio_faiss_over_sklearn": split and split["inertia_ratio_faiss_over_sklearn"],
+        "report_seconds": report and report["report_seconds"],
         "scaling": scaling,
         "threads": 1,
         "split": split,
@@ -308,17 +338,17 @@ def main() -> None:
                     f"counts {counts.tolist()} x D={dim}, each class 8 Gaussian sub-clusters; "
                     "(c) 100 Gaussian classes, IF 100, D=512, validation 20 per class",
             "seed": SEED, "niter": NITER, "quick": args.quick,
+            "validation": "20 rows per class drawn from the training classes' own sub-centres "
+                          f"(noise seed {SEED + 1})",
             "report_config": "featlt.separability.evaluate.SeparabilityConfig() defaults",
-            "command": "python benchmarks/bench_separability.py"
-                       + (" --quick" if args.quick else "") + f" --device {args.device}",
+            "device": args.device, "repeats": args.repeats,
         },
         "environment": {
-            "load_average_start": load_start, "load_average_end": load(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "faiss": faiss.__version__, "sklearn": sklearn.__version__,
             "machine": platform.machine(),
             "note": "shared 2-core machine (other engineers running); timings are noisy",
         },
+        "run": finish_record(record),
     }
     write_json_atomic(args.out, results)
     print(f"wrote {args.out}")

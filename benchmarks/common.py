@@ -34,7 +34,7 @@ def _git(*args: str) -> str | None:
                                 check=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
-    return result.stdout.strip()
+    return result.stdout
 
 
 def _load_average() -> list[float] | None:
@@ -72,10 +72,10 @@ def run_record(argv: list[str]) -> dict[str, Any]:
     interpreter = (getattr(sys, "orig_argv", None) or [sys.executable])[0]
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": None if status is None else bool(status),
+        "git_commit": (_git("rev-parse", "HEAD") or "").strip() or None,
+        "git_dirty": None if status is None else bool(status.strip()),
         "git_dirty_paths": None if status is None else sorted(
-            line[3:] for line in status.splitlines() if line.strip()),
+            line[3:] for line in status.splitlines() if line.strip()),  # "XY path" lines
         "command": shlex.join([interpreter, *argv]),
         "hostname": socket.gethostname(),
         "cpu_count": os.cpu_count(),
