@@ -5,10 +5,14 @@ Nothing here imports torch, timm or faiss at module level, so ``featlt --help`` 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import re
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -106,14 +110,135 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_json_atomic(path: str | Path, payload: Any) -> Path:
-    """Write JSON to ``path`` via a temporary file and rename, so no half-written file remains."""
+# Fixes by errno of a failed write; anything else gets the last, general one.
+_WRITE_FIXES = {
+    errno.ENOSPC: "free disk space or choose an output on another disk, then rerun",
+    errno.EDQUOT: "free space in your disk quota or choose another output, then rerun",
+    errno.EACCES: "choose a writable output path or fix its permissions, then rerun",
+    errno.EPERM: "choose a writable output path or fix its permissions, then rerun",
+    errno.EROFS: "the disk is read-only; choose an output on a writable disk, then rerun",
+}
+
+
+def os_error_errno(err: BaseException) -> int | None:
+    """The errno of an OS error, also when HDF5 only quotes it in its message ("errno = 28")."""
+    if isinstance(err, OSError) and err.errno:
+        return int(err.errno)
+    found = re.search(r"errno = (\d+)", str(err))
+    return int(found.group(1)) if found else None
+
+
+def fault_cause_and_fix(err: BaseException) -> tuple[str, str]:
+    """(cause, fix) of a failed file operation, e.g. ("No space left on device", "free ...")."""
+    code = os_error_errno(err)
+    cause = os.strerror(code) if code else (getattr(err, "strerror", None) or str(err))
+    return cause, _WRITE_FIXES.get(code or 0, "check the disk and the path, then rerun")
+
+
+def write_error(path: str | Path, err: BaseException, what: str = "output") -> FeatltError:
+    """A :class:`FeatltError` for a failed write of ``path``: the path, the cause and the fix."""
+    cause, fix = fault_cause_and_fix(err)
+    return FeatltError(f"{what} {path}: cannot be written ({cause}); {fix}")
+
+
+def os_error_text(err: OSError) -> str:
+    """A one-line message for an OS error no featlt code caught: the path, the cause, a fix."""
+    cause, fix = fault_cause_and_fix(err)
+    where = err.filename if err.filename is not None else "a file featlt used"
+    return f"{where}: {cause}; {fix}"
+
+
+def _make_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the ones created, deepest first."""
+    created: list[Path] = []
+    current = folder
+    while not current.exists() and current != current.parent:
+        created.append(current)
+        current = current.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed write created, deepest first, where they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def temporary_name(path: Path) -> Path:
+    """The hidden temporary name beside ``path`` that a file is written under before its rename."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+@contextmanager
+def atomic_output(path: str | Path, what: str = "output") -> Iterator[Path]:
+    """Write a file under a temporary name beside ``path``; rename it onto ``path`` when complete.
+
+    Yields the temporary path to write. On success it replaces ``path`` in one rename; on any
+    failure (an exception, disk full, permission denied) the temporary file and every folder made
+    for it are removed, ``path`` keeps its previous content, and an ``OSError`` becomes a
+    :class:`FeatltError` naming ``path``, the cause and the fix.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_name(path)
+    created: list[Path] = []
     try:
-        tmp.write_text(json.dumps(to_jsonable(payload), indent=2, sort_keys=False) + "\n")
+        created = _make_folder(path.parent)
+        yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        _remove_empty(created)
+        raise write_error(path, err, what) from err
+    except BaseException:
+        _remove_empty(created)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+
+
+@contextmanager
+def output_folder(folder: str | Path, what: str = "output folder") -> Iterator[Path]:
+    """Create ``folder`` for a run's files; on failure remove what it created that stayed empty.
+
+    An ``OSError`` inside the block becomes a :class:`FeatltError` naming the folder and cause.
+    """
+    folder = Path(folder)
+    created: list[Path] = []
+    try:
+        created = _make_folder(folder)
+        yield folder
+    except OSError as err:
+        _remove_empty(created)
+        path = getattr(err, "filename", None) or folder
+        raise write_error(path, err, what) from err
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    """Write JSON to ``path`` via a temporary file and rename, so no half-written file remains."""
+    text = json.dumps(to_jsonable(payload), indent=2, sort_keys=False) + "\n"
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def refuse_output_onto_inputs(
+    output: str | Path, inputs: Iterable[str | Path], option: str = "--output"
+) -> None:
+    """Refuse an output that is one of the run's inputs, before anything is written.
+
+    Raises:
+        FeatltError: naming the option, the input and the fix.
+    """
+    target = os.path.realpath(Path(output).expanduser())
+    for item in inputs:
+        if target == os.path.realpath(Path(item).expanduser()):
+            raise FeatltError(
+                f"{option} {output}: is also an input of this run ({item}); writing it would "
+                "destroy the input; choose another output path"
+            )

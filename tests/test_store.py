@@ -98,9 +98,13 @@ def test_existing_output_refused_without_resume_or_overwrite(tmp_path):
     write_store(path)
     with pytest.raises(StoreError, match=r"--resume .* --overwrite"):
         StoreWriter(path, PROV)
+    # An unfinished overwrite leaves the complete store as it was, beside an unfinished file.
     StoreWriter(path, PROV, mode="overwrite").close()
-    with pytest.raises(StoreError, match="incomplete"):
-        FeatureStore(path)
+    with FeatureStore(path) as store:
+        assert store.complete
+    assert (tmp_path / "f.h5.partial").exists()
+    with pytest.raises(StoreError, match=r"interrupted run left f\.h5\.partial; pass --resume"):
+        StoreWriter(path, PROV)
 
 
 def test_resume_with_different_provenance_names_the_attribute(tmp_path):

@@ -18,7 +18,7 @@ import click
 
 from featlt import __version__
 from featlt.errors import FeatltError
-from featlt.runtime import Runtime, to_jsonable
+from featlt.runtime import Runtime, os_error_text, to_jsonable
 
 
 class FeatltUsageError(click.ClickException):
@@ -86,6 +86,8 @@ def featlt_command(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(runtime, **kwargs)
         except FeatltError as err:
             raise FeatltUsageError(str(err)) from err
+        except OSError as err:  # a disk or permission fault that no writer caught by name
+            raise FeatltUsageError(os_error_text(err)) from err
 
     return wrapper
 

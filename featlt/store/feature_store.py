@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +36,7 @@ import numpy as np
 
 from featlt import __version__
 from featlt.errors import ProvenanceMismatchError, StoreError
+from featlt.runtime import fault_cause_and_fix, log, write_error
 
 SCHEMA_VERSION = 1
 ARRAYS = ("features", "views", "logits")
@@ -130,39 +133,99 @@ def rows_per_chunk(row_bytes: int, target_bytes: int = 1 << 20) -> int:
     return max(1, target_bytes // max(1, row_bytes))
 
 
+PARTIAL_SUFFIX = ".partial"
+# A resume may restart an unfinished file whose provenance differs only here: --skip-bad after a
+# run that stopped at an unreadable image leaves those images out, so the rows change.
+RESTARTABLE_PROVENANCE_KEYS = frozenset({"data.skip_bad"})
+
+
+def partial_path(path: str | Path) -> Path:
+    """Where a store lives until it is complete: ``<output>.partial`` beside the output."""
+    path = Path(path)
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def locked_message(path: Path) -> str:
+    """The message for an HDF5 file another process holds open for writing."""
+    return (
+        f"feature file {path}: locked by another process (an extraction writing it, or the "
+        "decode workers of one that was just killed, which exit within seconds); wait until it "
+        "ends and retry"
+    )
+
+
 class StoreWriter:
     """Creates or resumes a feature store and appends rows batch by batch.
 
     Use :meth:`begin_split` for each split, then :meth:`write_rows` in order, then
     :meth:`mark_complete`. Rows must be appended sequentially from :meth:`n_written`.
+
+    Rows are written into ``<path>.partial``; closing the writer after :meth:`mark_complete`
+    renames it onto ``path`` in one step, so ``path`` is either the previous file, untouched, or
+    the complete new one. An interrupted or failed run keeps ``<path>.partial`` for ``resume``; a
+    failed HDF5 write (disk full, ...) removes it, as HDF5 leaves such a file unreliable.
     """
 
     def __init__(self, path: str | Path, provenance: dict[str, Any], mode: WriteMode = "create"):
         self.path = Path(path)
+        self.partial = partial_path(self.path)
         self.provenance = provenance
+        self._complete = False
         if mode not in ("create", "resume", "overwrite"):
             raise StoreError(f"store mode '{mode}': unknown; use create, resume or overwrite")
-        exists = self.path.exists()
-        if mode == "create" and exists:
+        if mode == "create" and self.partial.exists():
+            raise StoreError(
+                f"output {self.path}: an interrupted run left {self.partial.name}; pass --resume "
+                "to continue it or --overwrite to start again"
+            )
+        if mode == "create" and self.path.exists():
             raise StoreError(
                 f"output {self.path}: already exists; pass --resume to continue it or "
                 "--overwrite to replace it"
             )
-        if mode == "resume" and exists:
-            self._file = self._open(self.path, "r+")
-            if "featlt_version" not in self._file.attrs:
-                self._file.close()
+        if mode == "resume" and (self.partial.exists() or self.path.exists()):
+            resumed = self._resume()
+            if resumed is not None:
+                self._file = resumed
+                return
+        self._file = self._create()
+
+    def _resume(self) -> h5py.File | None:
+        """Open the unfinished file (a complete output is copied to it first) for appending.
+
+        Returns None when it must start afresh (see :data:`RESTARTABLE_PROVENANCE_KEYS`).
+        """
+        existing = self.partial if self.partial.exists() else self.path
+        file = self._open(existing, "r+" if existing == self.partial else "r")
+        try:
+            if "featlt_version" not in file.attrs:
                 raise StoreError(
-                    f"output {self.path}: exists but is not a featlt feature store; "
+                    f"output {existing}: exists but is not a featlt feature store; "
                     "choose another output or pass --overwrite"
                 )
-            stored = json.loads(self._file.attrs["provenance"])
-            try:
-                require_same_provenance(stored, provenance, f"resuming {self.path}")
-            except ProvenanceMismatchError:
-                self._file.close()
-                raise
-            return
+            stored = json.loads(file.attrs["provenance"])
+            diffs = provenance_diff(stored, self.provenance)
+            if diffs and set(diffs) <= RESTARTABLE_PROVENANCE_KEYS:
+                file.close()
+                log.warning("resuming %s: %s changed, so the unfinished rows are extracted "
+                            "again", self.path, ", ".join(diffs))
+                return None
+            require_same_provenance(stored, self.provenance, f"resuming {self.path}")
+        except BaseException:
+            file.close()
+            raise
+        if existing == self.partial:
+            return file
+        file.close()
+        try:  # the complete output stays as it is until the resumed copy is complete
+            shutil.copyfile(self.path, self.partial)
+        except OSError as err:
+            self.partial.unlink(missing_ok=True)
+            raise write_error(self.partial, err) from err
+        return self._open(self.partial, "r+")
+
+    def _create(self) -> h5py.File:
+        """A new, empty unfinished file (replacing an older unfinished one)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -175,23 +238,50 @@ class StoreWriter:
                 f"output {self.path}: folder {self.path.parent} is not writable; "
                 "choose a writable output path"
             )
-        if exists:
-            self.path.unlink()
-        self._file = self._open(self.path, "w")
-        attrs = self._file.attrs
-        attrs["featlt_version"] = __version__
-        attrs["schema_version"] = SCHEMA_VERSION
-        attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        attrs["provenance"] = json.dumps(provenance, sort_keys=True)
-        attrs["complete"] = False
-        self._file.flush()
+        self.partial.unlink(missing_ok=True)
+        self._file = self._open(self.partial, "w")
+        with self._writing():
+            attrs = self._file.attrs
+            attrs["featlt_version"] = __version__
+            attrs["schema_version"] = SCHEMA_VERSION
+            attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            attrs["provenance"] = json.dumps(self.provenance, sort_keys=True)
+            attrs["complete"] = False
+            self._file.flush()
+        return self._file
 
     @staticmethod
     def _open(path: Path, mode: str) -> h5py.File:
         try:
             return h5py.File(path, mode)  # default format: reopenable after a kill
         except OSError as err:
+            if "lock" in str(err).lower():
+                raise StoreError(locked_message(path)) from err
             raise StoreError(f"output {path}: cannot be opened for writing ({err})") from err
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Run HDF5 writes; a failed one (disk full, I/O error) removes the unfinished file.
+
+        HDF5 cannot close a file whose write failed on a full disk (the process crashes at exit),
+        so the file is truncated first, which gives it room to close, then deleted.
+        """
+        try:
+            yield
+        except (OSError, RuntimeError) as err:
+            self._abandon()
+            cause, fix = fault_cause_and_fix(err)
+            raise StoreError(
+                f"output {self.path}: writing {self.partial.name} failed ({cause}); the "
+                f"unfinished file was removed and {self.path.name} is as it was before; {fix}"
+            ) from None
+
+    def _abandon(self) -> None:
+        with suppress(OSError, RuntimeError, ValueError):
+            os.ftruncate(self._file.id.get_vfd_handle(), 0)
+        with suppress(OSError, RuntimeError, ValueError):
+            self._file.close()
+        self.partial.unlink(missing_ok=True)
 
     def begin_split(
         self,
@@ -273,7 +363,8 @@ class StoreWriter:
         group.attrs["class_counts"] = json.dumps([int(c) for c in counts])
         group.attrs["n_rows"] = n_rows
         group.attrs["n_written"] = 0
-        self._file.flush()
+        with self._writing():
+            self._file.flush()
         return 0
 
     def n_written(self, split: str) -> int:
@@ -302,14 +393,18 @@ class StoreWriter:
             )
         stop = start + int(features.shape[0])
         dtype = group["features"].dtype
-        for name, array in (("features", features), ("views", views), ("logits", logits)):
-            if array is None:
-                continue
-            _check_finite(array, name, split, start, dtype if name != "logits" else np.float32)
-            group[name][start:stop] = array
-        self._file.flush()
-        group.attrs["n_written"] = stop
-        self._file.flush()
+        arrays = {"features": features, "views": views, "logits": logits}
+        for name, array in arrays.items():
+            if array is not None:
+                _check_finite(array, name, split, start,
+                              dtype if name != "logits" else np.float32)
+        with self._writing():
+            for name, array in arrays.items():
+                if array is not None:
+                    group[name][start:stop] = array
+            self._file.flush()
+            group.attrs["n_written"] = stop
+            self._file.flush()
 
     def mark_complete(self) -> None:
         """Mark the file complete once every split is fully written."""
@@ -317,17 +412,29 @@ class StoreWriter:
             group = self._file[split]
             if int(group.attrs["n_written"]) != int(group.attrs["n_rows"]):
                 raise StoreError(f"store {self.path}: split '{split}' is not fully written")
-        self._file.attrs["complete"] = True
-        self._file.flush()
+        with self._writing():
+            self._file.attrs["complete"] = True
+            self._file.flush()
+        self._complete = True
 
     def close(self) -> None:
+        """Close the file; after :meth:`mark_complete`, rename it onto the output path."""
         if self._file.id.valid:
-            self._file.close()
+            with self._writing():
+                self._file.close()
+        if self._complete:
+            self._complete = False
+            try:
+                os.replace(self.partial, self.path)
+            except OSError as err:
+                raise write_error(self.path, err) from err
 
     def __enter__(self) -> StoreWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self._complete = False  # a failure after mark_complete still leaves the output as is
         self.close()
 
 
@@ -352,11 +459,22 @@ class FeatureStore:
 
     def __init__(self, path: str | Path, allow_incomplete: bool = False):
         self.path = Path(path)
+        partial = partial_path(self.path)
+        if not self.path.exists() and partial.exists():
+            if not allow_incomplete:
+                raise StoreError(
+                    f"feature file {self.path}: incomplete (an interrupted or failed extraction "
+                    f"left {partial.name}); finish it with the same `featlt extract ... --resume` "
+                    "command"
+                )
+            self.path = partial
         if not self.path.exists():
             raise StoreError(f"feature file {self.path}: not found; run `featlt extract` first")
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as err:
+            if "lock" in str(err).lower():
+                raise StoreError(locked_message(self.path)) from err
             raise StoreError(
                 f"feature file {self.path}: not an HDF5 file ({err}); pass a file written by "
                 "`featlt extract`"
