@@ -8,9 +8,9 @@ from featlt.cluster.faiss_ops import (
     count_distinct_rows,
     kmeans,
     knn,
-    l2_normalise,
     resolve_faiss,
 )
+from featlt.cluster.prototypes import l2_normalise
 from featlt.errors import FeatltError
 
 faiss = pytest.importorskip("faiss")

@@ -7,7 +7,8 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from featlt.cluster.density import densest_fraction
-from featlt.cluster.faiss_ops import l2_normalise, resolve_faiss
+from featlt.cluster.faiss_ops import resolve_faiss
+from featlt.cluster.prototypes import l2_normalise
 from featlt.data.synthetic import gaussian_classes
 from featlt.errors import FeatltError
 from featlt.runtime import to_jsonable

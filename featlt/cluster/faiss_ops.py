@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from featlt.cluster.prototypes import l2_normalise
 from featlt.errors import FeatltError
 
 Metric = Literal["l2", "ip"]
@@ -120,14 +121,6 @@ def as_float32_rows(X: np.ndarray, what: str) -> np.ndarray:
         raise FeatltError(f"{what}: expected a 2-D (n, D) array, got shape {X.shape}")
     X = np.ascontiguousarray(X, dtype=np.float32)
     check_finite_rows(X, what)
-    return X
-
-
-def l2_normalise(X: np.ndarray) -> np.ndarray:
-    """Rows of ``X`` (n, D) scaled to unit L2 norm (all-zero rows stay zero); float32 copy."""
-    X = np.array(X, dtype=np.float32)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    np.divide(X, norms, out=X, where=norms > 0)
     return X
 
 

@@ -14,18 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from featlt.cluster.prototypes import centred_unit, class_sums, cosine_to_means
 from featlt.heads.base import BaseHead, HeadInputError, check_features_labels, encode_labels
 from featlt.heads.preprocess import apply_preprocessor, check_preprocess, fit_preprocessor
 from featlt.heads.trainable import param_error
 
 METRICS = ("l2", "cosine")
-NORM_FLOOR = 1e-12
-
-
-def centred_unit(X: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """``normalize(X - mean)`` row-wise: (n, D) float64."""
-    centred = X - mean
-    return centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), NORM_FLOOR)
 
 
 class NCMHead(BaseHead):
@@ -69,23 +63,21 @@ class NCMHead(BaseHead):
         self.preprocess_state_ = fit_preprocessor(self.preprocess, X, weights)
         Z = apply_preprocessor(self.preprocess, self.preprocess_state_, X)
         global_mean = weights @ Z / weights.sum()
-        U = centred_unit(Z, global_mean)
+        U = centred_unit(Z, global_mean, np.float64)
         n_classes = len(self.classes_)
         mass = np.bincount(y_index, weights=weights, minlength=n_classes)
         if np.any(mass <= 0):
             raise HeadInputError(
                 "NCMHead.fit: a class has zero total sample_weight; give every class weight"
             )
-        means = np.zeros((n_classes, Z.shape[1]))
-        np.add.at(means, y_index, U * weights[:, None])
-        self.state_ = {"global_mean": global_mean, "means": means / mass[:, None]}
+        means = class_sums(U, y_index, n_classes, weights) / mass[:, None]
+        self.state_ = {"global_mean": global_mean, "means": means}
         return self
 
     def _raw_logits(self, X: np.ndarray) -> np.ndarray:
         Z = apply_preprocessor(self.preprocess, self.preprocess_state_, X)
-        U = centred_unit(Z, self.state_["global_mean"])
+        U = centred_unit(Z, self.state_["global_mean"], np.float64)
         means = self.state_["means"]
         if self.metric == "cosine":
-            norms = np.maximum(np.linalg.norm(means, axis=1), NORM_FLOOR)
-            return U @ (means / norms[:, None]).T
+            return cosine_to_means(U, means, zero_mean_score=0.0)
         return 2.0 * U @ means.T - (U**2).sum(axis=1, keepdims=True) - (means**2).sum(axis=1)

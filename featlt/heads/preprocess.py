@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from featlt.cluster.prototypes import l2_normalise
 from featlt.errors import FeatltError
 
 PREPROCESSING = ("none", "standardize", "l2", "pca_whiten")
@@ -67,8 +68,7 @@ def apply_preprocessor(kind: str, state: dict[str, np.ndarray], X: np.ndarray) -
     if kind == "none":
         return X
     if kind == "l2":
-        norms = np.linalg.norm(X, axis=1, keepdims=True)
-        return X / np.maximum(norms, STD_FLOOR)
+        return l2_normalise(X, np.float64)
     if kind == "standardize":
         return (X - state["mean"]) / state["scale"]
     return (X - state["mean"]) @ state["components"]

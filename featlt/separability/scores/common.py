@@ -1,6 +1,7 @@
-"""Helpers every score shares: input checks and class sums.
+"""Input checks every score shares.
 
-Per-class recall and its means live in :mod:`featlt.evaluation.metrics`.
+Per-class recall and its means live in :mod:`featlt.evaluation.metrics`, class sums in
+:mod:`featlt.cluster.prototypes`.
 """
 
 from __future__ import annotations
@@ -42,13 +43,3 @@ def n_classes_of(y: np.ndarray, n_classes: int | None) -> int:
             f"labels reach {top - 1} but n_classes is {n_classes}; pass the right class count"
         )
     return int(n_classes)
-
-
-def sum_by_class(values: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    """(C, k) float64 sums of the rows of ``values`` (n, k) per class ``y`` (n,)."""
-    import scipy.sparse as sp
-
-    indicator = sp.csr_matrix(
-        (np.ones(y.size), (y, np.arange(y.size))), shape=(n_classes, y.size)
-    )
-    return np.asarray(indicator @ np.asarray(values, dtype=np.float64))

@@ -23,8 +23,9 @@ from typing import Literal
 
 import numpy as np
 
+from featlt.cluster.prototypes import class_sums
 from featlt.errors import FeatltError
-from featlt.separability.scores.common import check_xy, n_classes_of, sum_by_class
+from featlt.separability.scores.common import check_xy, n_classes_of
 from featlt.separability.scores.moments import FeatureMoments, feature_moments
 
 GBC_DIM = 64  # PCA dimensions, as in Pandy et al.
@@ -78,10 +79,10 @@ def class_gaussians(
     """Class means and per-dimension variances of projected features ``Z`` (n, k), blockwise."""
     counts = np.bincount(y, minlength=n_classes).astype(np.int64)
     blocks = [slice(s, s + block_rows) for s in range(0, Z.shape[0], block_rows)]
-    sums = sum(sum_by_class(Z[b], y[b], n_classes) for b in blocks)
+    sums = sum(class_sums(Z[b], y[b], n_classes) for b in blocks)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / counts[:, None]
-        squares = sum(sum_by_class((Z[b] - means[y[b]]) ** 2, y[b], n_classes) for b in blocks)
+        squares = sum(class_sums((Z[b] - means[y[b]]) ** 2, y[b], n_classes) for b in blocks)
         variances = squares / counts[:, None]
     return ClassGaussians(counts=counts, means=means, variances=variances)
 

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 
-from featlt.cluster.faiss_ops import FaissContext, knn, l2_normalise
+from featlt.cluster.faiss_ops import FaissContext, knn
+from featlt.cluster.prototypes import centred_unit, class_sums, cosine_to_means
 from featlt.errors import FeatltError
 from featlt.evaluation.metrics import mean_over_classes, per_class_recall
-from featlt.separability.scores.common import sum_by_class
 
 KnnMetric = Literal["cosine", "l2"]
 BLOCK_ROWS = 65536
@@ -91,9 +91,10 @@ def stratified_query_rows(
 
 
 def cosine_transform(mean: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """The kNN/NCM preprocessing: subtract the training mean (D,), L2-normalise each row."""
+    """The kNN/NCM preprocessing of float32 blocks: subtract the training mean (D,),
+    L2-normalise each row (:func:`featlt.cluster.prototypes.centred_unit`)."""
     mean32 = np.asarray(mean, dtype=np.float32)
-    return lambda block: l2_normalise(np.asarray(block, dtype=np.float32) - mean32)
+    return lambda block: centred_unit(block, mean32, np.float32)
 
 
 @dataclass(frozen=True)
@@ -180,17 +181,6 @@ def knn_loo(
     return knn_evaluate(X, y, n_classes, query_rows, context, k=k, metric=metric, mean=mean)[0]
 
 
-def knn_holdout(
-    X_train: np.ndarray, y_train: np.ndarray, X_query: np.ndarray, y_query: np.ndarray,
-    n_classes: int, context: FaissContext, k: int = 10, metric: KnnMetric = "cosine",
-    mean: np.ndarray | None = None,
-) -> KNNResult:
-    """kNN of held-out rows ``X_query`` (q, D) against the training rows ``X_train`` (n, D)."""
-    _, held = knn_evaluate(X_train, y_train, n_classes, np.empty(0, np.int64), context,
-                           X_query, y_query, k=k, metric=metric, mean=mean)
-    return cast(KNNResult, held)  # held-out rows were given, so a result exists
-
-
 def _result(
     query_labels: np.ndarray, neighbours: np.ndarray, evaluated: np.ndarray, n_classes: int,
     excluded: np.ndarray, k: int, metric: str, loo: bool, context: FaissContext,
@@ -234,7 +224,7 @@ def fit_ncm(
     sums = np.zeros((n_classes, X.shape[1]))
     for start in range(0, X.shape[0], BLOCK_ROWS):
         block = transform(X[start:start + BLOCK_ROWS])
-        sums += sum_by_class(block, y[start:start + BLOCK_ROWS], n_classes)
+        sums += class_sums(block, y[start:start + BLOCK_ROWS], n_classes)
     return NCMFit(mean=mean, sums=sums,
                   counts=np.bincount(y, minlength=n_classes).astype(np.int64))
 
@@ -280,11 +270,8 @@ def ncm_holdout(
 ) -> NCMResult:
     """NCM fitted on ``X_train`` (n, D) (or given as ``fit``), evaluated on ``X_query`` (q, D)."""
     fit = fit or fit_ncm(X_train, y_train, n_classes, mean)
-    norms = np.linalg.norm(fit.sums, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = (cosine_transform(fit.mean)(X_query).astype(np.float64) @ fit.sums.T) / norms
-    cos[:, norms == 0] = -np.inf
-    predicted = np.nan_to_num(cos, nan=-np.inf).argmax(axis=1)
+    cos = cosine_to_means(cosine_transform(fit.mean)(X_query), fit.sums, zero_mean_score=-np.inf)
+    predicted = cos.argmax(axis=1)
     recall = per_class_recall(np.asarray(y_query), predicted, n_classes)
     return NCMResult(balanced_accuracy=mean_over_classes(recall), per_class_recall=recall,
                      excluded_classes=[], leave_one_out=False)

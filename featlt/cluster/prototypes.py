@@ -1,0 +1,70 @@
+"""Unit-norm feature rows, class sums and cosine scores against class means (NCM prototypes).
+
+The one implementation, shared by the NCM head (:mod:`featlt.heads.ncm`), the separability
+report's kNN / NCM scores (:mod:`featlt.separability.scores.neighbours`) and spherical k-means
+(:mod:`featlt.cluster.faiss_ops`). Nearest class mean on centred, L2-normalised features
+("cl2n", Kang et al. 2020) is described in docs/methods.md.
+
+Every function works in the dtype it is given (float32 for the large separability arrays, float64
+for the heads), so callers keep their precision.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+NORM_FLOOR = 1e-12  # rows with a smaller norm are divided by this (all-zero rows stay zero)
+
+
+def l2_normalise(X: Any, dtype: Any = np.float32) -> np.ndarray:
+    """Rows of ``X`` (n, D) scaled to unit L2 norm, as a new (n, D) array of ``dtype``.
+
+    A row is divided by ``max(||row||, NORM_FLOOR)`` (``torch.nn.functional.normalize``'s rule),
+    so an all-zero row stays zero instead of becoming NaN.
+    """
+    return _unit_rows_in_place(np.array(X, dtype=dtype))
+
+
+def centred_unit(X: Any, mean: Any, dtype: Any = np.float32) -> np.ndarray:
+    """``l2_normalise(X - mean)``: rows of ``X`` (n, D) centred by ``mean`` (D,), unit norm.
+
+    The subtraction happens in ``dtype``; returns a new (n, D) array of ``dtype``.
+    """
+    return _unit_rows_in_place(np.asarray(X, dtype=dtype) - np.asarray(mean, dtype=dtype))
+
+
+def _unit_rows_in_place(X: np.ndarray) -> np.ndarray:
+    X /= np.maximum(np.linalg.norm(X, axis=1, keepdims=True), NORM_FLOOR)
+    return X
+
+
+def class_sums(
+    values: Any, y: np.ndarray, n_classes: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """(C, k) float64 per-class sums of the rows of ``values`` (n, k).
+
+    Args:
+        values: (n, k) rows; y: (n,) int class ids in 0..C-1.
+        weights: (n,) optional row weights (the sum is then ``sum_i w_i values_i``).
+    """
+    import scipy.sparse as sp
+
+    data = np.ones(y.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    indicator = sp.csr_matrix((data, (y, np.arange(y.size))), shape=(n_classes, y.size))
+    return np.asarray(indicator @ np.asarray(values, dtype=np.float64))
+
+
+def cosine_to_means(U: np.ndarray, means: np.ndarray, zero_mean_score: float) -> np.ndarray:
+    """Cosine of every unit row of ``U`` (n, D) with every class mean (C, D): (n, C) float64.
+
+    ``means`` may be class sums instead (the cosine does not depend on their scale). A class
+    whose mean is the zero vector (no rows, or rows that cancel) has no direction: its column
+    is ``zero_mean_score`` (``-inf`` so it is never predicted, or ``0.0`` for finite logits).
+    """
+    norms = np.linalg.norm(means, axis=1)
+    dots = np.asarray(U, dtype=np.float64) @ np.asarray(means, dtype=np.float64).T
+    cos = np.full(dots.shape, float(zero_mean_score))
+    np.divide(dots, norms[None, :], out=cos, where=norms[None, :] > 0)
+    return cos
