@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -279,21 +277,13 @@ def _agreement(ours: Path, naive: Path) -> dict[str, float]:
     return {"max_relative_error": float(np.abs(x - y).max() / np.abs(y).max())}
 
 
-def machine() -> dict[str, Any]:
+def libraries() -> dict[str, Any]:
+    """Library versions and thread settings (the machine itself is in the run record)."""
     import h5py
     import timm
     import torch
 
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)
     return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "timm": timm.__version__,
         "h5py": h5py.__version__,
@@ -328,6 +318,8 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
+    from common import finish_record, run_record
+
     from featlt.extractors import get_zoo_entry
     from featlt.runtime import write_json_atomic
 
@@ -336,7 +328,7 @@ def main() -> None:
         sys.exit(f"bench_extract: {data} not found; pass --data PATH to "
                  "cifar10_jpeg_packed.npz or set FEATLT_SHARED_DATA")
     weights_file, _ = get_zoo_entry(MAIN["model"]).weights_file()  # converted before timing
-    started, load_start = time.time(), load()
+    record = run_record(sys.argv)
     with tempfile.TemporaryDirectory(prefix="featlt-bench-extract-") as folder:
         tmp = Path(folder)
         (tmp / "main").mkdir()
@@ -399,17 +391,14 @@ def main() -> None:
             "naive": {"torch_threads": main_result["runs"][0]["naive"]["torch_threads"],
                       "decode_workers": 0},
         },
-        "load_average": {"start": load_start, "end": load(),
-                         "note": "1/5/15-min load averages; per-run values are in the runs"},
-        "seconds": round(time.time() - started, 1),
         "data": str(data),
-        "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
-        "machine": machine(),
+        "libraries": libraries(),
+        "run": finish_record(record),
     }
     write_json_atomic(args.out, result)
     print(json.dumps({k: result[k] for k in ("ratio_to_forward", "forward_path",
                                              "speedup_vs_naive", "speedup_vs_naive_light",
-                                             "variant_all_cores", "peak_rss_mb", "seconds")}))
+                                             "variant_all_cores", "peak_rss_mb")}))
 
 
 if __name__ == "__main__":

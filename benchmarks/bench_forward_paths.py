@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -142,6 +141,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     import timm
     import torch
+    from common import finish_record, run_record
 
     from featlt.runtime import write_json_atomic
 
@@ -152,7 +152,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     threads = ([int(t) for t in args.threads.split(",")] if args.threads
                else sorted({1, cores}))
-    began, load_start = time.time(), [round(v, 2) for v in os.getloadavg()]
+    record = run_record(sys.argv)
     runs = {config["name"]: {"config": config, "by_threads": [
         measure(config, t, data, args.repeats, args.compile) for t in threads]}
         for config in CONFIGS}
@@ -162,12 +162,8 @@ def main() -> None:
         "runs": runs,
         "note": "img/s: median of the timed forwards of one batch of 64 real CIFAR-10 test "
                 "images; errors against eager on the same batch",
-        "seconds": round(time.time() - began, 1),
-        "command": " ".join(["python", *sys.argv]),
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "timm": timm.__version__, "cpu_count": cores,
-                    "load_average": {"start": load_start,
-                                     "end": [round(v, 2) for v in os.getloadavg()]}},
+        "machine": {"torch": torch.__version__, "timm": timm.__version__},
+        "run": finish_record(record),
     })
     print(f"wrote {args.out}", file=sys.stderr)
 

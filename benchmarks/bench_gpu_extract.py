@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -202,10 +201,11 @@ def main() -> None:
             print(f"bench_gpu_extract: {what} {path} not found", file=sys.stderr)
             sys.exit(2)
     import timm
+    from common import finish_record, run_record
 
     from featlt.runtime import write_json_atomic
 
-    began = time.time()
+    record = run_record(sys.argv)
     print("(1)/(2) precisions", file=sys.stderr)
     table = precision_table(args, "cuda")
     print("(3) featlt end to end", file=sys.stderr)
@@ -227,18 +227,14 @@ def main() -> None:
         "featlt_end_to_end": runs,
         "tf32": {"cudnn": bool(torch.backends.cudnn.allow_tf32),
                  "matmul": bool(torch.backends.cuda.matmul.allow_tf32)},
-        "seconds": round(time.time() - began, 1),
-        "command": " ".join(["python3", *sys.argv]),
         "machine": {
             "gpu": torch.cuda.get_device_name(0),
             "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version(),
             "torch": torch.__version__,
             "timm": timm.__version__,
-            "python": platform.python_version(),
-            "cpu_count": cores,
-            "load_average": [round(v, 2) for v in os.getloadavg()],
         },
+        "run": finish_record(record),
     }
     write_json_atomic(args.out, result)
     print(f"wrote {args.out}", file=sys.stderr)

@@ -23,8 +23,6 @@ Writes one JSON document (atomically) with every number, the goals and the confi
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -121,13 +119,15 @@ def logreg_baselines(arrays: Any, seed: int, n_bootstrap: int) -> dict[str, Any]
     return out
 
 
-def machine() -> dict[str, Any]:
+def machine(start: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run record of benchmarks/common.py (commit, command, host, cores, load average, date)
+    and torch's settings: taken at the start without ``start``, finished when given it."""
     import torch
+    from common import finish_record, run_record
 
-    return {"platform": platform.platform(), "python": sys.version.split()[0],
-            "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-            "load_average": list(os.getloadavg())}
+    run = run_record(sys.argv) if start is None else finish_record(start)
+    return {**run, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             logreg["fit_seconds"] / linear["fit_seconds"] >= 5
             and linear["balanced_accuracy"] >= logreg["balanced_accuracy"] - 0.005,
     }
-    config["machine_end"] = machine()
+    config["machine_end"] = machine(config["machine_start"])
     document = {"heads": heads, "baselines": baselines, "balanced_ceiling": balanced_ceiling,
                 "goals": goals, "head_all_seconds": head_all_seconds, "config": config}
     write_json_atomic(args.output, document)
