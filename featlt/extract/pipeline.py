@@ -34,7 +34,7 @@ import numpy as np
 from featlt.errors import FeatltError, StoreError
 from featlt.extract.decode_loader import Collate, SplitImages, worker_init
 from featlt.extract.thread_policy import fixed_threads, measured_threads
-from featlt.runtime import Runtime, log
+from featlt.runtime import Runtime, log, refuse_output_onto_inputs
 from featlt.store.feature_store import FLOAT16_MAX, StoreWriter, WriteMode
 
 FAULT_ENV = "FEATLT_FAULT_AFTER_BATCHES"
@@ -159,6 +159,9 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
     _check_config(config)
     check_output(config.output, config.mode)
     source = open_source(config.data)
+    weights_file = ([] if config.weights in (None, "hub", "random")
+                    else [config.weights.removeprefix("local-dir:")])
+    refuse_output_onto_inputs(config.output, [*source.input_paths(), *weights_file])
     splits = config.splits or source.split_names()
     for split in splits:
         source.check_split(split)
