@@ -86,6 +86,12 @@ class ImageSource(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """JSON-able spec and fingerprint of the dataset, for provenance."""
 
+    def input_paths(self) -> list[Path]:
+        """The files and folders this source reads (no output may be one of them)."""
+        described = self.describe()
+        paths = [described.get("path"), *(described.get("lists") or {}).values()]
+        return [Path(p) for p in paths if p]
+
     def check_split(self, split: str) -> None:
         """Raise a :class:`FeatltError` when ``split`` is not one of :meth:`split_names`."""
         if split not in self.split_names():
