@@ -12,8 +12,8 @@ Paths (``--forward-path``):
   features within 5e-6 of eager (benchmarks/bench_forward_paths.py). A model without BatchNorm
   runs as channels_last (0 folded).
 - ``compile``: ``torch.compile`` of the folded channels_last model (on CPU inductor needs a C++
-  compiler; about 40 s of cold compilation here; lite0 65 img/s, so it pays off only on long
-  runs: :func:`compile_pays_off`). Batches smaller than the batch size are
+  compiler; about 40 s of cold compilation here at 1 thread; lite0 65 img/s at 2 threads, so it
+  pays off only on long runs: :func:`compile_pays_off`). Batches smaller than the batch size are
   zero-padded to it, so the last batch does not trigger a second compilation; the padding rows
   are dropped.
 - ``auto`` (default): on CPU ``compile`` when the run forwards at least
@@ -97,9 +97,10 @@ def compile_pays_off(n_images: int | None, device: str) -> bool:
     ``n_images`` counts every forward image of the run: rows of all splits times (1 + views).
     Compilation pays for itself once the time it saves exceeds it. Measured on this 2-core CPU
     for ``tf_efficientnet_lite0`` at 160 px, batch 64, 2 threads: folded 61.4 img/s, compiled
-    folded 65.0 img/s after ~41 s of cold compilation, so 0.9 ms saved per image repays it after
-    ~45,000 images (rounded up; results/forward_paths.json). Without folding the gap was larger
-    (the issue's measurement: 119 img/s channels_last vs 170 compiled). On CUDA the forward is
+    folded 65.0 img/s; a cold compilation took 41 s at 1 thread (at 2 threads the same run found
+    inductor's cache warm: 5.8 s), so 0.9 ms saved per image repays 41 s after ~45,000 images
+    (rounded up; results/forward_paths.json). Without folding the gap was larger (the issue's
+    measurement: 119 img/s channels_last vs 170 compiled). On CUDA the forward is
     fast enough that compilation is not assumed to pay off.
     """
     return device == "cpu" and n_images is not None and n_images >= COMPILE_MIN_IMAGES
