@@ -29,17 +29,19 @@ from featlt.evaluation.shots import (
     shot_groups,
 )
 from featlt.separability.scores.bins import bhattacharyya_bin_matrix, knn_bin_matrix
-from featlt.separability.scores.clustering import global_clustering
+from featlt.separability.scores.clustering import ClusteringScores, global_clustering
 from featlt.separability.scores.common import check_xy, n_classes_of
 from featlt.separability.scores.gaussian import (
+    ClassGaussians,
     class_gaussians,
     gbc_from_gaussians,
     pca_basis,
     shrink_variances,
 )
 from featlt.separability.scores.logme import logme_from_moments
-from featlt.separability.scores.moments import feature_moments
+from featlt.separability.scores.moments import FeatureMoments, feature_moments
 from featlt.separability.scores.neighbours import (
+    KNNResult,
     fit_ncm,
     knn_evaluate,
     ncm_holdout,
@@ -216,57 +218,139 @@ def evaluate_separability(
         return _evaluate(X, y, n_classes, X_val, y_val, config, context, class_names)
 
 
+@dataclass
+class _ReportParts:
+    """What the steps of :func:`_evaluate` add to the report, in the order they run."""
+
+    per_class: dict[str, Any]  # class -> value arrays, starting with "count" (C,)
+    scores: dict[str, float | None] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
 def _evaluate(
     X: np.ndarray, y: np.ndarray, n_classes: int, X_val: np.ndarray | None,
     y_val: np.ndarray | None, config: SeparabilityConfig, context: FaissContext,
     class_names: list[str] | None,
 ) -> SeparabilityReport:
-    timings: dict[str, float] = {}
-    notes: list[str] = []
+    """Every score of checked training rows ``X`` (N, D), ``y`` (N,) (and validation rows)."""
+    counts = _training_counts(y, n_classes)
+    parts = _ReportParts(per_class={"count": counts})
+    moments = _moments(X, y, n_classes, parts)
+    groups = shot_groups(counts)
+    absent = np.flatnonzero(counts == 0)
+    if absent.size:
+        parts.notes.append(f"classes {absent.tolist()} have no training samples and are left out")
+    _logme_scores(moments, parts)
+    gaussians, shrunk = _gaussian_scores(X, y, n_classes, moments, config, parts)
+    clustering = _clustering_scores(X, y, config, context, parts)
+    dense = _densest_fraction(X, y, moments, groups, int(np.count_nonzero(counts)), config,
+                              context, parts)
+    queries, knn_train = _neighbour_scores(
+        X, y, n_classes, X_val, y_val, groups, moments.mean, config, context, parts)
+    with _timed(parts.timings, "bins"):
+        matrices = {grouping: _bin_matrices(counts, grouping, knn_train, gaussians.means, shrunk)
+                    for grouping in ("relative", "absolute")}
+    with _timed(parts.timings, "split"):
+        split = classwise_split(
+            X, y, n_classes=n_classes, n_ref=config.split_n_ref, m_min=config.split_min_size,
+            seed=config.seed, niter=config.cluster_niter, device=context.requested,
+            threads=context.threads)
+    if split.kept_whole:
+        parts.notes.append(f"split plan: classes {sorted(split.kept_whole)} kept whole "
+                           "(see split_plan.kept_whole)")
+    group_scores = {name: group_means(parts.per_class[name], groups)
+                    for name in ("knn_recall", "ncm_recall", "logme", "logme_balanced", "gbc")}
+    _, relative = class_group_labels(counts, "relative")
+    _, absolute = class_group_labels(counts, "absolute")
+    parts.per_class["group_relative"] = [RELATIVE_GROUPS[g] for g in relative]
+    parts.per_class["group_absolute"] = [ABSOLUTE_GROUPS[g] for g in absolute]
+    return SeparabilityReport(
+        scores=parts.scores,
+        data=_data_record(X, y_val, n_classes, class_names, counts, groups, knn_train),
+        per_class=parts.per_class, group_scores=group_scores, bin_matrices=matrices,
+        densest_fraction=dense,
+        clustering={**asdict(clustering), "method": "faiss k-means, K = classes present"},
+        knn=_knn_record(knn_train, queries, counts, groups, X.shape[0], config),
+        split_plan=split.plan_record(), config=config, faiss=context.record(),
+        timings=parts.timings, notes=parts.notes,
+    )
+
+
+def _training_counts(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C,) int64 training rows per class; at least two classes must have rows."""
     counts = np.bincount(y, minlength=n_classes).astype(np.int64)
-    present = np.flatnonzero(counts)
-    if present.size < 2:
+    present = int(np.count_nonzero(counts))
+    if present < 2:
         raise FeatltError(
-            f"training features: only {present.size} class present; separability needs at "
+            f"training features: only {present} class present; separability needs at "
             "least 2 classes with training samples"
         )
-    with _timed(timings, "moments"):
+    return counts
+
+
+def _moments(
+    X: np.ndarray, y: np.ndarray, n_classes: int, parts: _ReportParts
+) -> FeatureMoments:
+    """The shared feature moments; the rows must not all be identical."""
+    with _timed(parts.timings, "moments"):
         moments = feature_moments(X, y, n_classes)
     if moments.total_variance <= 0:
         raise FeatltError(
             f"training features: all {X.shape[0]} rows are identical, so no class can be told "
             "apart; check the backbone weights and the feature layer, then re-extract"
         )
-    groups = shot_groups(counts)
-    absent = np.flatnonzero(counts == 0)
-    if absent.size:
-        notes.append(f"classes {absent.tolist()} have no training samples and are left out")
-    scores: dict[str, float | None] = {}
-    per_class: dict[str, Any] = {"count": counts}
+    return moments
 
-    with _timed(timings, "logme"):
+
+def _logme_scores(moments: FeatureMoments, parts: _ReportParts) -> None:
+    """LogME, plain and class-balanced."""
+    with _timed(parts.timings, "logme"):
         plain = logme_from_moments(moments)
         balanced = logme_from_moments(moments, balanced=True)
-    scores["logme"], scores["logme_balanced"] = plain.score, balanced.score
-    per_class["logme"], per_class["logme_balanced"] = plain.per_class, balanced.per_class
+    parts.scores["logme"], parts.scores["logme_balanced"] = plain.score, balanced.score
+    parts.per_class["logme"], parts.per_class["logme_balanced"] = (plain.per_class,
+                                                                   balanced.per_class)
 
-    with _timed(timings, "gaussians"):
+
+def _gaussian_scores(
+    X: np.ndarray, y: np.ndarray, n_classes: int, moments: FeatureMoments,
+    config: SeparabilityConfig, parts: _ReportParts,
+) -> tuple[ClassGaussians, np.ndarray]:
+    """GBC on PCA-projected class Gaussians; returns the Gaussians and their shrunk variances
+    (for the Bhattacharyya overlap matrix)."""
+    with _timed(parts.timings, "gaussians"):
         basis = pca_basis(moments, config.pca_dim)
         gaussians = class_gaussians(basis.transform(X), y, n_classes)
         gbc_result = gbc_from_gaussians(gaussians, config.gbc_gaussian)
         shrunk = shrink_variances(gaussians, config.overlap_prior_strength)
-    scores["gbc"] = gbc_result.score
-    per_class["gbc"] = gbc_result.per_class
+    parts.scores["gbc"] = gbc_result.score
+    parts.per_class["gbc"] = gbc_result.per_class
+    return gaussians, shrunk
 
-    with _timed(timings, "clustering"):
+
+def _clustering_scores(
+    X: np.ndarray, y: np.ndarray, config: SeparabilityConfig, context: FaissContext,
+    parts: _ReportParts,
+) -> ClusteringScores:
+    """Purity and NMI of one k-means with K = classes present."""
+    with _timed(parts.timings, "clustering"):
         clustering = global_clustering(
             X, y, context, seed=config.seed, niter=config.cluster_niter,
             max_points_per_centroid=config.cluster_max_points_per_centroid)
-    scores["purity"], scores["nmi"] = clustering.purity, clustering.nmi
+    parts.scores["purity"], parts.scores["nmi"] = clustering.purity, clustering.nmi
+    return clustering
 
-    with _timed(timings, "density"):
+
+def _densest_fraction(
+    X: np.ndarray, y: np.ndarray, moments: FeatureMoments, groups: dict[str, np.ndarray | None],
+    n_present: int, config: SeparabilityConfig, context: FaissContext, parts: _ReportParts,
+) -> dict[str, Any]:
+    """Which classes fill the densest share of the training rows under the density mixture
+    (``n_present``: classes with training rows, the least number of mixture clusters)."""
+    with _timed(parts.timings, "density"):
         n_dense_clusters = config.density_clusters or max(
-            present.size, min(256, X.shape[0] // 500))
+            n_present, min(256, X.shape[0] // 500))
         mixture = fit_density(
             X, context, n_dense_clusters, moments.total_variance / X.shape[1],
             seed=config.seed, niter=config.cluster_niter,
@@ -277,94 +361,96 @@ def _evaluate(
                      prior_strength=mixture.prior_strength,
                      method="cluster-size-weighted isotropic Gaussian mixture on faiss k-means "
                             "[featlt design, docs/methods.md, Density mixture]")
+    return dense
 
-    with _timed(timings, "knn"):
+
+def _neighbour_scores(
+    X: np.ndarray, y: np.ndarray, n_classes: int, X_val: np.ndarray | None,
+    y_val: np.ndarray | None, groups: dict[str, np.ndarray | None], mean: np.ndarray,
+    config: SeparabilityConfig, context: FaissContext, parts: _ReportParts,
+) -> tuple[np.ndarray, KNNResult]:
+    """Leave-one-out kNN and NCM on training rows, and both on validation rows where given.
+
+    Returns the kNN query rows (q,) and the leave-one-out kNN result (for the bin matrices).
+    """
+    with _timed(parts.timings, "knn"):
         # Every sample of a few-shot class (n_c < 20, at most 19 C rows) is a query; the rest of
         # the budget is water-filled, so the tail third is whole whenever the budget allows.
         queries = stratified_query_rows(y, n_classes, config.knn_queries, groups["few"],
                                         seed=config.seed)
         knn_train, knn_val = knn_evaluate(
             X, y, n_classes, queries, context, X_val, y_val, k=config.knn_k,
-            metric=config.knn_metric, mean=moments.mean)
-    tail = groups["tail_third"]
-    scores["knn_balanced_accuracy"] = knn_train.balanced_accuracy
-    scores["knn_tail_recall"] = None if tail is None else mean_over_classes(
-        knn_train.per_class_recall[tail])
-    per_class["knn_recall"] = knn_train.per_class_recall
-
-    with _timed(timings, "ncm"):
-        ncm_fit = fit_ncm(X, y, n_classes, moments.mean)
+            metric=config.knn_metric, mean=mean)
+    with _timed(parts.timings, "ncm"):
+        ncm_fit = fit_ncm(X, y, n_classes, mean)
         ncm_train = ncm_loo(X, y, n_classes, fit=ncm_fit)
         ncm_val = None if X_val is None else ncm_holdout(X, y, X_val, y_val, n_classes,
                                                          fit=ncm_fit)
-    scores["ncm_balanced_accuracy"] = ncm_train.balanced_accuracy
-    scores["ncm_tail_recall"] = None if tail is None else mean_over_classes(
-        ncm_train.per_class_recall[tail])
-    per_class["ncm_recall"] = ncm_train.per_class_recall
+    tail = groups["tail_third"]
+    for name, train in (("knn", knn_train), ("ncm", ncm_train)):
+        parts.scores[f"{name}_balanced_accuracy"] = train.balanced_accuracy
+        parts.scores[f"{name}_tail_recall"] = None if tail is None else mean_over_classes(
+            train.per_class_recall[tail])
+        parts.per_class[f"{name}_recall"] = train.per_class_recall
     if knn_train.excluded_classes:
-        notes.append(f"classes {knn_train.excluded_classes} have a single training sample: "
-                     "left out of the leave-one-out kNN/NCM scores")
-    scores["knn_balanced_accuracy_val"] = scores["ncm_balanced_accuracy_val"] = None
+        parts.notes.append(f"classes {knn_train.excluded_classes} have a single training "
+                           "sample: left out of the leave-one-out kNN/NCM scores")
+    parts.scores["knn_balanced_accuracy_val"] = parts.scores["ncm_balanced_accuracy_val"] = None
     if knn_val is not None and ncm_val is not None:
-        scores["knn_balanced_accuracy_val"] = knn_val.balanced_accuracy
-        scores["ncm_balanced_accuracy_val"] = ncm_val.balanced_accuracy
-        per_class["knn_recall_val"] = knn_val.per_class_recall
-        per_class["ncm_recall_val"] = ncm_val.per_class_recall
+        for name, val in (("knn", knn_val), ("ncm", ncm_val)):
+            parts.scores[f"{name}_balanced_accuracy_val"] = val.balanced_accuracy
+            parts.per_class[f"{name}_recall_val"] = val.per_class_recall
+    return queries, knn_train
 
-    with _timed(timings, "bins"):
-        matrices: dict[str, Any] = {}
-        for grouping in ("relative", "absolute"):
-            names, group_of = class_group_labels(counts, grouping)
-            group_of = np.where(counts > 0, group_of, -1)
-            matrices[grouping] = {
-                "groups": list(names),
-                "knn_confusion": _matrix_record(knn_bin_matrix(
-                    knn_train.query_labels, knn_train.neighbour_labels, group_of, len(names))),
-                "bhattacharyya": _matrix_record(bhattacharyya_bin_matrix(
-                    gaussians.means, shrunk, group_of, len(names))),
-            }
 
-    with _timed(timings, "split"):
-        split = classwise_split(
-            X, y, n_classes=n_classes, n_ref=config.split_n_ref, m_min=config.split_min_size,
-            seed=config.seed, niter=config.cluster_niter, device=context.requested,
-            threads=context.threads)
+def _bin_matrices(
+    counts: np.ndarray, grouping: str, knn_train: KNNResult, means: np.ndarray, shrunk: np.ndarray
+) -> dict[str, Any]:
+    """Shot-group x shot-group kNN confusion and Bhattacharyya overlap under ``grouping``."""
+    names, group_of = class_group_labels(counts, grouping)
+    group_of = np.where(counts > 0, group_of, -1)
+    return {
+        "groups": list(names),
+        "knn_confusion": _matrix_record(knn_bin_matrix(
+            knn_train.query_labels, knn_train.neighbour_labels, group_of, len(names))),
+        "bhattacharyya": _matrix_record(bhattacharyya_bin_matrix(
+            means, shrunk, group_of, len(names))),
+    }
 
-    if split.kept_whole:
-        notes.append(f"split plan: classes {sorted(split.kept_whole)} kept whole "
-                     "(see split_plan.kept_whole)")
-    per_class_names = ("knn_recall", "ncm_recall", "logme", "logme_balanced", "gbc")
-    group_scores = {name: group_means(per_class[name], groups)
-                    for name in per_class_names}
-    _, relative = class_group_labels(counts, "relative")
-    _, absolute = class_group_labels(counts, "absolute")
-    per_class["group_relative"] = [RELATIVE_GROUPS[g] for g in relative]
-    per_class["group_absolute"] = [ABSOLUTE_GROUPS[g] for g in absolute]
-    data = {
+
+def _data_record(
+    X: np.ndarray, y_val: np.ndarray | None, n_classes: int, class_names: list[str] | None,
+    counts: np.ndarray, groups: dict[str, np.ndarray | None], knn_train: KNNResult,
+) -> dict[str, Any]:
+    """The report's ``data`` section: sizes, classes, counts and shot groups."""
+    present = counts[counts > 0]
+    return {
         "n_train": int(X.shape[0]), "n_val": 0 if y_val is None else int(y_val.size),
         "dim": int(X.shape[1]), "n_classes": n_classes,
         "class_names": class_names or [str(c) for c in range(n_classes)],
-        "train_counts": counts, "shot_groups": groups, "absent_classes": absent,
+        "train_counts": counts, "shot_groups": groups,
+        "absent_classes": np.flatnonzero(counts == 0),
         "loo_excluded_classes": knn_train.excluded_classes,
-        "imbalance_factor": float(counts[present].max() / counts[present].min()),
+        "imbalance_factor": float(present.max() / present.min()),
     }
-    knn_record = {
+
+
+def _knn_record(
+    knn_train: KNNResult, queries: np.ndarray, counts: np.ndarray,
+    groups: dict[str, np.ndarray | None], n_train: int, config: SeparabilityConfig,
+) -> dict[str, Any]:
+    """The report's ``knn`` section: settings and which classes were queried in full."""
+    tail, few, per_class = groups["tail_third"], groups["few"], knn_train.queries_per_class
+    return {
         "k": knn_train.k, "metric": config.knn_metric, "leave_one_out": True,
         "n_queries_requested": config.knn_queries, "n_queries": int(queries.size),
-        "queries_per_class": knn_train.queries_per_class,
-        "all_few_shot_samples_included": None if groups["few"] is None else bool(
-            np.array_equal(knn_train.queries_per_class[groups["few"]], counts[groups["few"]])),
+        "queries_per_class": per_class,
+        "all_few_shot_samples_included": None if few is None else bool(
+            np.array_equal(per_class[few], counts[few])),
         "all_tail_third_samples_included": bool(
-            tail is None or np.array_equal(knn_train.queries_per_class[tail], counts[tail])),
-        "exact_all_rows": bool(queries.size == X.shape[0]),
+            tail is None or np.array_equal(per_class[tail], counts[tail])),
+        "exact_all_rows": bool(queries.size == n_train),
     }
-    return SeparabilityReport(
-        scores=scores, data=data, per_class=per_class, group_scores=group_scores,
-        bin_matrices=matrices, densest_fraction=dense,
-        clustering={**asdict(clustering), "method": "faiss k-means, K = classes present"},
-        knn=knn_record, split_plan=split.plan_record(), config=config, faiss=context.record(),
-        timings=timings, notes=notes,
-    )
 
 
 def _read_rows(store: Any, split: str, rows: np.ndarray) -> np.ndarray:
