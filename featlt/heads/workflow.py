@@ -22,6 +22,9 @@ from featlt.heads.registry import head_spec, list_heads
 from featlt.runtime import to_jsonable, write_json_atomic
 
 SUMMARY_FILE = "summary.json"
+# Per head: one row per test image (row, label, prediction, confidence), so that intervals over
+# test images can be bootstrapped later (featlt rank pairs backbones on these rows).
+TEST_PREDICTIONS_FILE = "test_predictions.csv"
 
 
 def expand_head_names(names: tuple[str, ...] | list[str]) -> list[str]:
@@ -107,6 +110,10 @@ def fit_classifiers(
             "metrics": {"test": metrics},
         }
         save_head(result.head, out_dir / name, document)
+        predictions = write_predictions_csv(out_dir / name / TEST_PREDICTIONS_FILE, {
+            "row": arrays.view.test_rows, "label": arrays.y_test,
+            "prediction": proba.argmax(axis=1), "confidence": proba.max(axis=1),
+        })
         summary["heads"][name] = {
             **{k: metrics[k] for k in ("accuracy", "balanced_accuracy", "head_third",
                                        "mid_third", "tail_third", "many", "medium", "few",
@@ -116,6 +123,7 @@ def fit_classifiers(
             "fit_seconds": result.fit_seconds,
             "selected": result.selected,
             "dir": str(out_dir / name),
+            "test_predictions": str(predictions),
         }
     summary["total_fit_seconds"] = total_fit
     write_json_atomic(out_dir / SUMMARY_FILE, summary)

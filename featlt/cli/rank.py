@@ -1,0 +1,78 @@
+"""``featlt rank FEATURES.h5 ...``: rank backbones for long-tailed data and check the ranking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from featlt.cli import emit, featlt_command, main
+from featlt.cli.view_options import build_protocol, view_options
+from featlt.runtime import Runtime
+
+SCORES = ("featlt", "logme", "gbc", "sfda", "knn", "ncm", "params", "imagenet_top1", "measured")
+
+
+@main.command("rank")
+@click.argument("feature_files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@view_options
+@click.option("--by", type=click.Choice(SCORES), default="featlt", show_default=True,
+              help="The score that sorts the table (measured: the best head's balanced "
+                   "accuracy, with --full).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the ranking as CSV (one row per feature file).")
+@click.option("--plot", "plot_file", type=click.Path(path_type=Path), default=None,
+              help="Write a PNG: each score against measured balanced accuracy (--full), else "
+                   "the scores as bars.")
+@click.option("--full", is_flag=True,
+              help="Also fit the established heads on each file (selection on validation, "
+                   "test scored once) and report the best one's accuracy.")
+@click.option("--validate", is_flag=True,
+              help="With --full: Kendall tau-b, weighted tau, intervals and top-1 regret of "
+                   "every score against the measured ranking.")
+@click.option("--head", "heads", multiple=True, default=("all",), show_default=True,
+              help="Heads fitted in --full mode (repeatable, or 'all').")
+@click.option("--heads-dir", type=click.Path(path_type=Path), default=Path("featlt-rank-heads"),
+              show_default=True, help="Where --full keeps its heads; equal settings are reused.")
+@click.option("--max-epochs", type=int, default=None,
+              help="Cap the epochs of every trainable head in --full mode.")
+@click.option("--bootstrap", type=int, default=1000, show_default=True,
+              help="Bootstrap resamples of every interval and probability.")
+@featlt_command
+def rank_command(
+    runtime: Runtime, feature_files: tuple[Path, ...], protocol_options: dict[str, Any],
+    by: str, output: Path | None, plot_file: Path | None, full: bool, validate: bool,
+    heads: tuple[str, ...], heads_dir: Path, max_epochs: int | None, bootstrap: int,
+) -> None:
+    """Rank FEATURE_FILES (one backbone each, same dataset) for long-tailed data.
+
+    Cheap mode scores each file from its training rows (seconds per file); --full also fits the
+    heads and measures each backbone on the test split. Ends with the backbone and head to use.
+    """
+    from featlt.heads.workflow import expand_head_names
+    from featlt.rank.measured import HeadSettings
+    from featlt.rank.ranking import RankConfig, rank_files
+    from featlt.rank.table import ranking_text, write_csv
+
+    config = RankConfig(
+        by=by, full=full, validate=validate, heads_dir=heads_dir, n_bootstrap=bootstrap,
+        seed=runtime.seed, heads=HeadSettings(heads=tuple(expand_head_names(heads)),
+                                              seed=runtime.seed, n_bootstrap=bootstrap,
+                                              max_epochs=max_epochs),
+    )
+    def progress(line: str) -> None:
+        click.echo(line, err=True)
+
+    document = rank_files(list(feature_files), build_protocol(protocol_options, runtime.seed),
+                          config, device=runtime.device, threads=runtime.threads, log=progress)
+    document["outputs"] = {"csv": None, "plot": None}
+    if output is not None:
+        document["outputs"]["csv"] = str(write_csv(output, document))
+        progress(f"ranking written to {output}")
+    if plot_file is not None:
+        from featlt.rank.plots import write_ranking_plot
+
+        document["outputs"]["plot"] = str(write_ranking_plot(document, plot_file))
+        progress(f"plot written to {plot_file}")
+    emit(runtime, document, ranking_text(document))

@@ -1,0 +1,18 @@
+"""Rank backbones (feature files) for long-tailed data, and prove the ranking (``featlt rank``).
+
+One module per job:
+
+- :mod:`featlt.rank.inputs` — open the files, refuse different datasets, say duplicates once;
+- :mod:`featlt.rank.formula` — featlt's long-tail-aware score from a separability report;
+- :mod:`featlt.rank.scoring` — cheap mode: the report, SFDA and featlt's score of one file;
+- :mod:`featlt.rank.measured` — full mode: fit (or reuse) the heads, the best validation-selected
+  head's test predictions;
+- :mod:`featlt.rank.bootstrap` — paired bootstrap of per-class recall over test images;
+- :mod:`featlt.rank.validation` — ties, Kendall tau-b, weighted tau, intervals, top-1 regret;
+- :mod:`featlt.rank.validate_rows` — every score validated against the measured ranking;
+- :mod:`featlt.rank.recommend` — the closing sentence: backbone, head, how sure;
+- :mod:`featlt.rank.ranking` — :func:`rank_files`, which ties them together;
+- :mod:`featlt.rank.table`, :mod:`featlt.rank.plots` — text, CSV and PNG output.
+
+Methods and formulas: docs/methods.md, "Ranking backbones".
+"""

@@ -1,0 +1,137 @@
+"""Full mode: the accuracy each backbone actually reaches with its best validation-selected head.
+
+For every feature file the established heads are fitted by
+:func:`featlt.heads.workflow.fit_classifiers` (selection on validation only, test scored once)
+into ``HEADS_DIR/<label>-<key>/``, where the key hashes everything that shapes the result: the
+features' identity, the index view, the head list, the seed, the bootstrap size and the
+overrides. A folder whose ``summary.json`` was made with the same settings, and holds every
+head's per-image test predictions, is reused instead of fitted again.
+
+The head that represents a backbone is the one with the best *validation* balanced accuracy
+(first in head order on ties); its per-image test predictions feed the paired bootstrap.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featlt.errors import FeatltError
+from featlt.rank.inputs import RankInput
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """What full mode fits; part of the reuse key."""
+
+    heads: tuple[str, ...] = ("all",)
+    seed: int = 0
+    n_bootstrap: int = 1000
+    max_epochs: int | None = None  # cap on every trainable head's epochs (None: each head's own)
+
+    def overrides(self) -> dict[str, Any] | None:
+        return None if self.max_epochs is None else {"max_epochs": self.max_epochs}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One backbone's best validation-selected head and its test results."""
+
+    head: str
+    head_dir: str
+    val_balanced_accuracy: float
+    balanced_accuracy: float
+    balanced_accuracy_ci: list[float] | None
+    tail_third: float | None
+    reused: bool
+    summary: str  # path of the summary.json
+    labels: np.ndarray = field(repr=False)  # (n_test,) true class of each test row
+    predictions: np.ndarray = field(repr=False)  # (n_test,) predicted class of each test row
+
+    def record(self) -> dict[str, Any]:
+        return {"head": self.head, "head_dir": self.head_dir,
+                "val_balanced_accuracy": self.val_balanced_accuracy,
+                "balanced_accuracy": self.balanced_accuracy,
+                "balanced_accuracy_ci": self.balanced_accuracy_ci,
+                "tail_third": self.tail_third, "reused": self.reused, "summary": self.summary}
+
+
+def heads_key(entry: RankInput, view_record: dict[str, Any], settings: HeadSettings) -> str:
+    """A short hash of everything that shapes the heads' results for this file."""
+    from featlt import __version__
+
+    record = {"identity": entry.identity, "data": (entry.provenance.get("data") or {}).get(
+        "sha256"), "view": view_record, "heads": list(settings.heads), "seed": settings.seed,
+        "n_bootstrap": settings.n_bootstrap, "overrides": settings.overrides(),
+        "featlt": __version__}
+    text = json.dumps(record, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _reusable(summary_path: Path, view_record: dict[str, Any], settings: HeadSettings) -> bool:
+    if not summary_path.is_file():
+        return False
+    try:
+        summary = json.loads(summary_path.read_text())
+    except json.JSONDecodeError:
+        return False
+    config = summary.get("config", {})
+    same = (summary.get("provenance", {}).get("view") == view_record
+            and config.get("seed") == settings.seed
+            and config.get("n_bootstrap") == settings.n_bootstrap
+            and (config.get("overrides") or None) == settings.overrides())
+    rows = summary.get("heads", {})
+    return same and bool(rows) and all(
+        Path(row.get("test_predictions", "")).is_file() for row in rows.values())
+
+
+def measure(
+    entry: RankInput, protocol: Any, view_record: dict[str, Any], heads_dir: Path,
+    settings: HeadSettings, device: str,
+) -> Measured:
+    """Fit (or reuse) the heads of one file and return its best validation-selected head."""
+    from featlt.heads.workflow import SUMMARY_FILE, fit_classifiers
+
+    out_dir = heads_dir / f"{entry.path.stem}-{heads_key(entry, view_record, settings)}"
+    summary_path = out_dir / SUMMARY_FILE
+    reused = _reusable(summary_path, view_record, settings)
+    if reused:
+        summary = json.loads(summary_path.read_text())
+    else:
+        summary = fit_classifiers(entry.path, list(settings.heads), out_dir, protocol,
+                                  device=device, seed=settings.seed,
+                                  n_bootstrap=settings.n_bootstrap,
+                                  overrides=settings.overrides())
+    rows = summary["heads"]
+    best = max(rows, key=lambda name: rows[name]["val_balanced_accuracy"])
+    row = rows[best]
+    labels, predictions = read_test_predictions(Path(row["test_predictions"]))
+    return Measured(
+        head=best, head_dir=row["dir"], val_balanced_accuracy=row["val_balanced_accuracy"],
+        balanced_accuracy=row["balanced_accuracy"],
+        balanced_accuracy_ci=row.get("balanced_accuracy_ci"), tail_third=row.get("tail_third"),
+        reused=reused, summary=str(summary_path), labels=labels, predictions=predictions,
+    )
+
+
+def read_test_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions), each (n_test,) int64 in stored test-row order, from a CSV written
+    by ``featlt fit-classifier``."""
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = [(int(r["row"]), int(r["label"]), int(r["prediction"])) for r in reader]
+    except (OSError, KeyError, ValueError) as err:
+        raise FeatltError(
+            f"test predictions {path}: unreadable ({err}); delete the head folder and rank "
+            "again with --full to refit"
+        ) from err
+    rows.sort()
+    table = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+    return table[:, 1], table[:, 2]

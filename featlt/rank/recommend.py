@@ -1,0 +1,85 @@
+"""The one sentence a ranking ends with: which backbone and head to use, and how sure that is.
+
+- Full mode: the backbone whose validation-selected head has the best *validation* balanced
+  accuracy (choices are made on validation, never on test), with that head's test balanced
+  accuracy, its interval, and the share of paired bootstrap resamples of the test images in
+  which it is the best backbone on test.
+- Cheap mode: the first backbone by the sorting score. For featlt's score, how sure is the
+  share of resamples in which it stays first (each class's kNN/NCM recall redrawn,
+  :func:`featlt.rank.formula.resampled_featlt_score`). No head has been measured, so the
+  sentence names featlt's default long-tail head, logit-adjusted linear (``la_loss``), and
+  says how to measure the heads.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from featlt.rank.bootstrap import probability_best
+
+if TYPE_CHECKING:
+    from featlt.rank.ranking import RankConfig, RankedFile
+
+# The best head by validation on CIFAR-10-LT (results/heads_cifar10lt.json).
+DEFAULT_HEAD = "la_loss"
+
+
+def recommend(rows: list[RankedFile], config: RankConfig) -> dict[str, Any]:
+    """``{"label", "backbone", "head", "probability_best", "basis", "sentence"}``."""
+    if all(row.measured is not None for row in rows):
+        return _measured(rows, config)
+    return _cheap(rows, config)
+
+
+def _measured(rows: list[RankedFile], config: RankConfig) -> dict[str, Any]:
+    from featlt.rank.validate_rows import measured_recall
+
+    index = max(range(len(rows)),
+                key=lambda i: rows[i].measured.val_balanced_accuracy)  # type: ignore[union-attr]
+    best = rows[index]
+    m = best.measured
+    assert m is not None  # every row was measured (recommend's dispatch)
+    probability = None
+    if len(rows) > 1:
+        _, resampled, _ = measured_recall(rows, config.n_bootstrap, config.seed)
+        probability = float(probability_best(np.nanmean(resampled, axis=-1))[index])
+    ci = m.balanced_accuracy_ci
+    sentence = (
+        f"Use {best.entry.describe()} ({best.entry.label}) with the {m.head} head: balanced "
+        f"accuracy {m.balanced_accuracy:.3f}"
+        + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") + " on test"
+        + (f", best of {len(rows)} backbones on validation; bootstrap probability that it is "
+           f"the best on test: {probability:.2f}." if probability is not None
+           else "; nothing else was ranked, so there is no comparison.")
+    )
+    return {"label": best.entry.label, "backbone": best.entry.describe(), "head": m.head,
+            "probability_best": probability, "basis": "validation balanced accuracy of the "
+            "best validation-selected head (full mode)", "sentence": sentence}
+
+
+def _cheap(rows: list[RankedFile], config: RankConfig) -> dict[str, Any]:
+    from featlt.rank.formula import resampled_featlt_score
+
+    best = rows[0]
+    probability = None
+    if config.by == "featlt" and len(rows) > 1:
+        draws = np.stack([resampled_featlt_score(row.report, config.n_bootstrap,
+                                                 config.seed + i) for i, row in enumerate(rows)],
+                         axis=1)
+        probability = float(probability_best(draws)[0])
+    value = best.scores.get(config.by)
+    how_sure = (
+        f"bootstrap probability that it stays first by featlt's score: {probability:.2f}"
+        if probability is not None else
+        "nothing else was ranked, so there is no comparison" if len(rows) == 1 else
+        f"no interval for {config.by}, which is a single number per backbone")
+    sentence = (
+        f"Use {best.entry.describe()} ({best.entry.label}), first by {config.by} "
+        f"({'n/a' if value is None else f'{value:.4g}'}; {how_sure}), with the {DEFAULT_HEAD} "
+        "head (featlt's default; rank with --full to measure every head)."
+    )
+    return {"label": best.entry.label, "backbone": best.entry.describe(), "head": DEFAULT_HEAD,
+            "probability_best": probability, "basis": f"{config.by} (cheap mode)",
+            "sentence": sentence}
