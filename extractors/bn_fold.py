@@ -15,12 +15,12 @@ The network then skips one full read and write of every normalised activation. M
 
 Pairs are found by running the model once with hooks: a BatchNorm is folded when its input is
 the very tensor the convolution just returned. That a convolution's output feeds nothing else
-cannot be seen from hooks, so :func:`featlt.extractors.fast_forward.prepare_forward` checks the
-folded model
-against eager on real images and falls back when they differ. Folded are ``nn.Conv2d`` (and
-timm's ``Conv2dSame``) followed by ``nn.BatchNorm2d`` or timm's ``BatchNormAct2d`` (whose
-activation is kept); a convolution or BatchNorm called more than once per forward (shared
-weights) is left alone, as is any other subclass, whose forward may do more than the map above.
+cannot be seen from hooks, so :func:`featlt.extractors.fast_forward.prepare_forward` checks
+the folded model against eager on real images and falls back when they differ. Folded are
+``nn.Conv2d`` (and timm's ``Conv2dSame``) followed by ``nn.BatchNorm2d`` or timm's
+``BatchNormAct2d`` (whose activation is kept); a convolution or BatchNorm called more than once
+per forward (shared weights) is left alone, as is any other subclass, whose forward may do more
+than the map above.
 """
 
 from __future__ import annotations

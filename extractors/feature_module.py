@@ -2,8 +2,8 @@
 
 :class:`FeatureModule` wraps a timm model (or the ``pixels`` pseudo-backbone) as one
 ``nn.Module`` whose ``forward`` maps a (B, 3, H, W) batch to (B, D) features, or to
-``(features, logits)`` when logits are kept; :mod:`featlt.extractors.fast_forward` runs it on the
-fastest checked path.
+``(features, logits)`` when logits are kept; :mod:`featlt.extractors.fast_forward` runs it on
+the fastest checked path.
 
 - Default feature: ``forward_head(forward_features(x), pre_logits=True)``, D = the model's
   ``head_hidden_size`` (its own pooling and pre-logits layers).

@@ -1,12 +1,12 @@
 """Demo step: classifier heads on the feature files the extraction step wrote.
 
 Reads ``context.artifacts["feature_files"]`` and, when an earlier step left one,
-``context.artifacts["protocol"]`` (a :class:`featlt.data.protocol.Protocol`). For each file it fits
-a few
-heads (``--quick``) or all of them, with selection on validation only, evaluates them on test and
-saves them under ``heads/<file stem>/``. Leaves ``context.artifacts["head_summaries"]`` (file ->
-summary.json path) and ``context.artifacts["best_heads"]`` (file -> best head's folder, by
-validation balanced accuracy) for later steps.
+``context.artifacts["protocol"]`` (a :class:`featlt.data.protocol.Protocol`). For each file it
+fits a few heads (``--quick``) or all of them, with selection on validation only, evaluates them
+on test and saves them under ``heads/<file stem>/``. Leaves
+``context.artifacts["head_summaries"]`` (file -> summary.json path) and
+``context.artifacts["best_heads"]`` (file -> best head's folder, by validation balanced accuracy)
+for later steps.
 """
 
 from __future__ import annotations

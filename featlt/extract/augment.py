@@ -216,9 +216,9 @@ class ViewTransform:
     ) -> Any:
         """image -> (V, 3, H, W) float32: views 0..V-1 of sample ``index``.
 
-        With ``as_uint8`` the views stay (V, 3, H, W) uint8 pixels; ``BatchNormalize(self.mean,
-        self.std)`` (:mod:`featlt.extract.batch_normalize`) turns a batch of them into the same
-        floats.
+        With ``as_uint8`` the views stay (V, 3, H, W) uint8 pixels, and
+        ``BatchNormalize(self.mean, self.std)`` (:mod:`featlt.extract.batch_normalize`) turns a
+        batch of them into the same floats.
         """
         import torch
         import torchvision.transforms.functional as tvf

@@ -47,10 +47,9 @@ class Collate:
 
     Returns (images (b, 3, H, W), views (b, V, 3, H, W) or None, None): uint8 without
     ``normalize``, else float32 (:class:`~featlt.extract.batch_normalize.BatchNormalize`,
-    bit-identical
-    to the per-image transform), channels_last when ``channels_last``. The first decode error
-    of the batch is passed on instead, as (None, None, message), and raised in the main
-    process. Picklable: it runs in the DataLoader workers.
+    bit-identical to the per-image transform), channels_last when ``channels_last``. The first
+    decode error of the batch is passed on instead, as (None, None, message), and raised in the
+    main process. Picklable: it runs in the DataLoader workers.
     """
 
     def __init__(self, normalize: Any = None, normalize_views: Any = None,
