@@ -295,7 +295,7 @@ def classwise_split(
         X: (N, D) training features.
         y: (N,) int class ids in 0..C-1.
         n_classes: C; None: ``y.max() + 1``.
-        n_ref, m_min: the §4 rule (see :func:`plan_splits`).
+        n_ref, m_min: the CWS rule (see :func:`plan_splits`).
         k_per_class: (C,) explicit sub-class counts instead of the rule (e.g. a saved plan).
         spherical: cluster L2-normalised rows with unit-norm centroids.
         device, threads: faiss device (auto/cpu/cuda) and OpenMP threads (None: 1).
