@@ -1,13 +1,15 @@
-"""``featlt extract`` (images -> feature store), ``featlt zoo list`` and ``featlt weights``
-(convert; ``list`` is an alias of ``zoo list``)."""
+"""``featlt extract`` (images -> feature store); ``featlt zoo`` and ``featlt weights`` live in
+:mod:`featlt.cli.weights`."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from featlt.cli import emit, featlt_command, main
+from featlt.cli.view_options import build_protocol, view_options
 from featlt.errors import FeatltError
 from featlt.extract.augment import DEFAULT_POLICY, policy_names
 from featlt.extractors.fast_forward import AMP_DTYPES, DEFAULT_AMP_DTYPE, FORWARD_PATHS
@@ -38,10 +40,25 @@ def _limit(value: str | None) -> int | dict[str, int] | None:
         ) from err
 
 
+def _seeds(value: str | None) -> tuple[int, ...] | None:
+    """``--view-seeds``: ``0,1,2`` or a range ``0-4``."""
+    if value is None:
+        return None
+    try:
+        if "-" in value.strip().lstrip("-"):
+            low, high = value.split("-", 1)
+            return tuple(range(int(low), int(high) + 1))
+        return tuple(int(item) for item in value.split(",") if item.strip())
+    except ValueError as err:
+        raise FeatltError(f"--view-seeds '{value}': not a list or range; pass e.g. 0-4 or 0,3"
+                          ) from err
+
+
 @main.command("extract")
-@click.option("--model", "-m", required=True,
+@click.option("--model", "-m", required=True, multiple=True,
               help="timm ARCH[.TAG] (the tag fixes preprocessing), a zoo name (featlt zoo list), "
-                   "or pixels[_SIZE] (raw-pixel baseline).")
+                   "or pixels[_SIZE] (raw-pixel baseline). Repeat for a sweep (one file each, "
+                   "named by the -o template).")
 @click.option("--weights", "-w", default=None,
               help="FILE.safetensors|FILE.pth, local-dir:FOLDER, hub, or random. Not with zoo "
                    "names.")
@@ -78,14 +95,25 @@ def _limit(value: str | None) -> int | dict[str, int] | None:
 @click.option("--amp-dtype", type=click.Choice(AMP_DTYPES), default=DEFAULT_AMP_DTYPE,
               show_default=True, help="CUDA autocast dtype (bfloat16 cannot overflow).")
 @click.option("--no-amp", is_flag=True, help="On CUDA, run float32 instead of autocast.")
+@view_options
+@click.option("--view-seeds", default=None,
+              help="With view options: also extract the validation rows the view draws at these "
+                   "seeds, e.g. 0-4 [default: --seed].")
+@click.option("--also-imbalance-factor", type=float, multiple=True,
+              help="With a long-tail --profile: also cover the view at this imbalance factor "
+                   "(its outside validation rows); repeatable.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="The feature store to write (.h5).")
+              help="The feature store to write (.h5); for a sweep a template with {model}, "
+                   "{weights}, {layer}, {resolution}.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted output (same settings).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--skip-existing", is_flag=True,
+              help="Keep a complete output of the same provenance, resume an incomplete one, "
+                   "refuse one of other provenance.")
 @featlt_command
 def extract_command(
     runtime: Runtime,
-    model: str,
+    model: tuple[str, ...],
     weights: str | None,
     data: str,
     splits: str | None,
@@ -102,19 +130,28 @@ def extract_command(
     forward_path: str,
     amp_dtype: str,
     no_amp: bool,
+    protocol_options: dict,
+    view_seeds: str | None,
+    also_imbalance_factor: tuple[float, ...],
     output: Path,
     resume: bool,
     overwrite: bool,
+    skip_existing: bool,
 ) -> None:
-    """Write frozen-backbone features of a dataset into a crash-safe feature store."""
-    from featlt.extract.pipeline import ExtractConfig, extract_features
+    """Write frozen-backbone features of a dataset into a crash-safe feature store.
 
-    if resume and overwrite:
-        raise FeatltError("--resume and --overwrite: pick one")
+    With view options (--profile, --test-per-class, ...) only the rows that view reads.
+    """
+    from featlt.extract.pipeline import ExtractConfig, extract_features
+    from featlt.extract.sweep import output_paths, run_sweep
+
+    if sum((resume, overwrite, skip_existing)) > 1:
+        raise FeatltError("--resume, --overwrite and --skip-existing: pick one")
+    outputs = output_paths(output, model, weights, layer, resolution)
     config = ExtractConfig(
-        model=model,
+        model=model[0],
         data=data,
-        output=output,
+        output=outputs[0],
         weights=weights,
         splits=_splits(splits),
         resolution=resolution,
@@ -131,70 +168,36 @@ def extract_command(
         forward_path=forward_path,
         amp=not no_amp,
         amp_dtype=amp_dtype,  # type: ignore[arg-type]
+        protocol=build_protocol(protocol_options, runtime.seed),
+        view_seeds=_seeds(view_seeds),
+        also_imbalance_factors=also_imbalance_factor,
+        skip_existing=skip_existing,
     )
-    result = extract_features(config, runtime)
+    if len(model) == 1:
+        _report(runtime, extract_features(config, runtime))
+        return
+    results, failures = run_sweep(config, model, outputs,
+                                  lambda run: extract_features(run, runtime))
+    for result in results:
+        _report(runtime, result)
+    if failures:
+        raise FeatltError(
+            f"sweep: {len(failures)} of {len(model)} backbones failed: "
+            + "; ".join(f"--model {f.model} ({f.output}): {f.error}" for f in failures)
+        )
+
+
+def _report(runtime: Runtime, result: Any) -> None:
+    """Print one extraction's file, backbone and per-split rows and speed."""
     backbone = result.provenance["backbone"]
     lines = [f"wrote {result.output}  ({backbone['model']}, {backbone['weights']['source']} "
              f"weights, {backbone['feature']['layer']} dim {result.dim}, {backbone['device']} "
              f"{backbone['precision']}, {result.provenance['forward']['name']} forward)"]
     for split in result.splits:
         speed = (f"{split.images_per_second:.1f} img/s" if split.images_per_second
-                 else "nothing left")
+                 else "kept" if split.resumed_from == split.rows else "nothing left")
         resumed = f", resumed at {split.resumed_from}" if split.resumed_from else ""
         lines.append(f"  {split.name:<6} {split.rows} rows in {split.seconds:.1f} s "
                      f"({speed}{resumed})")
     emit(runtime, result, "\n".join(lines))
 
-
-@main.group("zoo")
-def zoo_group() -> None:
-    """The backbone zoo: named backbones for --model and their weights."""
-
-
-@zoo_group.command("list")
-@featlt_command
-def zoo_list_command(runtime: Runtime) -> None:
-    """Each zoo entry's timm model, weight source and whether its weights are here."""
-    from featlt.extractors import zoo_status
-
-    statuses = zoo_status()
-    lines = []
-    for status in statuses:
-        mark = "present" if status.present else "MISSING"
-        lines.append(f"{status.name:<27} {status.model:<29} {status.source}\n"
-                     f"    {mark}: {status.note}" + (f"\n    {status.path}" if status.path
-                                                       else "")
-                     + f"\n    {status.description}")
-    lines.append(f"{'pixels, pixels_<SIZE>':<57} no weights (raw pixels)\n    raw pixels at "
-                 "SIZE x SIZE (default 16): the floor every backbone should beat")
-    emit(runtime, statuses, "\n".join(lines))
-
-
-@main.group("weights")
-def weights_group() -> None:
-    """Backbone weights: convert foreign checkpoints, list the zoo (= featlt zoo list)."""
-
-
-weights_group.add_command(zoo_list_command, "list")
-
-
-@weights_group.command("convert")
-@click.argument("source", type=click.Path(path_type=Path))
-@click.option("--model", "-m", required=True, help="Target timm ARCH[.TAG].")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="The .safetensors to write [default: <cache>/weights/<model>-<sha>"
-                   ".safetensors].")
-@click.option("--num-classes", type=int, default=None,
-              help="Classifier width of the target [default: timm's]; 0 for headless sources.")
-@featlt_command
-def convert_command(
-    runtime: Runtime, source: Path, model: str, output: Path | None, num_classes: int | None
-) -> None:
-    """Map SOURCE's tensors onto a timm model by position (shapes checked), save as safetensors."""
-    from featlt.extractors.weights import convert_positional
-
-    result = convert_positional(source, model, output, num_classes)
-    emit(runtime, result,
-         f"wrote {result.output}\n  {result.n_tensors} tensors of {result.model} from "
-         f"{result.source} (positional, every shape checked, strict load verified)\n"
-         f"  use: featlt extract --model {result.model} --weights {result.output} ...")

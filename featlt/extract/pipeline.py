@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,6 +72,14 @@ class ExtractConfig:
     # float16: ~10x closer to float32 than bfloat16 at the same speed (measured on an H100);
     # it overflows where activations pass 65504, which is refused with the fix.
     amp_dtype: Literal["float16", "bfloat16"] = "float16"
+    # An index view (featlt.data.protocol.Protocol): extract only the rows it reads, at every
+    # seed of view_seeds (None: the run's --seed) and every extra imbalance factor; None or a
+    # view of whole splits: every row (as --limit and --skip-bad leave them).
+    protocol: Any = None
+    view_seeds: tuple[int, ...] | None = None
+    also_imbalance_factors: tuple[float, ...] = ()
+    # keep a complete output of the same provenance, resume an incomplete one
+    skip_existing: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,29 +155,115 @@ def subset_rows(n: int, limit: int | None, seed: int, split: str) -> np.ndarray:
 
 
 def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
-    """Extract ``config.splits`` of ``config.data`` with ``config.model`` into ``config.output``."""
+    """Extract ``config.splits`` of ``config.data`` with ``config.model`` into ``config.output``.
+
+    With ``config.protocol`` only the rows that index view reads; with ``config.skip_existing`` a
+    complete output of the same provenance is kept and an incomplete one resumed.
+    """
     import torch
 
     from featlt.data.sources import open_source
-    from featlt.extract.augment import make_view_transform
-    from featlt.extractors.backbones import create_backbone, package_versions, resolve_spec
     from featlt.runtime import resolve_torch_device
 
     _check_config(config)
-    check_output(config.output, config.mode)
+    check_output(config.output, "resume" if config.skip_existing else config.mode)
     source = open_source(config.data)
     weights_file = ([] if config.weights in (None, "hub", "random")
                     else [config.weights.removeprefix("local-dir:")])
     refuse_output_onto_inputs(config.output, [*source.input_paths(), *weights_file])
-    splits = config.splits or source.split_names()
-    for split in splits:
-        source.check_split(split)
     device = resolve_torch_device(runtime.device)
     workers = default_workers(device) if config.workers is None else config.workers
     cores = os.cpu_count() or 1
     fixed = fixed_threads(runtime.threads, device, cores, workers)
     torch.set_num_threads(fixed.threads if fixed else cores)
-    spec = resolve_spec(config.model, config.weights, config.resolution, runtime.seed,
+    plan = plan_rows(config, source, runtime.seed, workers)
+    backbone, view_transform = _load_backbone(config, runtime.seed, device)
+    provenance = _feature_provenance(config, source, plan, backbone, view_transform,
+                                     runtime.seed)
+    mode = _write_mode(config, provenance)
+    if mode == "keep":
+        log.info("kept %s: complete, same provenance (--skip-existing)", config.output)
+        return _kept(config.output, backbone.dim)
+    forward, forward_record, threads = _choose_forward(config, source, plan, backbone, fixed,
+                                                       cores, workers)
+    forward_check = forward_record.pop("check")
+    provenance = {**provenance, "forward": forward_record,
+                  "run": _run_record(backbone, threads, workers, forward_check)}
+    log.info("forward path %s (%s); %d torch threads (%s)", forward_record["name"],
+             forward_record["reason"], threads.threads, threads.reason)
+    loop = _Loop(config, backbone, forward, view_transform, runtime.seed, workers)
+    with StoreWriter(config.output, provenance, mode=mode) as writer:
+        results = _write_splits(config, writer, source, plan, loop, backbone)
+        writer.mark_complete()
+    return ExtractResult(config.output, results, backbone.dim, provenance)
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """Which source rows each split's extraction writes."""
+
+    splits: tuple[str, ...]
+    rows: dict[str, np.ndarray]  # {split: (n,) sorted source positions}
+    skipped: dict[str, np.ndarray | None]  # {split: (S,) unreadable positions} with --skip-bad
+    limits: dict[str, int | None]  # {split: --limit}
+    # {split: (M,) labels of the whole source split}; only for a view's rows
+    source_labels: dict[str, np.ndarray]
+    view: dict[str, Any] | None  # the view extracted, for provenance; None: whole splits
+
+
+def plan_rows(config: ExtractConfig, source: Any, seed: int, workers: int) -> RowPlan:
+    """The rows to extract: whole splits (minus unreadable ones, then the --limit subset), or
+    with a view protocol every row that view reads at ``config.view_seeds`` and
+    ``config.also_imbalance_factors``."""
+    splits = config.splits or source.split_names()
+    for split in splits:
+        source.check_split(split)
+    limits = {s: config.limit.get(s) if isinstance(config.limit, dict) else config.limit
+              for s in splits}
+    protocol = config.protocol
+    if protocol is None or protocol.reads_whole_splits():
+        skipped = {s: _unreadable(source, s, workers) if config.skip_bad else None
+                   for s in splits}
+        rows = {s: _select_rows(len(source.labels(s)), skipped[s], limits[s], seed, s)
+                for s in splits}
+        return RowPlan(tuple(splits), rows, skipped, limits, {}, None)
+    return _view_rows(config, protocol, source, tuple(splits), seed, limits)
+
+
+def _view_rows(config: ExtractConfig, protocol: Any, source: Any, splits: tuple[str, ...],
+               seed: int, limits: dict[str, int | None]) -> RowPlan:
+    """:func:`plan_rows` for an index view: the union of the rows it reads at every seed and
+    imbalance factor asked for."""
+    from featlt.data.protocol import covering_positions, expand_protocols
+
+    if config.limit is not None or config.skip_bad:
+        raise FeatltError(
+            f"{'--limit' if config.limit is not None else '--skip-bad'} with view options "
+            f"({protocol.options_text()}): not supported together; drop it, or extract whole "
+            "splits without view options"
+        )
+    seeds = config.view_seeds or (seed,)
+    protocols = expand_protocols(protocol, seeds, config.also_imbalance_factors)
+    rows = covering_positions(source.labels, splits, len(source.class_names), protocols,
+                              f"dataset {config.data}")
+    kept = tuple(s for s in splits if s in rows)
+    view = {
+        "protocol": {k: v for k, v in asdict(protocol).items() if k != "seed"},
+        "seeds": [int(s) for s in dict.fromkeys(seeds)],
+        "imbalance_factors": sorted({float(p.imbalance_factor) for p in protocols}),
+        "rows": {s: int(rows[s].size) for s in kept},
+    }
+    return RowPlan(kept, {s: rows[s] for s in kept}, dict.fromkeys(kept),
+                   {s: limits[s] for s in kept},
+                   {s: np.asarray(source.labels(s), np.int64) for s in kept}, view)
+
+
+def _load_backbone(config: ExtractConfig, seed: int, device: str) -> tuple[Any, Any]:
+    """The backbone on ``device`` and the --views transform (None without views)."""
+    from featlt.extract.augment import make_view_transform
+    from featlt.extractors.backbones import create_backbone, resolve_spec
+
+    spec = resolve_spec(config.model, config.weights, config.resolution, seed,
                         layer=config.layer)
     backbone = create_backbone(spec, device=device, amp=config.amp, amp_dtype=config.amp_dtype)
     if config.store_logits and backbone.num_classes == 0:
@@ -180,34 +273,28 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
         )
     view_transform = (make_view_transform(config.augment, backbone.data_config)
                       if config.views else None)
-    limits = {s: config.limit.get(s) if isinstance(config.limit, dict) else config.limit
-              for s in splits}
-    skipped = {s: _unreadable(source, s, workers) if config.skip_bad else None for s in splits}
-    rows = {s: _select_rows(len(source.labels(s)), skipped[s], limits[s], runtime.seed, s)
-            for s in splits}
-    # The whole run's forward images, not the remainder: a resumed run picks the same path.
-    n_images = sum(int(r.size) for r in rows.values()) * (1 + config.views)
-    example, decode_s = _example_batch(source, splits, rows, backbone,
-                                       min(config.batch_size, CHECK_ROWS))
-    forward, forward_record = backbone.prepare_forward(
-        example, config.forward_path, n_images=n_images, batch_size=config.batch_size,
-        logits=config.store_logits,
-    )
-    forward_check = forward_record.pop("check")
-    computed = config.batch_size if forward_record["compiled"] else int(example.shape[0])
-    threads = fixed or measured_threads(forward, example, computed, decode_s, cores, workers)
-    torch.set_num_threads(threads.threads)
-    provenance = {
+    return backbone, view_transform
+
+
+def _feature_provenance(
+    config: ExtractConfig, source: Any, plan: RowPlan, backbone: Any, view_transform: Any,
+    seed: int,
+) -> dict[str, Any]:
+    """What the stored features are (backbone, data, rows, storage, views); the forward path
+    and the run's record are added once chosen."""
+    data = {
+        **source.describe(),
+        "extracted_splits": list(plan.splits),
+        "skip_bad": config.skip_bad,
+        "limit": None if config.limit is None else {
+            "per_split": plan.limits, "seed": seed,
+            "method": "uniform random subset per split, sorted"},
+    }
+    if plan.view is not None:
+        data["view"] = plan.view
+    return {
         "backbone": backbone.provenance,
-        "forward": forward_record,
-        "data": {
-            **source.describe(),
-            "extracted_splits": list(splits),
-            "skip_bad": config.skip_bad,
-            "limit": None if config.limit is None else {
-                "per_split": limits, "seed": runtime.seed,
-                "method": "uniform random subset per split, sorted"},
-        },
+        "data": data,
         "store": {
             "dtype": config.dtype,
             "batch_size": config.batch_size,
@@ -216,56 +303,112 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
                 "pooled pre-logits" if config.layer is None else f"pooled layer {config.layer}"),
         },
         "views": {"n_views": config.views} if view_transform is None else {
-            "n_views": config.views, "seed": runtime.seed, "augment": view_transform.describe(),
-        },
-        "run": {
-            "versions": package_versions(),
-            "weights_file": backbone.weights_file,
-            "threads": threads.threads,
-            "threads_choice": {"reason": threads.reason, "decode_ms": threads.decode_ms,
-                               "forward_ms": threads.forward_ms},
-            "workers": workers,
-            "forward_check": forward_check,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "n_views": config.views, "seed": seed, "augment": view_transform.describe(),
         },
     }
-    log.info("forward path %s (%s); %d torch threads (%s)", forward_record["name"],
-             forward_record["reason"], threads.threads, threads.reason)
-    loop = _Loop(config, backbone, forward, view_transform, runtime.seed, workers)
+
+
+def _write_mode(config: ExtractConfig, provenance: dict[str, Any]) -> str:
+    """The store mode; with --skip-existing ``keep`` for a complete file of the same
+    provenance (the forward path and the run record aside), ``resume`` for an incomplete one."""
+    if not config.skip_existing or not config.output.exists():
+        return "create" if config.skip_existing else config.mode
+    from featlt.store.feature_store import FeatureStore, require_same_provenance
+
+    with FeatureStore(config.output, allow_incomplete=True) as store:
+        stored, complete = store.provenance, store.complete
+    if not complete:
+        return "resume"  # the writer checks the whole provenance, forward path included
+    require_same_provenance(stored, provenance, f"--skip-existing {config.output}",
+                            keys=tuple(provenance))
+    return "keep"
+
+
+def _kept(path: Path, dim: int) -> ExtractResult:
+    """The result of a complete file kept as it is (its own provenance, nothing extracted)."""
+    from featlt.store.feature_store import FeatureStore
+
+    with FeatureStore(path) as store:
+        splits = [SplitResult(name=s, rows=store.info(s).n_rows, resumed_from=store.info(s).n_rows,
+                              seconds=0.0, images_per_second=None) for s in store.splits]
+        return ExtractResult(path, splits, dim, store.provenance)
+
+
+def _choose_forward(
+    config: ExtractConfig, source: Any, plan: RowPlan, backbone: Any, fixed: Any, cores: int,
+    workers: int,
+) -> tuple[Any, dict[str, Any], Any]:
+    """The forward path (checked against eager on the run's first images) and the torch thread
+    count (fixed, or timed on those images)."""
+    import torch
+
+    # The whole run's forward images, not the remainder: a resumed run picks the same path.
+    n_images = sum(int(r.size) for r in plan.rows.values()) * (1 + config.views)
+    example, decode_s = _example_batch(source, plan.splits, plan.rows, backbone,
+                                       min(config.batch_size, CHECK_ROWS))
+    forward, forward_record = backbone.prepare_forward(
+        example, config.forward_path, n_images=n_images, batch_size=config.batch_size,
+        logits=config.store_logits,
+    )
+    computed = config.batch_size if forward_record["compiled"] else int(example.shape[0])
+    threads = fixed or measured_threads(forward, example, computed, decode_s, cores, workers)
+    torch.set_num_threads(threads.threads)
+    return forward, forward_record, threads
+
+
+def _run_record(backbone: Any, threads: Any, workers: int,
+                forward_check: Any) -> dict[str, Any]:
+    """How this run went (may differ on resume)."""
+    from featlt.extractors.backbones import package_versions
+
+    return {
+        "versions": package_versions(),
+        "weights_file": backbone.weights_file,
+        "threads": threads.threads,
+        "threads_choice": {"reason": threads.reason, "decode_ms": threads.decode_ms,
+                           "forward_ms": threads.forward_ms},
+        "workers": workers,
+        "forward_check": forward_check,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _write_splits(
+    config: ExtractConfig, writer: StoreWriter, source: Any, plan: RowPlan, loop: _Loop,
+    backbone: Any,
+) -> list[SplitResult]:
+    """Forward every planned row batch by batch into ``writer``, from where each split stopped."""
     fault_after = int(os.environ.get(FAULT_ENV, "0") or 0)
     results: list[SplitResult] = []
-    with StoreWriter(config.output, provenance, mode=config.mode) as writer:
-        batches = 0
-        for split in splits:
-            labels = source.labels(split)[rows[split]]
-            start = writer.begin_split(
-                split, labels, rows[split], source.class_names, backbone.dim, config.dtype,
-                n_views=config.views,
-                n_logits=backbone.num_classes if config.store_logits else 0,
-                skipped=skipped[split],
+    batches = 0
+    for split in plan.splits:
+        rows = plan.rows[split]
+        labels = source.labels(split)[rows]
+        start = writer.begin_split(
+            split, labels, rows, source.class_names, backbone.dim, config.dtype,
+            n_views=config.views, n_logits=backbone.num_classes if config.store_logits else 0,
+            skipped=plan.skipped[split], source_labels=plan.source_labels.get(split),
+        )
+        if start % config.batch_size and start != labels.size:
+            raise StoreError(
+                f"resuming {config.output}: split '{split}' holds {start} rows, not a "
+                f"multiple of --batch-size {config.batch_size}; pass --overwrite"
             )
-            if start % config.batch_size and start != labels.size:
-                raise StoreError(
-                    f"resuming {config.output}: split '{split}' holds {start} rows, not a "
-                    f"multiple of --batch-size {config.batch_size}; pass --overwrite"
-                )
-            began = time.perf_counter()
-            for first, outputs in loop.batches(source, split, rows[split], start):
-                writer.write_rows(split, first, **outputs)
-                batches += 1
-                if fault_after and batches == fault_after:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            seconds = time.perf_counter() - began
-            done = labels.size - start
-            results.append(SplitResult(
-                name=split, rows=int(labels.size), resumed_from=int(start),
-                seconds=round(seconds, 3),
-                images_per_second=round(done / seconds, 2) if done and seconds > 0 else None,
-            ))
-            log.info("split %s: %d rows (%d resumed) in %.1f s", split, labels.size, start,
-                     seconds)
-        writer.mark_complete()
-    return ExtractResult(config.output, results, backbone.dim, provenance)
+        began = time.perf_counter()
+        for first, outputs in loop.batches(source, split, rows, start):
+            writer.write_rows(split, first, **outputs)
+            batches += 1
+            if fault_after and batches == fault_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+        seconds = time.perf_counter() - began
+        done = labels.size - start
+        results.append(SplitResult(
+            name=split, rows=int(labels.size), resumed_from=int(start),
+            seconds=round(seconds, 3),
+            images_per_second=round(done / seconds, 2) if done and seconds > 0 else None,
+        ))
+        log.info("split %s: %d rows (%d resumed) in %.1f s", split, labels.size, start, seconds)
+    return results
 
 
 def _check_config(config: ExtractConfig) -> None:
@@ -372,7 +515,8 @@ class _Loop:
         """Yield (first row, {"features": (b, D), "views": (b, V, D) | None, "logits": (b, K) |
         None}) float32 arrays from row ``start`` on."""
         from torch.utils.data import DataLoader
-        from tqdm import tqdm
+
+        from featlt.progress import Progress
 
         dataset = SplitImages(source, split, rows[start:], self.image_transform,
                                self.view_transform, self.config.views, self.seed)
@@ -386,8 +530,7 @@ class _Loop:
             pin_memory=self.backbone.device == "cuda",
         )
         first = start
-        with tqdm(total=rows.size, initial=start, desc=f"extract {split}", unit="img",
-                  disable=None, file=sys.stderr) as bar:
+        with Progress(rows.size, f"extract {split}", "img", initial=start) as bar:
             for images, views, error in loader:
                 if error is not None:
                     raise FeatltError(error)
