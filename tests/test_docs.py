@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NEEDLES = (
     *(stem + ".md" for stem in ("ALGO" + "RITHMS", "ARCHI" + "TECTURE", "ST" + "YLE")),
     "shared" + "/" + "design",
+    # a section cited without the file name ("... §4") is as dangling
+    *(stem + " " + "\u00a7" for stem in ("ALGO" + "RITHMS", "ARCHI" + "TECTURE")),
 )
 SKIPPED_TOP = {"results", ".git"}
 LINKED_DOCS = ("README.md", "docs", "results/README.md", "extractors/README.md")
