@@ -65,6 +65,14 @@ def fit_density(
 
 def log_density(X: np.ndarray, mixture: DensityMixture) -> np.ndarray:
     """(n,) float64 ``log p(z)`` of the rows of ``X`` (n, D) under the mixture (blockwise)."""
+    return log_density_and_cluster(X, mixture)[0]
+
+
+def log_density_and_cluster(
+    X: np.ndarray, mixture: DensityMixture
+) -> tuple[np.ndarray, np.ndarray]:
+    """``log p(z)`` (n,) float64 and the most likely component ``argmax_k pi_k N(z; mu_k,
+    s_k^2 I)`` (n,) int64 of the rows of ``X`` (n, D), blockwise."""
     from scipy.special import logsumexp
 
     dim = X.shape[1]
@@ -72,13 +80,15 @@ def log_density(X: np.ndarray, mixture: DensityMixture) -> np.ndarray:
     c_sq = (centroids.astype(np.float64) ** 2).sum(axis=1)
     const = mixture.log_weights - 0.5 * dim * np.log(2 * np.pi * mixture.variances)
     out = np.empty(X.shape[0])
+    cluster = np.empty(X.shape[0], dtype=np.int64)
     for start in range(0, X.shape[0], BLOCK_ROWS):
         block = X[start:start + BLOCK_ROWS]
         x_sq = (block.astype(np.float64) ** 2).sum(axis=1)
         dist = np.maximum(x_sq[:, None] + c_sq[None, :] - 2.0 * (block @ centroids.T), 0.0)
-        out[start:start + block.shape[0]] = logsumexp(
-            const[None, :] - dist / (2 * mixture.variances[None, :]), axis=1)
-    return out
+        joint = const[None, :] - dist / (2 * mixture.variances[None, :])
+        out[start:start + block.shape[0]] = logsumexp(joint, axis=1)
+        cluster[start:start + block.shape[0]] = joint.argmax(axis=1)
+    return out, cluster
 
 
 def densest_fraction(

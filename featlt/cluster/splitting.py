@@ -175,6 +175,32 @@ def balanced_assignment(sq_distances: np.ndarray) -> np.ndarray:
     return labels
 
 
+def rebalance_within_classes(
+    points: np.ndarray, y: np.ndarray, sub_to_class: np.ndarray, prototypes: np.ndarray
+) -> np.ndarray:
+    """Re-assign every point to a sub-class of its own class, balanced within each class.
+
+    Args:
+        points: (N, H) features (e.g. projected training rows).
+        y: (N,) int class of each point.
+        sub_to_class: (S,) int class of each sub-class.
+        prototypes: (S, H) sub-class prototypes.
+    Returns:
+        sub_labels: (N,) int64 in 0..S-1 with ``sub_to_class[sub_labels] == y``; within a class
+        the sub-class sizes differ by at most one (:func:`balanced_assignment`).
+    """
+    sub_labels = np.empty(y.shape[0], dtype=np.int64)
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        subs = np.flatnonzero(sub_to_class == c)
+        if subs.size == 1:
+            sub_labels[rows] = subs[0]
+            continue
+        sub_labels[rows] = subs[balanced_assignment(squared_distances(points[rows],
+                                                                      prototypes[subs]))]
+    return sub_labels
+
+
 def equal_split_imbalance(class_counts: np.ndarray, k_per_class: np.ndarray) -> float | None:
     """The sub-class imbalance factor of an ideal equal split: largest ``ceil(n_c / K_c)`` over
     smallest ``floor(n_c / K_c)``, over non-empty classes (what a balanced split reaches)."""

@@ -23,9 +23,10 @@ FORMAT = "featlt-head"
 FORMAT_VERSION = 1
 TENSORS_FILE = "head.safetensors"
 CONFIG_FILE = "head.json"
-ARRAY_ATTRS = ("class_counts_", "log_prior_", "scales_")
-DICT_ATTRS = ("state_", "preprocess_state_")
-SCALAR_ATTRS = ("n_features_in_", "best_epoch_", "n_epochs_", "val_score_", "device_", "history_")
+ARRAY_ATTRS = ("class_counts_", "log_prior_", "scales_", "sub_to_class_")
+DICT_ATTRS = ("state_", "preprocess_state_", "router_state_")
+SCALAR_ATTRS = ("n_features_in_", "best_epoch_", "n_epochs_", "val_score_", "device_", "history_",
+                "split_plan_", "mapping_val_", "reassigned_", "stages_", "views_source_")
 
 
 def _export(head: BaseHead, prefix: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -46,6 +47,9 @@ def _export(head: BaseHead, prefix: str, tensors: dict[str, np.ndarray]) -> dict
             tensors[f"{prefix}{attr}.{key}"] = np.ascontiguousarray(value)
     if "base" in params:
         config["base"] = _export(head.base_, f"{prefix}base.", tensors)  # type: ignore[attr-defined]
+    if hasattr(head, "sub_heads_"):  # composite heads (DLSA stages): one nested head each
+        config["sub_heads"] = [_export(sub, f"{prefix}sub{i}.", tensors)
+                               for i, sub in enumerate(head.sub_heads_)]  # type: ignore[attr-defined]
     return config
 
 
@@ -62,7 +66,13 @@ def _restore(config: dict[str, Any], prefix: str, tensors: dict[str, np.ndarray]
     base = _restore(config["base"], f"{prefix}base.", tensors) if "base" in config else None
     if "base" in config:
         params["base"] = base
-    head = cls(**params)
+    try:
+        head = cls(**params)
+    except TypeError as err:
+        raise FeatltError(
+            f"saved head class {config['class']}: its parameters do not match featlt "
+            f"{__version__} ({err}); re-fit the head with this version"
+        ) from err
     head.classes_ = np.asarray(config["classes"])
     for key, value in config["fitted"].items():
         setattr(head, key, value)
@@ -74,6 +84,9 @@ def _restore(config: dict[str, Any], prefix: str, tensors: dict[str, np.ndarray]
         setattr(head, attr, {k[len(start):]: v for k, v in tensors.items() if k.startswith(start)})
     if base is not None:
         head.base_ = base
+    if "sub_heads" in config:
+        head.sub_heads_ = [_restore(sub, f"{prefix}sub{i}.", tensors)  # type: ignore[attr-defined]
+                           for i, sub in enumerate(config["sub_heads"])]
     return head
 
 

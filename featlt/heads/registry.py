@@ -13,7 +13,10 @@ from typing import Any
 
 from featlt.errors import FeatltError
 from featlt.heads.base import BaseHead
+from featlt.heads.cibl import CIBLHead
 from featlt.heads.cosine import CosineHead
+from featlt.heads.cws import CWSHead
+from featlt.heads.dlsa import DLSAHead
 from featlt.heads.ldam import LDAMDRWHead
 from featlt.heads.linear import LinearHead
 from featlt.heads.ncm import NCMHead
@@ -74,6 +77,20 @@ HEADS: dict[str, HeadSpec] = {
                  "code: Kang et al. 2020", {"lr": (0.01, 0.1)}, base="linear"),
         HeadSpec("posthoc_la", PostHocLA, {}, "plain linear head, post-hoc f - tau log pi",
                  "paper+code: Menon et al. 2021", {"tau": TAU_GRID}, base="linear"),
+        HeadSpec("dlsa", DLSAHead, {},
+                 "DLSA stages: density router peels the densest rho per stage to cluster-aided "
+                 "Balanced Softmax heads (leave-one-out histograms); a final head takes the rest",
+                 "code (staging, cluster-aided head): Xu et al. 2022; router and leave-one-out "
+                 "histograms: featlt's reconstruction", {"rho": (0.3, 0.5), "depth": (1, 2)}),
+        HeadSpec("cws", CWSHead, {},
+                 "classwise split into near-equal sub-classes, logit-adjusted linear head on "
+                 "sub-classes, prior-neutral group mapping (logsumexp - log K_c)",
+                 "reconstruction of Yuan et al. 2023 (no public code)", TRAIN_GRID),
+        HeadSpec("cibl", CIBLHead, {},
+                 "projection MLP + cosine head, logit-adjusted CE + (1 - 1/b)-weighted "
+                 "supervised contrast (stored views, else feature noise)",
+                 "reconstruction of Lavoie & Waslander 2023 (no public code)",
+                 {"lam": (0.5, 2.0)}),
     )
 }
 
@@ -92,12 +109,21 @@ def head_spec(name: str) -> HeadSpec:
     return HEADS[name]
 
 
-def make_head(name: str, **params: Any) -> BaseHead:
-    """Build the named head; ``params`` override its recipe's defaults (e.g. ``lr=0.01``)."""
-    return head_spec(name).build(**params)
+def make_head(name: str, stages: int | None = None, **params: Any) -> BaseHead:
+    """Build the named head; ``params`` override its recipe's defaults (e.g. ``lr=0.01``).
+
+    ``stages=k`` wraps a trainable head in DLSA's balanced label-space stages: ``k`` peeling
+    stages of cluster-aided heads of that family and a final one (``params`` go to every stage
+    head; ``stages=0`` is the head alone, trained like a DLSA final head).
+    """
+    if stages is None:
+        return head_spec(name).build(**params)
+    head_spec(name)
+    runtime = {k: params.pop(k) for k in ("device", "random_state", "max_epochs") if k in params}
+    return DLSAHead(final_head=name, depth=stages, head_params=params, **runtime)
 
 
 HEAD_CLASSES: dict[str, Callable[..., BaseHead]] = {
     cls.__name__: cls for cls in (LinearHead, CosineHead, LDAMDRWHead, NCMHead, TauNorm, LWS,
-                                  PostHocLA)
+                                  PostHocLA, DLSAHead, CWSHead, CIBLHead)
 }
