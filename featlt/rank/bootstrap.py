@@ -52,11 +52,13 @@ def resampled_recall(
 
 
 def class_mean(recall: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
-    """Mean recall over ``classes`` (all when None), skipping NaN: (B, M, C) -> (B, M)."""
+    """Mean recall over ``classes`` (all when None) on the last axis, skipping NaN (NaN when no
+    class is finite): e.g. (B, M, C) -> (B, M)."""
     picked = recall if classes is None else recall[..., np.asarray(classes)]
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
-        return np.nanmean(picked, axis=-1)
+    finite = np.isfinite(picked)
+    total = np.where(finite, picked, 0.0).sum(axis=-1)
+    count = finite.sum(axis=-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def percentile_interval(values: np.ndarray) -> list[float]:

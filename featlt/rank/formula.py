@@ -20,17 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from featlt.rank.bootstrap import class_mean
+
 FORMULA = ("featlt = 1/2 mean_c r_c + 1/2 mean_{c in tail third} r_c, "
            "r_c = (kNN recall_c + NCM recall_c) / 2 (leave-one-out on the training view)")
-
-
-def _nanmean(values: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Mean over finite entries along ``axis`` (NaN where there are none), without warnings."""
-    finite = np.isfinite(values)
-    total = np.where(finite, values, 0.0).sum(axis=axis)
-    count = finite.sum(axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def score_from_recalls(knn: np.ndarray, ncm: np.ndarray, tail: np.ndarray | None) -> np.ndarray:
@@ -41,10 +34,10 @@ def score_from_recalls(knn: np.ndarray, ncm: np.ndarray, tail: np.ndarray | None
         tail: class ids of the tail third (None: no tail term, the balanced mean alone).
     """
     recall = (np.asarray(knn, dtype=np.float64) + np.asarray(ncm, dtype=np.float64)) / 2
-    balanced = _nanmean(recall)
+    balanced = class_mean(recall)
     if tail is None or len(tail) == 0:
         return balanced
-    return 0.5 * balanced + 0.5 * _nanmean(recall[..., np.asarray(tail)])
+    return 0.5 * balanced + 0.5 * class_mean(recall, tail)
 
 
 def _recalls(report: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from featlt.rank.bootstrap import probability_best
+from featlt.rank.bootstrap import class_mean, probability_best
 
 if TYPE_CHECKING:
     from featlt.rank.ranking import RankConfig, RankedFile
@@ -44,7 +44,7 @@ def _measured(rows: list[RankedFile], config: RankConfig) -> dict[str, Any]:
     probability = None
     if len(rows) > 1:
         _, resampled, _ = measured_recall(rows, config.n_bootstrap, config.seed)
-        probability = float(probability_best(np.nanmean(resampled, axis=-1))[index])
+        probability = float(probability_best(class_mean(resampled))[index])
     ci = m.balanced_accuracy_ci
     sentence = (
         f"Use {best.entry.describe()} ({best.entry.label}) with the {m.head} head: balanced "
