@@ -43,6 +43,9 @@ ARRAYS = ("features", "views", "logits")
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 # Provenance keys that describe the run rather than the features; they may differ on resume.
 VOLATILE_PROVENANCE_KEYS = frozenset({"run"})
+# Backbone values derived from the rest of the record (the feature extractor's parameter count,
+# added to provenance later): a record that lacks one still matches a record that has it.
+DERIVED_PROVENANCE_KEYS = frozenset({"backbone.feature.params"})
 WriteMode = Literal["create", "resume", "overwrite"]
 
 
@@ -74,7 +77,7 @@ def provenance_diff(
                 if not prefix and key in ignore:
                     continue
                 walk(x.get(key), y.get(key), f"{prefix}.{key}" if prefix else key)
-        elif x != y:
+        elif x != y and not (prefix in DERIVED_PROVENANCE_KEYS and None in (x, y)):
             diffs.append(prefix)
 
     walk(json.loads(json.dumps(a)), json.loads(json.dumps(b)), "")
@@ -134,9 +137,10 @@ def rows_per_chunk(row_bytes: int, target_bytes: int = 1 << 20) -> int:
 
 
 PARTIAL_SUFFIX = ".partial"
-# A resume may restart an unfinished file whose provenance differs only here: --skip-bad after a
-# run that stopped at an unreadable image leaves those images out, so the rows change.
-RESTARTABLE_PROVENANCE_KEYS = frozenset({"data.skip_bad"})
+# A resume restarts an unfinished file whose provenance differs in --skip-bad (after a run that
+# stopped at an unreadable image, it leaves those images out, so the rows change) and otherwise
+# at most in what follows from the row count (the forward path chosen for the run's size).
+RESTART_KEY, RESTART_FOLLOWERS = "data.skip_bad", ("forward.",)
 
 
 def partial_path(path: str | Path) -> Path:
@@ -171,6 +175,7 @@ class StoreWriter:
         self.partial = partial_path(self.path)
         self.provenance = provenance
         self._complete = False
+        self._datasets: dict[str, h5py.Dataset] = {}
         if mode not in ("create", "resume", "overwrite"):
             raise StoreError(f"store mode '{mode}': unknown; use create, resume or overwrite")
         if mode == "create" and self.partial.exists():
@@ -193,7 +198,7 @@ class StoreWriter:
     def _resume(self) -> h5py.File | None:
         """Open the unfinished file (a complete output is copied to it first) for appending.
 
-        Returns None when it must start afresh (see :data:`RESTARTABLE_PROVENANCE_KEYS`).
+        Returns None when it must start afresh (see :data:`RESTART_KEY`).
         """
         existing = self.partial if self.partial.exists() else self.path
         file = self._open(existing, "r+" if existing == self.partial else "r")
@@ -205,7 +210,8 @@ class StoreWriter:
                 )
             stored = json.loads(file.attrs["provenance"])
             diffs = provenance_diff(stored, self.provenance)
-            if diffs and set(diffs) <= RESTARTABLE_PROVENANCE_KEYS:
+            if RESTART_KEY in diffs and all(d == RESTART_KEY or d.startswith(RESTART_FOLLOWERS)
+                                            for d in diffs):
                 file.close()
                 log.warning("resuming %s: %s changed, so the unfinished rows are extracted "
                             "again", self.path, ", ".join(diffs))
@@ -278,7 +284,12 @@ class StoreWriter:
 
     def _abandon(self) -> None:
         with suppress(OSError, RuntimeError, ValueError):
-            os.ftruncate(self._file.id.get_vfd_handle(), 0)
+            fd = self._file.id.get_vfd_handle()
+            os.ftruncate(fd, 0)
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, fd)  # HDF5's last writes while closing go nowhere instead of failing
+            os.close(null)
+        self._datasets.clear()
         with suppress(OSError, RuntimeError, ValueError):
             self._file.close()
         self.partial.unlink(missing_ok=True)
@@ -367,6 +378,18 @@ class StoreWriter:
             self._file.flush()
         return 0
 
+    def _dataset(self, split: str, name: str) -> h5py.Dataset:
+        """The split's array, kept open until the file closes.
+
+        A dataset object closed on release writes its cached chunks then, where a full disk's
+        error cannot be caught (HDF5 then crashes the process at exit); kept open, every write
+        fails inside :meth:`_writing`, which can clean up.
+        """
+        key = f"{split}/{name}"
+        if key not in self._datasets:
+            self._datasets[key] = self._file[key]
+        return self._datasets[key]
+
     def n_written(self, split: str) -> int:
         return int(self._file[split].attrs["n_written"])
 
@@ -401,7 +424,7 @@ class StoreWriter:
         with self._writing():
             for name, array in arrays.items():
                 if array is not None:
-                    group[name][start:stop] = array
+                    self._dataset(split, name)[start:stop] = array
             self._file.flush()
             group.attrs["n_written"] = stop
             self._file.flush()
@@ -421,6 +444,7 @@ class StoreWriter:
         """Close the file; after :meth:`mark_complete`, rename it onto the output path."""
         if self._file.id.valid:
             with self._writing():
+                self._datasets.clear()
                 self._file.close()
         if self._complete:
             self._complete = False
