@@ -121,3 +121,16 @@ def test_real_label_lists_give_published_sizes_and_golden_rows(shared_data, prof
         if profile == "cao2019":
             counts = long_tail_counts(n_max, n_classes, 100)
             assert np.array_equal(rows100, cao_reference_rows(labels, counts))
+
+
+def test_nested_balanced_rows_are_balanced_seeded_and_nested_across_sizes():
+    from featlt.data.profiles import nested_balanced_rows
+
+    labels = np.repeat(np.arange(3), [40, 25, 30])
+    small, large = nested_balanced_rows(labels, 5), nested_balanced_rows(labels, 20)
+    assert np.bincount(labels[small]).tolist() == [5, 5, 5]
+    assert set(small) <= set(large) and np.all(np.diff(large) > 0)
+    assert np.array_equal(small, nested_balanced_rows(labels, 5))
+    assert not np.array_equal(large, nested_balanced_rows(labels, 20, seed=1))
+    with pytest.raises(FeatltError, match="class 1 has 25 rows but 26"):
+        nested_balanced_rows(labels, 26)
