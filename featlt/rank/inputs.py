@@ -1,9 +1,11 @@
 """The feature files a ranking compares: opened, checked to be comparable, deduplicated.
 
-Files must hold the same dataset (their ``data`` provenance agrees, machine-specific paths
-aside) so that one index view selects the same rows in each; a file whose backbone and settings
-repeat an earlier file's is said once and ranked once; full mode needs a test split holding the
-same images in every file, because the backbones are compared image by image.
+Files must hold the same dataset (their ``data`` provenance agrees, machine-specific paths and
+which rows a file holds aside), so that one index view selects the same images in each (a view
+needing rows a file lacks is refused when it is resolved); a file whose backbone and settings
+repeat an earlier file's is said once and ranked once; full mode needs a test split in every
+file (the images the heads are scored on are checked to be the same in
+:mod:`featlt.rank.validate_rows`).
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from featlt.errors import FeatltError
 from featlt.store.feature_store import FeatureStore, backbone_identity, require_same_provenance
 
-# Data provenance keys that say where a dataset sits on this machine or how a run read it,
-# not which images it holds.
-MACHINE_DATA_KEYS = frozenset({"path", "uri", "extracted_splits", "layouts", "skip_bad"})
+# Data provenance keys that say where a dataset sits on this machine, how a run read it, or which
+# of its rows a file holds (a full extraction and a view extraction of one dataset compare),
+# not which dataset it is.
+MACHINE_DATA_KEYS = frozenset({"path", "uri", "extracted_splits", "layouts", "skip_bad",
+                               "limit", "view"})
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class RankInput:
     provenance: dict[str, Any] = field(repr=False)
     identity: str  # JSON of what makes two files' features the same (backbone + store settings)
     backbone: dict[str, Any] = field(repr=False)  # the provenance's backbone record
-    test_index: np.ndarray | None = field(repr=False)  # (n_test,) source positions; None: no test
+    has_test: bool = False  # the file holds the test split
 
     @property
     def pretrained(self) -> bool:
@@ -85,7 +87,7 @@ def open_inputs(paths: list[Path], test_split: str, need_test: bool) -> tuple[
     Raises:
         FeatltError: a file is missing, incomplete or not a feature store; two files hold
             different datasets (the message names the attribute); full mode and a file has no
-            test split, or test splits of different images.
+            test split.
     """
     if not paths:
         raise FeatltError("featlt rank: no feature files given; pass one or more FEATURES.h5")
@@ -96,12 +98,11 @@ def open_inputs(paths: list[Path], test_split: str, need_test: bool) -> tuple[
     for path, label in zip(paths, _unique_labels(paths), strict=True):
         with FeatureStore(path) as store:
             provenance = store.provenance
-            test_index = (store.source_index(test_split) if test_split in store.splits
-                          else None)
+            has_test = test_split in store.splits
         entry = RankInput(path=path, label=label, provenance=provenance,
                           identity=_identity(provenance),
-                          backbone=provenance.get("backbone") or {}, test_index=test_index)
-        if need_test and test_index is None:
+                          backbone=provenance.get("backbone") or {}, has_test=has_test)
+        if need_test and not has_test:
             raise FeatltError(
                 f"feature file {path}: no '{test_split}' split, and --full measures every "
                 f"backbone's heads on it; extract the test split (featlt extract --splits "
@@ -116,8 +117,6 @@ def open_inputs(paths: list[Path], test_split: str, need_test: bool) -> tuple[
                 f"feature files {first.path} and {path} hold different datasets, so their "
                 "rankings are not comparable",
             )
-            if need_test:
-                _require_same_test_images(first, entry, test_split)
         if entry.identity in seen:
             notes.append(f"{path} holds the same backbone and settings as "
                          f"{seen[entry.identity].path}: ranked once, as "
@@ -129,13 +128,3 @@ def open_inputs(paths: list[Path], test_split: str, need_test: bool) -> tuple[
         notes.append("a single backbone: there is nothing to compare it with, so the ranking "
                      "only reports its scores")
     return inputs, notes
-
-
-def _require_same_test_images(first: RankInput, other: RankInput, test_split: str) -> None:
-    a, b = first.test_index, other.test_index
-    if a is None or b is None or a.shape != b.shape or not np.array_equal(a, b):
-        raise FeatltError(
-            f"feature files {first.path} and {other.path}: their '{test_split}' splits hold "
-            "different images, so the backbones cannot be compared image by image; extract "
-            "both from the same test rows"
-        )

@@ -8,7 +8,8 @@ overrides. A folder whose ``summary.json`` was made with the same settings, and 
 head's per-image test predictions, is reused instead of fitted again.
 
 The head that represents a backbone is the one with the best *validation* balanced accuracy
-(first in head order on ties); its per-image test predictions feed the paired bootstrap.
+(first in head order on ties); its per-image test predictions, keyed by each image's position in
+the source dataset (so files holding different row subsets pair up), feed the paired bootstrap.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ class Measured:
     tail_third: float | None
     reused: bool
     summary: str  # path of the summary.json
-    labels: np.ndarray = field(repr=False)  # (n_test,) true class of each test row
-    predictions: np.ndarray = field(repr=False)  # (n_test,) predicted class of each test row
+    positions: np.ndarray = field(repr=False)  # (n_test,) source positions, ascending
+    labels: np.ndarray = field(repr=False)  # (n_test,) true class of each test image
+    predictions: np.ndarray = field(repr=False)  # (n_test,) predicted class of each test image
 
     def record(self) -> dict[str, Any]:
         return {"head": self.head, "head_dir": self.head_dir,
@@ -111,27 +113,35 @@ def measure(
     rows = summary["heads"]
     best = max(rows, key=lambda name: rows[name]["val_balanced_accuracy"])
     row = rows[best]
-    labels, predictions = read_test_predictions(Path(row["test_predictions"]))
+    positions, labels, predictions = read_test_predictions(
+        Path(row["test_predictions"]), entry.path, protocol.test_split)
     return Measured(
         head=best, head_dir=row["dir"], val_balanced_accuracy=row["val_balanced_accuracy"],
         balanced_accuracy=row["balanced_accuracy"],
         balanced_accuracy_ci=row.get("balanced_accuracy_ci"), tail_third=row.get("tail_third"),
-        reused=reused, summary=str(summary_path), labels=labels, predictions=predictions,
+        reused=reused, summary=str(summary_path), positions=positions, labels=labels,
+        predictions=predictions,
     )
 
 
-def read_test_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, predictions), each (n_test,) int64 in stored test-row order, from a CSV written
-    by ``featlt fit-classifier``."""
+def read_test_predictions(path: Path, feature_file: Path, test_split: str) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray
+]:
+    """(source positions, labels, predictions), each (n_test,) int64 sorted by source position,
+    from a CSV written by ``featlt fit-classifier`` on ``feature_file``."""
+    from featlt.store.feature_store import FeatureStore
+
     try:
         with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            rows = [(int(r["row"]), int(r["label"]), int(r["prediction"])) for r in reader]
+            rows = [(int(r["row"]), int(r["label"]), int(r["prediction"]))
+                    for r in csv.DictReader(handle)]
     except (OSError, KeyError, ValueError) as err:
         raise FeatltError(
             f"test predictions {path}: unreadable ({err}); delete the head folder and rank "
             "again with --full to refit"
         ) from err
-    rows.sort()
     table = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
-    return table[:, 1], table[:, 2]
+    with FeatureStore(feature_file) as store:
+        positions = store.source_index(test_split)[table[:, 0]]
+    order = np.argsort(positions, kind="stable")
+    return positions[order], table[order, 1], table[order, 2]

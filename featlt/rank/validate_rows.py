@@ -33,11 +33,14 @@ def measured_recall(rows: list[RankedFile], n_bootstrap: int, seed: int) -> tupl
     if any(m is None for m in measured):
         raise FeatltError("--validate: every backbone needs measured heads; rank with --full")
     labels = measured[0].labels  # type: ignore[union-attr]
+    positions = measured[0].positions  # type: ignore[union-attr]
     for row, m in zip(rows, measured, strict=True):
-        if not np.array_equal(m.labels, labels):  # type: ignore[union-attr]
+        if not (np.array_equal(m.positions, positions)  # type: ignore[union-attr]
+                and np.array_equal(m.labels, labels)):  # type: ignore[union-attr]
             raise FeatltError(
-                f"test predictions of {row.entry.path}: labelled differently from "
-                f"{rows[0].entry.path}; the heads were not scored on the same test images"
+                f"feature files {rows[0].entry.path} and {row.entry.path}: the heads were scored "
+                "on different test images, so the backbones cannot be compared image by image; "
+                "rank them with the same view (--test-per-class) on files of the same test rows"
             )
     n_classes = len(rows[0].report["data"]["class_names"])
     correct = np.stack([m.predictions == labels for m in measured])  # type: ignore[union-attr]
