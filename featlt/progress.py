@@ -42,9 +42,10 @@ class Progress:
         desc: what is being done (starts every line); unit: name of one unit of work.
         stream: where to write; None: ``sys.stderr`` at construction time.
         terminal: force the bar (True) or the lines (False); None: ``stream.isatty()``.
-        clock: seconds, monotonic (tests inject one).
+        clock: seconds, monotonic (tests inject one); None: ``time.monotonic``.
         interval_s, step: off a terminal, a line every ``interval_s`` seconds or each ``step``
-            of ``total``, whichever comes first, once ``interval_s`` seconds have passed.
+            of ``total``, whichever comes first, once ``interval_s`` seconds have passed;
+            None: :data:`LINE_INTERVAL_S` and :data:`LINE_STEP`.
     """
 
     def __init__(
@@ -55,15 +56,17 @@ class Progress:
         initial: int = 0,
         stream: TextIO | None = None,
         terminal: bool | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        interval_s: float = LINE_INTERVAL_S,
-        step: float = LINE_STEP,
+        clock: Callable[[], float] | None = None,
+        interval_s: float | None = None,
+        step: float | None = None,
     ):
         self.total, self.desc, self.unit = int(total), desc, unit
         self.initial = self.done = int(initial)
         self.stream = sys.stderr if stream is None else stream
-        self.clock, self.interval_s, self.step = clock, float(interval_s), float(step)
-        self.start = self.last_line = clock()
+        self.clock = time.monotonic if clock is None else clock
+        self.interval_s = float(LINE_INTERVAL_S if interval_s is None else interval_s)
+        self.step = float(LINE_STEP if step is None else step)
+        self.start = self.last_line = self.clock()
         self.lines_written = 0
         self.last_line_done: int | None = None
         self._next_step = self._step_after(self.done)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import io
 import re
 
+import numpy as np
+import pytest
+
+from featlt import progress as progress_module
 from featlt.progress import Progress, format_duration
 
 LINE = re.compile(r"^extract train: (\d+)/1000 img \((\d+)%\), ([\d.]+) img/s, "
@@ -87,3 +91,41 @@ def test_on_a_terminal_a_tqdm_bar_and_no_lines():
 def test_format_duration():
     assert [format_duration(s) for s in (0, 59.6, 61, 3599, 7500)] == [
         "0s", "1m00s", "1m01s", "59m59s", "2h05m"]
+
+
+@pytest.fixture
+def lines_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No quiet period: every update off a terminal writes a line."""
+    monkeypatch.setattr(progress_module, "LINE_INTERVAL_S", 0.0)
+
+
+def test_extraction_reports_lines_into_a_log(lines_at_once, tmp_path, capsys):
+    from featlt.extract.pipeline import ExtractConfig, extract_features
+    from featlt.runtime import Runtime
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data.npz"
+    np.savez(data, x_train=rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8),
+             y_train=np.repeat(np.arange(4), 10),
+             x_test=rng.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8),
+             y_test=np.repeat(np.arange(4), 2), class_names=np.array(list("abcd")))
+    config = ExtractConfig(model="pixels_4", data=f"npz:{data}", output=tmp_path / "f.h5",
+                           batch_size=16, workers=0, dtype="float32")
+    extract_features(config, Runtime(threads=1))
+    err = capsys.readouterr().err
+    assert re.search(r"^extract train: 16/40 img \(40%\), [\d.]+ img/s, elapsed \S+, ETA \S+$",
+                     err, re.M), err
+    assert "extract train: 40/40 img (100%)" in err and "extract test: 8/8 img (100%)" in err
+
+
+def test_fit_classifier_reports_each_head_into_a_log(lines_at_once, tmp_path, capsys):
+    from featlt.data.synthetic import write_synthetic_store
+    from featlt.heads.workflow import fit_classifiers
+
+    store = write_synthetic_store(tmp_path / "s.h5", n_classes=4, n_max=30, dim=8,
+                                  n_test_per_class=5, n_val_per_class=5)
+    fit_classifiers(store, ["ncm_cosine", "ncm_l2"], tmp_path / "heads", n_bootstrap=0)
+    err = capsys.readouterr().err
+    assert re.search(r"^fit-classifier: 1/2 head \(50%\), [\d.]+ head/s, elapsed \S+, ETA \S+$",
+                     err, re.M), err
+    assert "fit-classifier: 2/2 head (100%)" in err

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ class SelectionData:
     X_val: np.ndarray  # (n_val, D)
     y_val: np.ndarray  # (n_val,) int
     train_counts: np.ndarray  # (C,) long-tailed training counts (the prior)
+    views_train: np.ndarray | None = None  # (n_train, V, D) stored augmented views, if read
 
 
 def val_score(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -95,6 +97,15 @@ def runtime_params(head: BaseHead, device: str, seed: int) -> dict[str, Any]:
     return {k: v for k, v in (("device", device), ("random_state", seed)) if k in names}
 
 
+def view_arguments(head: BaseHead, data: SelectionData) -> dict[str, Any]:
+    """``{"views": ...}`` for a head whose ``fit`` takes augmented views (CIBL), when read."""
+    import inspect
+
+    if data.views_train is None or "views" not in inspect.signature(head.fit).parameters:
+        return {}
+    return {"views": data.views_train}
+
+
 def select_head(
     name: str,
     data: SelectionData,
@@ -130,7 +141,8 @@ def select_head(
         for point in grid_points(spec.grid):
             head = spec.build(**fixed, **point, **({} if base is None else {"base": base}))
             head.set_params(**runtime_params(head, device, seed))
-            head.fit(data.X_train, data.y_train, X_val=data.X_val, y_val=data.y_val)
+            head.fit(data.X_train, data.y_train, X_val=data.X_val, y_val=data.y_val,
+                     **view_arguments(head, data))
             bacc, nll = val_score(head.logits(data.X_val), data.y_val)
             full_point = {**point, **({"base": base_point} if base is not None else {})}
             candidates.append({**full_point, "val_balanced_accuracy": bacc, "val_nll": nll,
@@ -164,12 +176,18 @@ def select_heads(
     device: str = "auto",
     seed: int = 0,
     overrides: dict[str, Any] | None = None,
+    on_selected: Callable[[str], None] | None = None,
 ) -> dict[str, SelectedHead]:
-    """Select every named head (shared bases are fitted once); returns them in ``names`` order."""
+    """Select every named head (shared bases are fitted once); returns them in ``names`` order.
+
+    ``on_selected(name)``, when given, is called as each named head is ready (progress).
+    """
     done: dict[str, SelectedHead] = {}
     for name in names:
         if name not in done:
             done[name] = select_head(name, data, device, seed, done, overrides)
+        if on_selected is not None:
+            on_selected(name)
     return {name: done[name] for name in names}
 
 

@@ -63,6 +63,7 @@ def fit_classifiers(
     from featlt.data.protocol import Protocol, load_arrays
     from featlt.evaluation.metrics import evaluate
     from featlt.heads.selection import SelectionData, check_selection_data, select_heads
+    from featlt.progress import Progress
     from featlt.runtime import resolve_torch_device
     from featlt.store.feature_store import FeatureStore
 
@@ -70,14 +71,14 @@ def fit_classifiers(
     protocol = protocol or Protocol(seed=seed)
     device = resolve_torch_device(device)  # type: ignore[arg-type]
     with FeatureStore(feature_file) as store:
-        arrays = load_arrays(store, protocol)
+        arrays = load_arrays(store, protocol, with_views="cibl" in names)
     if arrays.X_test is None:
         raise FeatltError(
             f"feature file {feature_file}: no '{protocol.test_split}' split to evaluate on; "
             "extract a test split"
         )
     data = SelectionData(arrays.X_train, arrays.y_train, arrays.X_val, arrays.y_val,
-                         arrays.train_counts)
+                         arrays.train_counts, arrays.views_train)
     check_selection_data(data, arrays.class_names)
     if arrays.y_test.shape[0] == 0:
         raise FeatltError(f"feature file {feature_file}: the test split is empty")
@@ -87,7 +88,9 @@ def fit_classifiers(
             f"feature file {feature_file}: test labels outside 0..{n_classes - 1}; re-extract"
         )
     start = time.perf_counter()
-    selected = select_heads(names, data, device=device, seed=seed, overrides=overrides)
+    with Progress(len(names), "fit-classifier", "head") as progress:
+        selected = select_heads(names, data, device=device, seed=seed, overrides=overrides,
+                                on_selected=lambda _name: progress.update())
     total_fit = time.perf_counter() - start
     out_dir = Path(out_dir)
     config = {"feature_file": str(feature_file), "heads": names, "device": device, "seed": seed,
@@ -109,6 +112,8 @@ def fit_classifiers(
             },
             "metrics": {"test": metrics},
         }
+        if hasattr(result.head, "stage_report"):  # DLSA: rows routed to each stage on test
+            document["stages_test"] = result.head.stage_report(arrays.X_test, arrays.y_test)
         save_head(result.head, out_dir / name, document)
         predictions = write_predictions_csv(out_dir / name / TEST_PREDICTIONS_FILE, {
             "row": arrays.view.test_rows, "label": arrays.y_test,
