@@ -131,6 +131,10 @@ def test_sweep_cli_goes_on_after_a_failing_backbone(arrays, tmp_path):
                                  "pixels_8", *common, "-o", template, "--json"])
     assert sweep.exit_code == 2
     assert "sweep: 1 of 3 backbones failed: --model no_such_net" in sweep.output
+    document = json.loads(sweep.stdout[: sweep.stdout.rindex("}") + 1])  # one JSON document
+    assert [r["output"] for r in document["results"]] == [str(tmp_path / "out" / "pixels_4.h5"),
+                                                          str(tmp_path / "out" / "pixels_8.h5")]
+    assert document["failed"][0]["model"] == "no_such_net"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pixels_4.h5",
                                                                     "pixels_8.h5"]
     again = runner.invoke(main, ["extract", "-m", "pixels_4", "-m", "pixels_8", *common,

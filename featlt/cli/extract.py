@@ -174,12 +174,14 @@ def extract_command(
         skip_existing=skip_existing,
     )
     if len(model) == 1:
-        _report(runtime, extract_features(config, runtime))
+        result = extract_features(config, runtime)
+        emit(runtime, result, _summary(result))
         return
     results, failures = run_sweep(config, model, outputs,
                                   lambda run: extract_features(run, runtime))
-    for result in results:
-        _report(runtime, result)
+    emit(runtime, {"results": results, "failed": failures},
+         "\n".join([*map(_summary, results),
+                    *(f"FAILED --model {f.model} ({f.output}): {f.error}" for f in failures)]))
     if failures:
         raise FeatltError(
             f"sweep: {len(failures)} of {len(model)} backbones failed: "
@@ -187,8 +189,8 @@ def extract_command(
         )
 
 
-def _report(runtime: Runtime, result: Any) -> None:
-    """Print one extraction's file, backbone and per-split rows and speed."""
+def _summary(result: Any) -> str:
+    """One extraction's file, backbone and per-split rows and speed, as text."""
     backbone = result.provenance["backbone"]
     lines = [f"wrote {result.output}  ({backbone['model']}, {backbone['weights']['source']} "
              f"weights, {backbone['feature']['layer']} dim {result.dim}, {backbone['device']} "
@@ -199,5 +201,5 @@ def _report(runtime: Runtime, result: Any) -> None:
         resumed = f", resumed at {split.resumed_from}" if split.resumed_from else ""
         lines.append(f"  {split.name:<6} {split.rows} rows in {split.seconds:.1f} s "
                      f"({speed}{resumed})")
-    emit(runtime, result, "\n".join(lines))
+    return "\n".join(lines)
 
