@@ -1,14 +1,14 @@
 """Saving and loading fitted heads: tensors in safetensors, configuration in JSON.
 
 A head directory holds ``head.safetensors`` (float64 state, exactly as fitted) and ``head.json``
-(class, parameters, fitted scalars and whatever the caller adds: provenance, selection,
-metrics). Both are written atomically; a reloaded head predicts identically.
+(class, parameters, fitted scalars, the sha256 of head.safetensors and whatever the caller adds:
+provenance, selection, metrics). Both are written atomically (temporary name + rename); a
+reloaded head predicts identically, and a changed, truncated or non-finite one is refused.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,12 @@ import numpy as np
 
 from featlt import __version__
 from featlt.errors import FeatltError
+from featlt.file_hash import file_sha256
 from featlt.heads.base import BaseHead
-from featlt.runtime import to_jsonable, write_json_atomic
+from featlt.runtime import atomic_output, to_jsonable, write_json_atomic
 
 FORMAT = "featlt-head"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: head.json records the tensors' sha256
 TENSORS_FILE = "head.safetensors"
 CONFIG_FILE = "head.json"
 ARRAY_ATTRS = ("class_counts_", "log_prior_", "scales_", "sub_to_class_")
@@ -93,32 +94,34 @@ def _restore(config: dict[str, Any], prefix: str, tensors: dict[str, np.ndarray]
 def save_head(
     head: BaseHead, directory: str | Path, document: dict[str, Any] | None = None
 ) -> Path:
-    """Write a fitted head to ``directory`` (created); ``document`` is merged into head.json."""
+    """Write a fitted head to ``directory`` (created); ``document`` is merged into head.json.
+
+    head.json, written last, records the sha256 of head.safetensors, so a head whose tensors
+    were changed after saving (or whose save did not finish) is refused on load.
+    """
     from safetensors.numpy import save_file
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(head)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, np.ndarray] = {}
     config = _export(head, "", tensors)
-    target = directory / TENSORS_FILE
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_output(directory / TENSORS_FILE, "head file") as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+        digest = file_sha256(tmp)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "featlt_version": __version__,
-               "head": config, **(document or {})}
+               "tensors_sha256": digest, "head": config, **(document or {})}
     write_json_atomic(directory / CONFIG_FILE, payload)
     return directory
 
 
 def load_head(directory: str | Path) -> tuple[BaseHead, dict[str, Any]]:
-    """Read a head written by :func:`save_head`: ``(head, the head.json document)``."""
-    from safetensors.numpy import load_file
+    """Read a head written by :func:`save_head`: ``(head, the head.json document)``.
 
+    Refuses, naming the file and the fix: a missing, empty, truncated or corrupted file, tensors
+    whose sha256 differs from head.json's record, NaN/inf weights, and tensors whose shapes do
+    not fit together (checked by scoring one zero row).
+    """
     directory = Path(directory)
     config_path, tensor_path = directory / CONFIG_FILE, directory / TENSORS_FILE
     if not config_path.is_file() or not tensor_path.is_file():
@@ -126,15 +129,84 @@ def load_head(directory: str | Path) -> tuple[BaseHead, dict[str, Any]]:
             f"head directory {directory}: needs {CONFIG_FILE} and {TENSORS_FILE}; pass a "
             "directory written by `featlt fit-classifier`"
         )
+    document = _read_document(config_path)
+    tensors = _read_tensors(tensor_path, document.get("tensors_sha256"))
+    try:
+        head = _restore(document["head"], "", tensors)
+    except (KeyError, TypeError, ValueError) as err:
+        raise FeatltError(
+            f"head file {config_path}: malformed head description ({err!r}); re-fit the head"
+        ) from err
+    _check_scores(head, directory)
+    return head, document
+
+
+def _read_document(config_path: Path) -> dict[str, Any]:
+    """head.json, checked for format, version and a recorded tensor hash."""
     try:
         document = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise FeatltError(
             f"head file {config_path}: not valid JSON ({err}); re-fit the head"
         ) from err
-    if document.get("format") != FORMAT or document.get("format_version") != FORMAT_VERSION:
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise FeatltError(
-            f"head file {config_path}: not a featlt head (format {document.get('format')!r}, "
-            f"version {document.get('format_version')!r}); re-fit the head"
+            f"head file {config_path}: not a featlt head (no format '{FORMAT}'); pass a "
+            "directory written by `featlt fit-classifier`"
         )
-    return _restore(document["head"], "", load_file(str(tensor_path))), document
+    if document.get("format_version") != FORMAT_VERSION or "tensors_sha256" not in document:
+        raise FeatltError(
+            f"head file {config_path}: head format version {document.get('format_version')!r} "
+            f"(this featlt reads {FORMAT_VERSION}, which records the tensors' sha256); re-fit "
+            "the head with this version"
+        )
+    return document
+
+
+def _read_tensors(tensor_path: Path, expected_sha256: str) -> dict[str, np.ndarray]:
+    """The tensors of head.safetensors after checking size, sha256, format and finiteness."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    if tensor_path.stat().st_size == 0:
+        raise FeatltError(
+            f"head file {tensor_path}: empty (0 bytes; its save did not finish); re-fit the head"
+        )
+    if file_sha256(tensor_path) != expected_sha256:
+        raise FeatltError(
+            f"head file {tensor_path}: its sha256 differs from the one recorded in "
+            f"{CONFIG_FILE} (changed, truncated or corrupted after saving); restore the file "
+            "or re-fit the head"
+        )
+    try:
+        tensors = load_file(str(tensor_path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise FeatltError(
+            f"head file {tensor_path}: not a readable safetensors file ({err}); re-fit the head"
+        ) from err
+    for name, values in tensors.items():
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            raise FeatltError(
+                f"head file {tensor_path}: tensor '{name}' holds NaN or inf values; re-fit the "
+                "head (check the features for NaN/inf first)"
+            )
+    return tensors
+
+
+def _check_scores(head: BaseHead, directory: Path) -> None:
+    """Score one zero row: the tensors must fit together and give finite (1, C) scores."""
+    n_features = getattr(head, "n_features_in_", None)
+    if n_features is None:
+        return
+    try:
+        proba = head.predict_proba(np.zeros((1, int(n_features))))
+    except (ValueError, RuntimeError, IndexError, KeyError, TypeError) as err:
+        raise FeatltError(
+            f"head directory {directory}: its tensors do not fit together ({err}); re-fit "
+            "the head"
+        ) from err
+    if proba.shape != (1, len(head.classes_)) or not np.isfinite(proba).all():
+        raise FeatltError(
+            f"head directory {directory}: scores of shape {proba.shape} (non-finite or not one "
+            f"per class of {len(head.classes_)}); re-fit the head"
+        )
