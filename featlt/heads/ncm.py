@@ -5,7 +5,8 @@ mean of its normalised features. A test feature, centred and normalised the same
 ``-||z - m_c||^2`` (``metric="l2"``, as in the authors' code [code]) or ``cos(z, m_c)``
 (``metric="cosine"``; the authors' code uses an unnormalised dot product there, featlt the true
 cosine, as the paper describes). The raw logits are these similarities, so a temperature
-(selected on validation) is needed for useful probabilities.
+(selected on validation) is needed for useful probabilities. The normalisation, class sums and
+cosines come from :mod:`featlt.cluster.prototypes` (shared with the separability NCM score).
 """
 
 from __future__ import annotations

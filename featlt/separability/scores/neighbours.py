@@ -10,6 +10,8 @@ searched against the full training set, block by block through :func:`featlt.clu
 NCM (docs/methods.md) [code]: class means of the centred, L2-normalised training features;
 predict the class whose mean has the largest cosine. On training features it is leave-one-out
 (a sample's own class mean is taken without it), computed exactly from class sums for all rows.
+The normalisation, class sums and held-out cosines are :mod:`featlt.cluster.prototypes`, shared
+with the NCM head.
 
 Leave-one-out cannot score a class with a single training sample: such classes get NaN recall and
 are listed in ``excluded_classes``; they still act as neighbours and as candidate classes.
