@@ -242,6 +242,10 @@ def update_manifest(manifest: dict[str, Any], dataset: Dataset, records: dict[st
     for name, record in records.items():
         if record.get("status") == "kept" and "extract_seconds" in previous.get(name, {}):
             records[name] = {**previous[name], "checked": record["command"]}
+    manifest["readme"] = (
+        "Read every file with its dataset's view_options (featlt's shared index-view options); "
+        "linked files are full extractions (a superset: no provenance.data.view), the others "
+        "hold only the view's rows. Same dataset: provenance.data sha256/uri, not data.view.")
     manifest[dataset.name] = {"data": dataset.data,
                               "view_options": [*dataset.view, "--view-seeds", VIEW_SEEDS],
                               "sets": {**previous, **records}}
