@@ -603,7 +603,9 @@ class FeatureStore:
         if rows is None:
             for start in range(0, n_rows, block):
                 stop = min(start + block, n_rows)
-                yield np.arange(start, stop), dset[start:stop].astype(dtype, copy=False)
+                values = dset[start:stop].astype(dtype, copy=False)
+                self._check_finite_rows(split, array, np.arange(start, stop), values)
+                yield np.arange(start, stop), values
             return
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size and (np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= n_rows):
@@ -615,12 +617,30 @@ class FeatureStore:
             start = int(rows[position])
             stop = min(start + block, n_rows)
             end = int(np.searchsorted(rows, stop, side="left"))
-            chunk = dset[start:stop]
-            yield (
-                np.arange(position, end),
-                chunk[rows[position:end] - start].astype(dtype, copy=False),
-            )
+            values = dset[start:stop][rows[position:end] - start].astype(dtype, copy=False)
+            self._check_finite_rows(split, array, rows[position:end], values)
+            yield np.arange(position, end), values
             position = end
+
+    def _check_finite_rows(
+        self, split: str, array: str, stored_rows: np.ndarray, values: np.ndarray
+    ) -> None:
+        """Refuse NaN/inf read from the file, naming the first bad stored row and its source.
+
+        Args:
+            stored_rows: (b,) rows of the stored split that ``values`` (b, ...) hold.
+        """
+        finite = np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
+        if finite.all():
+            return
+        bad = np.flatnonzero(~finite)
+        row = int(stored_rows[bad[0]])
+        source = int(self._group(split)["index"][row])
+        raise StoreError(
+            f"feature file {self.path}: split '{split}' stored row {row} (source position "
+            f"{source}) holds NaN/inf {array} ({bad.size} such rows in the block read); the "
+            "file is damaged, re-extract it with `featlt extract ... --overwrite`"
+        )
 
     def read(
         self,
