@@ -9,7 +9,6 @@ head on validation, evaluates each on the test split once at the end, saves each
 from __future__ import annotations
 
 import csv
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 from featlt.errors import FeatltError
 from featlt.heads.io import load_head, save_head
 from featlt.heads.registry import head_spec, list_heads
-from featlt.runtime import to_jsonable, write_json_atomic
+from featlt.runtime import atomic_output, to_jsonable, write_json_atomic
 
 SUMMARY_FILE = "summary.json"
 # Per head: one row per test image (row, label, prediction, confidence), so that intervals over
@@ -202,16 +201,10 @@ def predict_features(
 
 def write_predictions_csv(path: Path, columns: dict[str, Any]) -> Path:
     """Write equal-length columns as CSV, atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     keys = list(columns)
-    try:
-        with tmp.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(keys)
-            for row in zip(*(columns[k] for k in keys), strict=True):
-                writer.writerow([to_jsonable(v) for v in row])
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path, "predictions file") as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(keys)
+        for row in zip(*(columns[k] for k in keys), strict=True):
+            writer.writerow([to_jsonable(v) for v in row])
     return path
