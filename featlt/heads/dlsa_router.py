@@ -196,16 +196,16 @@ def fit_stages(
         head = _fit_stage_head(owner, seeds[2 * s + 1], train_inputs, y[peeled],
                                weights[peeled], stage_val, val is not None)
         heads.append(head)
-        report.append(_stage_record(owner, s + 1, "cluster-aided", y, peeled, head, stage_val,
-                                    threshold, mixture.centroids.shape[0]))
+        report.append(_stage_record(owner, s + 1, "cluster-aided", y, active, peeled, head,
+                                    stage_val, threshold, mixture.centroids.shape[0]))
         active = active[~peel]
     state["thresholds"] = np.asarray(thresholds, dtype=np.float64)
     final_val = None if val is None else (val[0][val_active], val[1][val_active])
     final = _fit_stage_head(owner, seeds[-1], X[active], y[active], weights[active], final_val,
                             val is not None)
     heads.append(final)
-    report.append(_stage_record(owner, len(heads), "final", y, active, final, final_val,
-                                None, None))
+    report.append(_stage_record(owner, len(heads), "final", y, active, active, final,
+                                final_val, None, None))
     return state, heads, report
 
 
@@ -224,14 +224,21 @@ def _route_val(
 
 
 def _stage_record(
-    owner: Any, stage: int, kind: str, y: np.ndarray, rows: np.ndarray, head: BaseHead,
-    val: Val, threshold: float | None, n_clusters: int | None,
+    owner: Any, stage: int, kind: str, y: np.ndarray, entering: np.ndarray, rows: np.ndarray,
+    head: BaseHead, val: Val, threshold: float | None, n_clusters: int | None,
 ) -> dict[str, Any]:
-    routed = np.zeros(y.shape[0], dtype=bool)
-    routed[rows] = True
+    """The stage's report: the training rows still active when it starts (``entering``), those
+    it classifies (``train``, the rows ``rows``) and its validation rows with accuracy."""
+
+    def mask(indices: np.ndarray) -> np.ndarray:
+        out = np.zeros(y.shape[0], dtype=bool)
+        out[indices] = True
+        return out
+
     record: dict[str, Any] = {
         "stage": stage, "kind": kind, "threshold": threshold, "n_clusters": n_clusters,
-        "train": routed_summary(routed, y, None, owner.class_counts_),
+        "entering": routed_summary(mask(entering), y, None, owner.class_counts_),
+        "train": routed_summary(mask(rows), y, None, owner.class_counts_),
     }
     if val is not None and val[1].size:
         pred = np.asarray(head.classes_)[np.argmax(head.logits(val[0]), axis=1)]
