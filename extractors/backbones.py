@@ -200,73 +200,29 @@ def create_backbone(
     """Build the frozen model of ``spec`` on ``device`` (``cpu`` or ``cuda``).
 
     On CUDA the forward runs under ``amp_dtype`` autocast (float16 by default, bfloat16 on
-    request) unless ``amp`` is False; on CPU it runs in float32.
+    request) unless ``amp`` is False; on CPU it runs in float32. A fixed-input-size model (ViT)
+    is built at ``spec.resolution`` (:mod:`featlt.extractors.input_size`).
     """
-    import timm
-    import torch
-    from timm.data import create_transform, resolve_model_data_config
+    from timm.data import create_transform
 
     from featlt.extractors.fast_forward import check_amp_dtype
-    from featlt.extractors.pixels import create_pixels_model, is_pixels_name
 
     check_amp_dtype(amp_dtype)
-    weights_record: dict[str, Any]
-    weights_file: dict[str, str] | None = None
-    if is_pixels_name(spec.model):
-        model = create_pixels_model(spec.model)
-        weights_record = {"source": "none"}
-    elif spec.weights == "random":
-        check_model_name(spec.model)
-        model = _random_model(spec.model, spec.seed)
-        weights_record = {"source": "random", "seed": spec.seed}
-    else:
-        check_model_name(spec.model)
-        file, create_kwargs, weights_record = _locate_weights(spec)
-        state = load_state_file(file, spec.model)
-        num_classes = _classifier_width(spec.model, state, create_kwargs)
-        model = timm.create_model(
-            spec.model, pretrained=False, num_classes=num_classes, **create_kwargs
-        )
-        check_state_fits(model, state, str(file), spec.model)
-        model.load_state_dict(state, strict=True)
-        weights_file = {"path": str(file), "sha256": file_sha256(file)}
+    _check_resolution(spec.resolution)
+    model, weights_record, weights_file = _build_model(spec)
     model.eval().requires_grad_(False)
     weights_record["num_classes"] = int(getattr(model, "num_classes", 0))
     weights_record["tensors_sha256"] = state_sha256(model.state_dict())
-
-    data_config = resolve_model_data_config(model)
-    if spec.resolution is not None:
-        if spec.resolution < 8:
-            raise FeatltError(f"--resolution {spec.resolution}: too small; pass at least 8")
-        data_config["input_size"] = (data_config["input_size"][0], spec.resolution, spec.resolution)
-    transform = create_transform(**data_config, is_training=False)
-
-    chosen_amp = None
+    data_config = _data_config(model, spec.resolution)
+    chosen_amp = _autocast_dtype(device, amp, amp_dtype)
     if device == "cuda":
         model = model.to(device)
-        if amp:
-            if amp_dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
-                raise FeatltError(
-                    "--amp-dtype bfloat16: this GPU does not support bfloat16; use --amp-dtype "
-                    "float16 or --no-amp"
-                )
-            chosen_amp = amp_dtype
-    pretrained_cfg = model.pretrained_cfg
-    name = f"{pretrained_cfg['architecture']}.{pretrained_cfg.get('tag') or ''}".rstrip(".")
-    layer_index = None
-    if spec.layer is None:
-        dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
-        feature = {"layer": "pre_logits", "pooling": _pooling(model), "dim": dim}
-    else:
-        from featlt.extractors.feature_module import LAYER_POOLING, resolve_layer
-
-        layer_index, dim = resolve_layer(model, spec.layer, name)
-        feature = {"layer": spec.layer, "index": layer_index, "pooling": LAYER_POOLING,
-                   "dim": dim}
+    name = _model_name(model)
+    layer_index, feature = _feature_record(model, spec.layer, name)
     provenance = {
         "model": name,
-        "arch": pretrained_cfg["architecture"],
-        "tag": pretrained_cfg.get("tag"),
+        "arch": model.pretrained_cfg["architecture"],
+        "tag": model.pretrained_cfg.get("tag"),
         "zoo": spec.zoo,
         "weights": {**weights_record, **({"origin": spec.origin} if spec.origin else {})},
         "data_config": _jsonable_config(data_config),
@@ -275,13 +231,13 @@ def create_backbone(
         "device": device,
         "precision": f"amp-{chosen_amp}" if chosen_amp else "float32",
     }
-    log.info("backbone %s: %s weights, dim %d, %s", name, weights_record["source"], dim,
-             provenance["precision"])
+    log.info("backbone %s: %s weights, dim %d, %s", name, weights_record["source"],
+             feature["dim"], provenance["precision"])
     return Backbone(
         model=model,
-        transform=transform,
+        transform=create_transform(**data_config, is_training=False),
         data_config=data_config,
-        dim=dim,
+        dim=feature["dim"],
         num_classes=weights_record["num_classes"],
         device=device,
         amp_dtype=chosen_amp,
@@ -291,14 +247,117 @@ def create_backbone(
     )
 
 
-def _random_model(model: str, seed: int) -> Any:
-    """A randomly initialised model; the global torch RNG is left untouched."""
+def _check_resolution(resolution: int | None) -> None:
+    if resolution is not None and resolution < 8:
+        raise FeatltError(f"--resolution {resolution}: too small; pass at least 8")
+
+
+def _build_model(spec: BackboneSpec) -> tuple[Any, dict[str, Any], dict[str, str] | None]:
+    """(model on CPU, weights provenance record, weights file record or None) of ``spec``."""
+    from featlt.extractors.input_size import size_kwargs
+    from featlt.extractors.pixels import create_pixels_model, is_pixels_name
+
+    if is_pixels_name(spec.model):
+        return create_pixels_model(spec.model), {"source": "none"}, None
+    check_model_name(spec.model)
+    sized = size_kwargs(spec.model, spec.resolution)
+    if spec.weights == "random":
+        model = random_model(spec.model, spec.seed, sized)
+        return model, {"source": "random", "seed": spec.seed}, None
+    return _load_model(spec, sized)
+
+
+def _load_model(
+    spec: BackboneSpec, sized: dict[str, Any]
+) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    """The model of ``spec`` with its weights file loaded strictly (position grid resampled)."""
+    from featlt.extractors.input_size import fit_position_embedding
+
+    file, create_kwargs, weights_record = _locate_weights(spec)
+    state = load_state_file(file, spec.model)
+    num_classes = _classifier_width(spec.model, state, create_kwargs)
+    model = _create(spec.model, num_classes=num_classes, **create_kwargs, **sized)
+    resampled = fit_position_embedding(state, model, str(file))
+    if resampled is not None:
+        weights_record["pos_embed_resampled"] = resampled
+    check_state_fits(model, state, str(file), spec.model)
+    model.load_state_dict(state, strict=True)
+    return model, weights_record, {"path": str(file), "sha256": file_sha256(file)}
+
+
+def _create(model: str, **kwargs: Any) -> Any:
+    """``timm.create_model(model, pretrained=False, **kwargs)``; a refused size is a FeatltError."""
     import timm
+
+    try:
+        return timm.create_model(model, pretrained=False, **kwargs)
+    except TypeError as err:
+        if "img_size" not in kwargs:
+            raise
+        raise FeatltError(
+            f"--resolution {kwargs['img_size']}: backbone {model} has a fixed input size but "
+            f"cannot be built at another ({err}); drop --resolution"
+        ) from err
+
+
+def _data_config(model: Any, resolution: int | None) -> dict[str, Any]:
+    """timm's data config of ``model``, its input size set to ``resolution`` when given."""
+    from timm.data import resolve_model_data_config
+
+    data_config = resolve_model_data_config(model)
+    if resolution is not None:
+        data_config["input_size"] = (data_config["input_size"][0], resolution, resolution)
+    return data_config
+
+
+def _autocast_dtype(device: str, amp: bool, amp_dtype: str) -> str | None:
+    """The CUDA autocast dtype to run under, or None (CPU, or ``amp`` off)."""
+    import torch
+
+    if device != "cuda" or not amp:
+        return None
+    if amp_dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        raise FeatltError(
+            "--amp-dtype bfloat16: this GPU does not support bfloat16; use --amp-dtype "
+            "float16 or --no-amp"
+        )
+    return amp_dtype
+
+
+def _model_name(model: Any) -> str:
+    """``arch.tag`` (or ``arch``) of a timm model's pretrained config."""
+    cfg = model.pretrained_cfg
+    return f"{cfg['architecture']}.{cfg.get('tag') or ''}".rstrip(".")
+
+
+def _feature_record(model: Any, layer: str | None, name: str) -> tuple[int | None, dict[str, Any]]:
+    """(forward_intermediates index or None, provenance record of the feature).
+
+    The record has the layer, pooling, width ``dim`` and ``params``, the parameter count of the
+    feature extractor (:func:`featlt.extractors.static_baselines.feature_params`).
+    """
+    from featlt.extractors.static_baselines import feature_params
+
+    if layer is None:
+        dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
+        feature = {"layer": "pre_logits", "pooling": _pooling(model), "dim": dim}
+        layer_index = None
+    else:
+        from featlt.extractors.feature_module import LAYER_POOLING, resolve_layer
+
+        layer_index, dim = resolve_layer(model, layer, name)
+        feature = {"layer": layer, "index": layer_index, "pooling": LAYER_POOLING, "dim": dim}
+    feature["params"] = feature_params(model, layer_index)
+    return layer_index, feature
+
+
+def random_model(model: str, seed: int, sized: dict[str, Any] | None = None) -> Any:
+    """A randomly initialised model; the global torch RNG is left untouched."""
     import torch
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return timm.create_model(model, pretrained=False)
+        return _create(model, **(sized or {}))
 
 
 def _locate_weights(spec: BackboneSpec) -> tuple[Path, dict[str, Any], dict[str, Any]]:

@@ -27,7 +27,8 @@ from featlt.runtime import cache_dir
 
 @dataclass(frozen=True)
 class ConvertResult:
-    """What :func:`convert_positional` wrote."""
+    """What :func:`convert_positional` (or :func:`~featlt.extractors.onnx_convert.convert_onnx`)
+    wrote."""
 
     output: Path
     sha256: str  # of the written file
@@ -36,6 +37,8 @@ class ConvertResult:
     model: str
     n_tensors: int
     num_classes: int
+    mapping: str = "positional"  # positional | onnx-dinov2 (featlt.extractors.onnx_convert)
+    n_dropped: int = 0  # source tensors left out (an ONNX graph's task head)
 
 
 def default_output(source_sha256: str, model: str) -> Path:
@@ -82,7 +85,7 @@ def convert_positional(
         "featlt_source_sha256": source_sha,
         "featlt_tensors_sha256": state_sha256(mapped),
     }
-    _atomic_save(lambda tmp: save_file(mapped, str(tmp), metadata=metadata), output)
+    atomic_save(lambda tmp: save_file(mapped, str(tmp), metadata=metadata), output)
     return ConvertResult(
         output=output,
         sha256=file_sha256(output),
@@ -121,7 +124,7 @@ def map_by_position(
     return mapped
 
 
-def _atomic_save(write: Any, output: Path) -> None:
+def atomic_save(write: Any, output: Path) -> None:
     """Call ``write(tmp)`` on a temporary file next to ``output``, then rename it into place."""
     try:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,10 @@ def test_random_init_is_seeded_and_records_provenance() -> None:
     prov = a.provenance
     assert prov["model"] == TINY and prov["arch"] == "test_efficientnet"
     assert prov["data_config"]["input_size"] == [3, 40, 40]
-    assert prov["feature"] == {"layer": "pre_logits", "pooling": "avg", "dim": 256}
+    body = sum(p.numel() for name, p in a.model.named_parameters()
+               if not name.startswith("classifier."))
+    assert prov["feature"] == {"layer": "pre_logits", "pooling": "avg", "dim": 256,
+                               "params": body}
     assert (prov["device"], prov["precision"]) == ("cpu", "float32")
     x = torch.rand(3, 3, 40, 40)
     feats, logits = a.forward(x, logits=True)
@@ -208,6 +211,57 @@ def test_transform_gives_model_input_size() -> None:
     assert tuple(backbone.transform(image).shape) == (3, 24, 24)
     with pytest.raises(FeatltError, match="--resolution 4: too small"):
         create_backbone(BackboneSpec(TINY, "random", resolution=4))
+
+
+# timm's tiny test ViT with a fixed input size (160 px natively, 16 px patches, one register
+# token as its prefix token, 96 wide); vit_small_patch14_dinov2 works the same way, slower.
+FIXED_VIT = "test_vit3.r160_in1k"
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_fixed_size_vit_is_built_at_the_requested_resolution(resolution: int) -> None:
+    from PIL import Image
+
+    with pytest.raises(AssertionError, match="doesn't match model"):  # timm's own refusal
+        create_backbone(BackboneSpec(FIXED_VIT, "random")).forward(torch.rand(1, 3, 64, 64))
+    vit = create_backbone(BackboneSpec(FIXED_VIT, "random", resolution=resolution))
+    grid = resolution // 16
+    assert tuple(vit.model.pos_embed.shape) == (1, 1 + grid * grid, 96)
+    assert vit.provenance["data_config"]["input_size"] == [3, resolution, resolution]
+    image = Image.fromarray(np.zeros((40, 60, 3), np.uint8))
+    batch = torch.stack([vit.transform(image)] * 2)
+    assert tuple(batch.shape) == (2, 3, resolution, resolution)
+    feats, _ = vit.forward(batch)
+    assert feats.shape == (2, 96)
+
+
+def test_fixed_size_weights_resample_their_position_grid(tmp_path: Path) -> None:
+    """Weights saved at 64 px (4x4 grid) load at 64 px as they are and at 32 px (2x2 grid)
+    with the grid resized bicubic without antialiasing, the prefix token's entry kept."""
+    import timm
+    from torch.nn import functional
+
+    torch.manual_seed(0)
+    state = timm.create_model(FIXED_VIT, pretrained=False, img_size=64).state_dict()
+    file = _save_safetensors(state, tmp_path / "vit64.safetensors")
+    same = create_backbone(BackboneSpec(FIXED_VIT, str(file), resolution=64))
+    assert torch.equal(same.model.pos_embed, state["pos_embed"])
+    assert "pos_embed_resampled" not in same.provenance["weights"]
+    small = create_backbone(BackboneSpec(FIXED_VIT, str(file), resolution=32))
+    grid = state["pos_embed"][:, 1:].reshape(1, 4, 4, 96).permute(0, 3, 1, 2)
+    expected = functional.interpolate(grid, size=(2, 2), mode="bicubic", align_corners=False)
+    expected = expected.permute(0, 2, 3, 1).reshape(1, 4, 96)
+    torch.testing.assert_close(small.model.pos_embed[:, 1:], expected)
+    assert torch.equal(small.model.pos_embed[:, :1], state["pos_embed"][:, :1])
+    assert small.provenance["weights"]["pos_embed_resampled"]["to_grid"] == [2, 2]
+    feats, _ = small.forward(torch.rand(1, 3, 32, 32))
+    assert feats.shape == (1, 96)
+
+
+def test_convnets_keep_their_shape_at_any_resolution() -> None:
+    a = create_backbone(BackboneSpec(TINY, "random", resolution=32))
+    b = create_backbone(BackboneSpec(TINY, "random", resolution=64))
+    assert a.provenance["weights"]["tensors_sha256"] == b.provenance["weights"]["tensors_sha256"]
 
 
 @pytest.mark.gpu

