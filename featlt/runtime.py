@@ -199,6 +199,59 @@ def atomic_output(path: str | Path, what: str = "output") -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+class OutputBatch:
+    """Files of one run written under temporary names, renamed into place together at the end."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._pending: list[tuple[Path, Path]] = []  # (temporary, target)
+        self._created: list[Path] = []
+
+    def add(self, target: str | Path) -> Path:
+        """The temporary path to write ``target`` under (its folder is created)."""
+        target = Path(target)
+        self._created += _make_folder(target.parent)
+        tmp = temporary_name(target)
+        self._pending.append((tmp, target))
+        return tmp
+
+    def target_of(self, filename: Any) -> str:
+        """The target a temporary file stands for (for messages); without a name, the file
+        being written last."""
+        names = {str(tmp): str(target) for tmp, target in self._pending}
+        if filename is None:
+            return str(self._pending[-1][1]) if self._pending else "a file"
+        return names.get(str(filename), str(filename))
+
+    def commit(self) -> None:
+        for tmp, target in self._pending:
+            os.replace(tmp, target)
+        self._pending.clear()
+
+    def discard(self) -> None:
+        for tmp, _ in self._pending:
+            tmp.unlink(missing_ok=True)
+        _remove_empty(sorted(self._created, key=lambda p: len(p.parts), reverse=True))
+
+
+@contextmanager
+def atomic_outputs(what: str = "output") -> Iterator[OutputBatch]:
+    """:func:`atomic_output` for several files: all are renamed into place once all are written.
+
+    On a failure no target changes, and temporary files and new empty folders are removed.
+    """
+    batch = OutputBatch(what)
+    try:
+        yield batch
+        batch.commit()
+    except OSError as err:
+        batch.discard()
+        raise write_error(batch.target_of(err.filename), err, what) from err
+    except BaseException:
+        batch.discard()
+        raise
+
+
 @contextmanager
 def output_folder(folder: str | Path, what: str = "output folder") -> Iterator[Path]:
     """Create ``folder`` for a run's files; on failure remove what it created that stayed empty.

@@ -1,4 +1,5 @@
-"""PNG plots of a separability report (matplotlib, Agg backend, written atomically).
+"""PNG plots of a separability report (matplotlib, Agg backend; :func:`write_plots` renames
+them into place only once all are written).
 
 - ``<stem>_per_class.png``: per-class leave-one-out kNN and NCM recall, and per-class LogME
   (plain and class-balanced), against the class's training count (log axis);
@@ -8,11 +9,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from featlt.runtime import OutputBatch, atomic_outputs
 
 
 def _figure_module() -> Any:
@@ -25,13 +27,7 @@ def _figure_module() -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    fig.savefig(path, dpi=110, format="png")
     return path
 
 
@@ -97,11 +93,20 @@ def plot_bin_matrices(record: dict[str, Any], path: Path, title: str) -> Path:
         plt.close(fig)
 
 
-def write_plots(record: dict[str, Any], directory: str | Path, stem: str) -> list[Path]:
-    """Write both plots of one report into ``directory``; returns their paths."""
+def write_plots(
+    record: dict[str, Any], directory: str | Path, stem: str, batch: OutputBatch | None = None
+) -> list[Path]:
+    """Write both plots of one report into ``directory``; returns their paths.
+
+    They are written under temporary names and renamed into place with the rest of ``batch``
+    (by themselves when None), so a failure leaves no plot of this run and every older one as
+    it was.
+    """
+    if batch is None:
+        with atomic_outputs("plot") as own:
+            return write_plots(record, directory, stem, own)
     directory = Path(directory)
-    title = stem
-    return [
-        plot_per_class(record, directory / f"{stem}_per_class.png", title),
-        plot_bin_matrices(record, directory / f"{stem}_bins.png", title),
-    ]
+    per_class, bins = directory / f"{stem}_per_class.png", directory / f"{stem}_bins.png"
+    plot_per_class(record, batch.add(per_class), stem)
+    plot_bin_matrices(record, batch.add(bins), stem)
+    return [per_class, bins]

@@ -10,7 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from featlt.runtime import to_jsonable, write_json_atomic
+from featlt.runtime import (
+    atomic_outputs,
+    refuse_output_onto_inputs,
+    to_jsonable,
+    write_json_atomic,
+)
 from featlt.separability.evaluate import REPORT_KIND, REPORT_VERSION, SCORES, SeparabilityConfig
 
 # Short column names of the comparison table, in order.
@@ -56,6 +61,8 @@ def run_separability(
     from featlt.separability.evaluate import evaluate_store
 
     config = config or SeparabilityConfig()
+    if output is not None:
+        refuse_output_onto_inputs(output, paths)
     records = [to_jsonable(evaluate_store(path, protocol, config, device, threads).record())
                for path in paths]
     comparison = [{"label": _label(r), "file": r["input"]["file"], **r["scores"]}
@@ -68,11 +75,13 @@ def run_separability(
         from featlt.separability.plots import write_plots
 
         stems: set[str] = set()
-        for index, record in enumerate(records):
-            stem = Path(record["input"]["file"]).stem
-            stem = f"{stem}_{index}" if stem in stems else stem
-            stems.add(stem)
-            document["outputs"]["plots"] += [str(p) for p in write_plots(record, plots_dir, stem)]
+        with atomic_outputs("plot") as batch:  # every plot, or none and no new empty folder
+            for index, record in enumerate(records):
+                stem = Path(record["input"]["file"]).stem
+                stem = f"{stem}_{index}" if stem in stems else stem
+                stems.add(stem)
+                document["outputs"]["plots"] += [str(p) for p in
+                                                 write_plots(record, plots_dir, stem, batch)]
     if output is not None:
         document["outputs"]["report"] = str(output)
         write_json_atomic(output, document)
