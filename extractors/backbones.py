@@ -15,6 +15,9 @@ preprocessing) and a weights source:
 Zoo names (``featlt zoo list``) resolve to a spec through :func:`resolve_spec`; so do ``pixels``
 and ``pixels_<size>`` (:mod:`featlt.extractors.pixels`, raw pixels, no weights).
 
+``resolution`` sets the input size; a model with a fixed input size (a ViT) is created at that
+size, its position embedding resampled on load (:mod:`featlt.extractors.input_size`).
+
 The feature is the pooled pre-logits output, or with ``layer`` a pooled inner layer
 (:mod:`featlt.extractors.feature_module`). :meth:`Backbone.prepare_forward` picks and checks the
 forward path (channels_last, compiled, CUDA autocast: :mod:`featlt.extractors.fast_forward`).
@@ -49,7 +52,8 @@ class BackboneSpec:
 
     model: str  # timm "arch" or "arch.tag" (the tag selects the preprocessing), or pixels[_S]
     weights: str = "random"  # random | hub | FILE | local-dir:FOLDER (see the module docstring)
-    resolution: int | None = None  # square input size; None: the tag's own input size
+    # square input size; None: the tag's own. Fixed-input-size models (ViTs) are built at it.
+    resolution: int | None = None
     seed: int = 0  # seeds random initialisation
     zoo: str | None = None  # the zoo entry this spec came from, recorded in provenance
     origin: dict[str, Any] | None = None  # where converted zoo weights came from
@@ -214,11 +218,11 @@ def create_backbone(
     weights_record["num_classes"] = int(getattr(model, "num_classes", 0))
     weights_record["tensors_sha256"] = state_sha256(model.state_dict())
     data_config = _data_config(model, spec.resolution)
+    name = _model_name(model)
+    layer_index, feature = _feature_record(model, spec.layer, name)
     chosen_amp = _autocast_dtype(device, amp, amp_dtype)
     if device == "cuda":
         model = model.to(device)
-    name = _model_name(model)
-    layer_index, feature = _feature_record(model, spec.layer, name)
     provenance = {
         "model": name,
         "arch": model.pretrained_cfg["architecture"],
