@@ -2,7 +2,9 @@
 
 Keys: ``x_train``/``y_train`` (required), ``x_val``/``y_val`` and ``x_test``/``y_test`` (optional;
 without a test part one is held out from train), and optionally ``class_names`` (or
-``label_names``) (C,) str. Labels are ints 0..C-1; without names, classes are named "0".."C-1".
+``label_names``) (C,) str. Labels are ints 0..C-1 into those names; without names, and for
+string labels, the distinct label values are the classes (labels {0, 2, 5} give 3 classes named
+"0", "2", "5"). A class without any image is dropped, so every class id has images.
 
 Image conventions:
 
@@ -44,16 +46,13 @@ class ArraySource(NpzSource):
                     f"dataset {self.uri}: needs x_train and y_train (and y_<split> for each "
                     f"x_<split>); found keys {', '.join(sorted(files))}"
                 )
-            labels = {p: np.asarray(archive[f"y_{p}"]).reshape(-1) for p in parts}
+            labels = {p: _read_member(archive, f"y_{p}", self.uri).reshape(-1) for p in parts}
             name_key = next((k for k in ("class_names", "label_names") if k in files), None)
-            names = [str(n) for n in archive[name_key]] if name_key else None
+            names = ([str(n) for n in _read_member(archive, name_key, self.uri)] if name_key
+                     else None)
+        labels, names = _label_ids(labels, names, self.uri)
         self._layouts: dict[str, str] = {}
         for p in parts:
-            if not np.issubdtype(labels[p].dtype, np.integer):
-                raise FeatltError(
-                    f"dataset {self.uri}: y_{p} has dtype {labels[p].dtype}; labels must be "
-                    "integers 0..C-1"
-                )
             shape, dtype = _npz_member_header(self.path, f"x_{p}")
             self._layouts[p] = _layout(shape, dtype, f"dataset {self.uri}: x_{p}")
             if shape[0] != labels[p].size:
@@ -61,9 +60,7 @@ class ArraySource(NpzSource):
                     f"dataset {self.uri}: x_{p} has {shape[0]} images but y_{p} has "
                     f"{labels[p].size} labels; they must match"
                 )
-        if names is None:
-            names = [str(c) for c in range(int(max(v.max() for v in labels.values())) + 1)]
-        self._set_parts({p: v.astype(np.int64) for p, v in labels.items()}, names)
+        self._set_parts(labels, names)
 
     def _load_part_image(self, part: str, position: int) -> Any:
         pixels = self._npz_member(f"x_{part}")[position]
@@ -81,6 +78,51 @@ class ArraySource(NpzSource):
             "conventions": "grayscale replicated to RGB; uint8 0..255, float 0..1",
             **self._describe_splits(),
         }
+
+
+def _read_member(archive: Any, key: str, uri: str) -> np.ndarray:
+    """An npz member, never unpickled: an object array is refused with the fix."""
+    try:
+        return np.asarray(archive[key])
+    except ValueError as err:
+        raise FeatltError(
+            f"dataset {uri}: {key} is an object (pickled) array, which featlt never unpickles; "
+            f"save it as integers or strings, e.g. np.savez(..., {key}=np.asarray(values, "
+            "dtype=str))"
+        ) from err
+
+
+def _label_ids(
+    labels: dict[str, np.ndarray], names: list[str] | None, uri: str
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Integer labels and class names of the y_<part> arrays.
+
+    Integer labels with ``class_names`` index those names; without names, and for string labels,
+    the distinct values (sorted) become the classes, named by their values: labels {3, 7} or
+    {"cat", "dog"} become ids 0, 1. Gaps in indexed names are dropped later
+    (:func:`~featlt.data.sources.indexed.compact_labels`).
+
+    Returns:
+        (part -> (N_part,) int64 labels, class names).
+    """
+    kinds = {p: v.dtype.kind for p, v in labels.items()}
+    if all(kind in "US" for kind in kinds.values()):
+        texts = {p: v.astype(str) for p, v in labels.items()}
+        values = np.unique(np.concatenate(list(texts.values())))
+        return {p: np.searchsorted(values, v).astype(np.int64) for p, v in texts.items()}, [
+            str(v) for v in values]
+    for p, kind in kinds.items():
+        if kind not in "iu":
+            raise FeatltError(
+                f"dataset {uri}: y_{p} has dtype {labels[p].dtype}; labels must be integers or "
+                f"strings (all parts alike); e.g. np.savez(..., y_{p}=y_{p}.astype(int))"
+            )
+    ints = {p: v.astype(np.int64) for p, v in labels.items()}
+    if names is not None:
+        return ints, names
+    values = np.unique(np.concatenate(list(ints.values())))
+    return {p: np.searchsorted(values, v).astype(np.int64) for p, v in ints.items()}, [
+        str(v) for v in values]
 
 
 def _npz_member_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:

@@ -46,7 +46,9 @@ class IndexedSource(ImageSource):
                     f"{labels.max()}] but {len(class_names)} class names; labels must be "
                     f"0..{len(class_names) - 1}"
                 )
-        self.class_names = list(class_names)
+        part_labels, class_names, self.original_label_ids = compact_labels(
+            part_labels, list(class_names))
+        self.class_names = class_names
         self._part_labels = {k: np.asarray(v, dtype=np.int64) for k, v in part_labels.items()}
         self._splits: dict[str, tuple[str, np.ndarray]] = {
             part: (part, np.arange(labels.size, dtype=np.int64))
@@ -83,11 +85,39 @@ class IndexedSource(ImageSource):
 
     def _describe_splits(self) -> dict[str, Any]:
         """Split sizes, class names and the made-split rule (part of ``describe()``)."""
-        return {
+        described: dict[str, Any] = {
             "splits": {s: int(self._splits[s][1].size) for s in self.split_names()},
             "class_names": self.class_names,
             "split_rule": self.split_rule,
         }
+        if self.original_label_ids is not None:
+            described["original_label_ids"] = self.original_label_ids
+        return described
+
+
+def compact_labels(
+    part_labels: dict[str, np.ndarray], class_names: list[str]
+) -> tuple[dict[str, np.ndarray], list[str], list[int] | None]:
+    """Drop the classes no part has an image of, so every class id 0..C-1 has images.
+
+    Labels with gaps ({0, 2, 5} of 6 names) become 0..2, and the names of the present classes
+    are kept in order; the dataset's own ids are returned for provenance (None when nothing
+    changed).
+
+    Args:
+        part_labels: part -> (N_part,) int labels in 0..len(class_names)-1.
+    Returns:
+        (part -> (N_part,) int64 labels in 0..C-1, C class names, original ids or None).
+    """
+    sizes = [np.asarray(v).reshape(-1) for v in part_labels.values()]
+    present = np.unique(np.concatenate(sizes)) if sizes else np.empty(0, np.int64)
+    if present.size == len(class_names):
+        return part_labels, class_names, None
+    new_id = np.full(len(class_names), -1, dtype=np.int64)
+    new_id[present] = np.arange(present.size)
+    mapped = {part: new_id[np.asarray(labels, dtype=np.int64)]
+              for part, labels in part_labels.items()}
+    return mapped, [class_names[i] for i in present], [int(i) for i in present]
 
 
 class NpzSource(IndexedSource):
