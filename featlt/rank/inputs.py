@@ -62,7 +62,8 @@ def dataset_record(provenance: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in MACHINE_DATA_KEYS}
 
 
-def _identity(provenance: dict[str, Any]) -> str:
+def feature_identity(provenance: dict[str, Any]) -> str:
+    """JSON of what makes two stores' features the same: backbone identity and store settings."""
     store = provenance.get("store") or {}
     record = {"backbone": backbone_identity(provenance), "dtype": store.get("dtype"),
               "features": store.get("features")}
@@ -100,7 +101,7 @@ def open_inputs(paths: list[Path], test_split: str, need_test: bool) -> tuple[
             provenance = store.provenance
             has_test = test_split in store.splits
         entry = RankInput(path=path, label=label, provenance=provenance,
-                          identity=_identity(provenance),
+                          identity=feature_identity(provenance),
                           backbone=provenance.get("backbone") or {}, has_test=has_test)
         if need_test and not has_test:
             raise FeatltError(

@@ -4,8 +4,9 @@ For every feature file the established heads are fitted by
 :func:`featlt.heads.workflow.fit_classifiers` (selection on validation only, test scored once)
 into ``HEADS_DIR/<label>-<key>/``, where the key hashes everything that shapes the result: the
 features' identity, the index view, the head list, the seed, the bootstrap size and the
-overrides. A folder whose ``summary.json`` was made with the same settings, and holds every
-head's per-image test predictions, is reused instead of fitted again.
+overrides. A ``summary.json`` made on the same features with the same view and settings (in that
+folder, or one of ``known`` given by the caller), whose heads all have per-image test
+predictions, is reused instead of fitted again.
 
 The head that represents a backbone is the one with the best *validation* balanced accuracy
 (first in head order on ties); its per-image test predictions, keyed by each image's position in
@@ -76,15 +77,23 @@ def heads_key(entry: RankInput, view_record: dict[str, Any], settings: HeadSetti
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _reusable(summary_path: Path, view_record: dict[str, Any], settings: HeadSettings) -> bool:
+def _reusable(summary_path: Path, entry: RankInput, view_record: dict[str, Any],
+              settings: HeadSettings) -> bool:
+    """Whether ``summary_path`` holds heads of this file's features, view and settings, with
+    every head's test predictions."""
+    from featlt.heads.workflow import expand_head_names
+    from featlt.rank.inputs import feature_identity
+
     if not summary_path.is_file():
         return False
     try:
         summary = json.loads(summary_path.read_text())
     except json.JSONDecodeError:
         return False
-    config = summary.get("config", {})
-    same = (summary.get("provenance", {}).get("view") == view_record
+    config, provenance = summary.get("config", {}), summary.get("provenance", {})
+    same = (feature_identity(provenance.get("features") or {}) == entry.identity
+            and provenance.get("view") == view_record
+            and config.get("heads") == expand_head_names(settings.heads)
             and config.get("seed") == settings.seed
             and config.get("n_bootstrap") == settings.n_bootstrap
             and (config.get("overrides") or None) == settings.overrides())
@@ -95,17 +104,25 @@ def _reusable(summary_path: Path, view_record: dict[str, Any], settings: HeadSet
 
 def measure(
     entry: RankInput, protocol: Any, view_record: dict[str, Any], heads_dir: Path,
-    settings: HeadSettings, device: str,
+    settings: HeadSettings, device: str, known: tuple[Path, ...] = (),
 ) -> Measured:
-    """Fit (or reuse) the heads of one file and return its best validation-selected head."""
+    """Fit (or reuse) the heads of one file and return its best validation-selected head.
+
+    Args:
+        known: other ``summary.json`` files (e.g. from ``featlt fit-classifier``) to reuse when
+            they were made on the same features with the same view and settings.
+    """
     from featlt.heads.workflow import SUMMARY_FILE, fit_classifiers
 
     out_dir = heads_dir / f"{entry.path.stem}-{heads_key(entry, view_record, settings)}"
-    summary_path = out_dir / SUMMARY_FILE
-    reused = _reusable(summary_path, view_record, settings)
-    if reused:
+    candidates = [out_dir / SUMMARY_FILE, *known]
+    summary_path = next((p for p in candidates
+                         if _reusable(p, entry, view_record, settings)), None)
+    reused = summary_path is not None
+    if summary_path is not None:
         summary = json.loads(summary_path.read_text())
     else:
+        summary_path = out_dir / SUMMARY_FILE
         summary = fit_classifiers(entry.path, list(settings.heads), out_dir, protocol,
                                   device=device, seed=settings.seed,
                                   n_bootstrap=settings.n_bootstrap,

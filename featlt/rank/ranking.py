@@ -36,6 +36,8 @@ class RankConfig:
     validate: bool = False  # rank correlation of every score with the measured ranking
     heads: HeadSettings = field(default_factory=HeadSettings)
     heads_dir: Path = Path("featlt-rank-heads")  # full mode's head folders (reused when equal)
+    # other fit-classifier summary.json files full mode may reuse (same features, view, settings)
+    reuse_summaries: tuple[Path, ...] = ()
     n_bootstrap: int = 1000  # resamples of every interval and probability
     seed: int = 0
 
@@ -125,7 +127,7 @@ def rank_files(
             with FeatureStore(entry.path) as store:
                 view_record = resolve_view(store, protocol).record()
             row.measured = measure(entry, protocol, view_record, config.heads_dir,
-                                   config.heads, device)
+                                   config.heads, device, config.reuse_summaries)
         rows.append(row)
         if log is not None:
             log(_progress(row))
@@ -159,4 +161,5 @@ def _progress(row: RankedFile) -> str:
 def _config_record(config: RankConfig) -> dict[str, Any]:
     record = asdict(config)
     record["heads_dir"] = str(config.heads_dir)
+    record["reuse_summaries"] = [str(p) for p in config.reuse_summaries]
     return record
