@@ -6,7 +6,8 @@ Two checks over the repository (git-tracked files plus untracked files git does 
   needles are built from pieces, so this file does not name them itself); cite
   ``docs/methods.md`` or ``docs/architecture.md`` instead;
 - every relative Markdown link in README.md, docs/, results/README.md and extractors/README.md
-  resolves to an existing file or folder (an ``#anchor`` is cut off; only the file is checked).
+  resolves to an existing file or folder, and an ``#anchor`` into a Markdown file (or into the
+  same file) names one of its headings, slugged as GitHub does.
 """
 
 from __future__ import annotations
@@ -70,30 +71,52 @@ def design_references(paths: list[Path], root: Path = ROOT) -> list[str]:
     return found
 
 
-def relative_links(markdown: str) -> list[tuple[int, str]]:
-    """(line, target) of every relative link outside fenced code blocks."""
-    links = []
+def prose_lines(markdown: str) -> list[tuple[int, str]]:
+    """(line number, text) of every line outside fenced code blocks."""
+    lines = []
     in_fence = False
     for number, line in enumerate(markdown.splitlines(), start=1):
         if FENCE.match(line):
             in_fence = not in_fence
+        elif not in_fence:
+            lines.append((number, line))
+    return lines
+
+
+def relative_links(markdown: str) -> list[tuple[int, str]]:
+    """(line, target) of every relative link (``#anchor`` alone included) outside code."""
+    return [(number, target) for number, line in prose_lines(markdown)
+            for target in LINK.findall(re.sub(r"`[^`]*`", "", line))
+            if not EXTERNAL.match(target)]
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings: lower case, punctuation dropped, spaces to
+    hyphens, ``-1``, ``-2`` ... appended to repeats."""
+    anchors: set[str] = set()
+    seen: dict[str, int] = {}
+    for _, line in prose_lines(markdown):
+        heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not heading:
             continue
-        if in_fence:
-            continue
-        for target in LINK.findall(re.sub(r"`[^`]*`", "", line)):
-            if not EXTERNAL.match(target) and not target.startswith("#"):
-                links.append((number, target))
-    return links
+        slug = re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-")
+        anchors.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+        seen[slug] = seen.get(slug, 0) + 1
+    return anchors
 
 
 def dangling_links(markdown_files: list[Path], root: Path = ROOT) -> list[str]:
-    """``file:line: target`` for every relative link whose file part does not exist."""
+    """``file:line: target`` for every relative link to a missing file or heading."""
     bad = []
     for path in markdown_files:
         for number, target in relative_links(path.read_text(encoding="utf-8")):
-            file_part = target.split("#", 1)[0]
-            if not (path.parent / file_part).exists():
+            file_part, _, anchor = target.partition("#")
+            destination = path.parent / file_part if file_part else path
+            if not destination.exists():
                 bad.append(f"{path.relative_to(root)}:{number}: {target}")
+            elif anchor and destination.suffix == ".md" and anchor not in heading_anchors(
+                    destination.read_text(encoding="utf-8")):
+                bad.append(f"{path.relative_to(root)}:{number}: {target} (no such heading)")
     return bad
 
 
@@ -123,18 +146,22 @@ def test_every_relative_doc_link_resolves() -> None:
 def test_the_checks_catch_a_reference_and_a_dangling_link(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
     (tmp_path / "results").mkdir()
-    (tmp_path / "exists.md").write_text("# here\n")
+    (tmp_path / "exists.md").write_text("# here\n## Shot groups (many, few)\n## here\n")
     cited = tmp_path / "mod.py"
     cited.write_text(f'"""See {NEEDLES[0]} section 3."""\n')
     history = tmp_path / "results" / "old.json"
     history.write_text(f'{{"note": "{NEEDLES[3]}"}}\n')
     page = tmp_path / "docs" / "page.md"
     page.write_text(
-        "[ok](../exists.md#here) [web](https://example.org/x.md) [anchor](#local)\n"
+        "# Local\n[ok](../exists.md#here) [web](https://example.org/x.md) [anchor](#local)\n"
         "[gone](missing.md#part) ![img](pics/none.png)\n"
         "```\n[in code](nowhere.md)\n```\n`[inline](nowhere.md)`\n"
+        "[ok](../exists.md#shot-groups-many-few) [ok](../exists.md#here-1) [bad](#nowhere)\n"
+        "[bad](../exists.md#here-2)\n"
     )
     assert design_references([cited, history, page], tmp_path) == [f"mod.py:1: {NEEDLES[0]}"]
     assert dangling_links([page], tmp_path) == [
-        "docs/page.md:2: missing.md#part", "docs/page.md:2: pics/none.png",
+        "docs/page.md:3: missing.md#part", "docs/page.md:3: pics/none.png",
+        "docs/page.md:8: #nowhere (no such heading)",
+        "docs/page.md:9: ../exists.md#here-2 (no such heading)",
     ]
