@@ -34,4 +34,7 @@ def demo_command(runtime: Runtime, quick: bool, out_dir: Path, only: tuple[str, 
     lines += [f"  {name}: {step.get('seconds', 0):.1f} s" for name, step in
               summary["steps"].items()]
     lines.append(f"  summary: {out_dir.resolve() / 'demo_summary.json'}")
+    recommendation = summary["steps"].get("rank", {}).get("recommendation")
+    if recommendation:  # the demo's last line: which backbone and head to use
+        lines.append(recommendation["sentence"])
     emit(runtime, summary, "\n".join(lines))

@@ -1,0 +1,35 @@
+"""The demo's rank step reuses the heads step's heads; its sentence is the demo's last line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from featlt.cli import main
+
+
+def test_demo_ends_with_the_ranking_and_names_a_backbone_and_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from featlt.demo import extract_step, heads_step
+
+    monkeypatch.setattr(extract_step, "MODELS", ("test-efficientnet-random", "test-vit-random"))
+    monkeypatch.setattr(extract_step, "QUICK", extract_step.DemoData(
+        "digits", 32, {"train": 200, "test": 40}, n_max=10, val_per_class=3))
+    monkeypatch.setattr(heads_step, "QUICK_HEADS", ("ncm_cosine", "la_loss"))
+    monkeypatch.setattr(heads_step, "QUICK_MAX_EPOCHS", 3)
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["demo", "--quick", "--only", "extract", "--only", "heads",
+                                       "--only", "rank", "-o", str(out), "--device", "cpu",
+                                       "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Use test-") and " head: balanced accuracy " in last
+    document = json.loads((out / "rank" / "ranking.json").read_text())
+    assert [row["measured"]["reused"] for row in document["rows"]] == [True, True]
+    assert document["recommendation"]["head"] in ("ncm_cosine", "la_loss")
+    assert (out / "rank" / "ranking.csv").is_file() and (out / "rank" / "ranking.png").is_file()
+    assert "ranking by featlt" in result.output
