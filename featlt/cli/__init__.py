@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from featlt import __version__
+from featlt.cli.option_types import SEED_RANGE, harden_numeric_options
 from featlt.errors import FeatltError
 from featlt.runtime import Runtime, os_error_text, to_jsonable
 
@@ -47,9 +48,10 @@ def featlt_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Where torch and faiss run; 'cuda' without a GPU is an error.",
     )
-    @click.option("--threads", type=int, default=None, help="CPU threads (torch, faiss, BLAS).")
+    @click.option("--threads", type=click.IntRange(min=1), default=None,
+                  help="CPU threads (torch, faiss, BLAS).")
     @click.option(
-        "--seed", type=int, default=0, show_default=True, help="Seed of every random step."
+        "--seed", type=SEED_RANGE, default=0, show_default=True, help="Seed of every random step."
     )
     @click.option(
         "--json",
@@ -104,3 +106,5 @@ _COMMAND_MODULES = ("info", "separability", "extract", "weights", "heads", "rank
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"featlt.cli.{_name}")
+# Every number option refuses nan/inf and (integers) negative values before a command starts.
+harden_numeric_options(main)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from featlt.cli import emit, featlt_command, main
+from featlt.cli.option_types import POSITIVE, finite_float
 from featlt.cli.view_options import build_protocol, view_options
 from featlt.errors import FeatltError
 from featlt.extract.augment import DEFAULT_POLICY, policy_names
@@ -31,13 +32,20 @@ def _limit(value: str | None) -> int | dict[str, int] | None:
         return None
     try:
         if "=" not in value:
-            return int(value)
-        pairs = (item.split("=", 1) for item in value.split(",") if item.strip())
-        return {split.strip(): int(n) for split, n in pairs}
+            limit: int | dict[str, int] = int(value)
+        else:
+            pairs = (item.split("=", 1) for item in value.split(",") if item.strip())
+            limit = {split.strip(): int(n) for split, n in pairs}
     except ValueError as err:
         raise FeatltError(
             f"--limit '{value}': not N or split=N[,split=N]; pass e.g. 500 or train=500,test=200"
         ) from err
+    if min(limit.values() if isinstance(limit, dict) else [limit], default=1) < 1:
+        raise FeatltError(
+            f"--limit '{value}': image counts must be at least 1; pass e.g. 500 or "
+            "train=500,test=200"
+        )
+    return limit
 
 
 def _seeds(value: str | None) -> tuple[int, ...] | None:
@@ -66,9 +74,9 @@ def _seeds(value: str | None) -> tuple[int, ...] | None:
               help="Dataset: folder:PATH, npz:FILE, jpeg-npz:FILE, digits, mnist5k, ... "
                    "(docs/data-formats.md).")
 @click.option("--splits", default=None, help="Comma-separated splits [default: all the data has].")
-@click.option("--resolution", type=int, default=None,
+@click.option("--resolution", type=POSITIVE, default=None,
               help="Square input size [default: the model tag's].")
-@click.option("--batch-size", type=int, default=64, show_default=True,
+@click.option("--batch-size", type=POSITIVE, default=64, show_default=True,
               help="Rows per forward pass and per write (resume needs the same).")
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16",
               show_default=True, help="Stored feature dtype (float16 overflow is refused).")
@@ -99,7 +107,7 @@ def _seeds(value: str | None) -> tuple[int, ...] | None:
 @click.option("--view-seeds", default=None,
               help="With view options: also extract the validation rows the view draws at these "
                    "seeds, e.g. 0-4 [default: --seed].")
-@click.option("--also-imbalance-factor", type=float, multiple=True,
+@click.option("--also-imbalance-factor", type=finite_float(min=1.0), multiple=True,
               help="With a long-tail --profile: also cover the view at this imbalance factor "
                    "(its outside validation rows); repeatable.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),

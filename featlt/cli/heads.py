@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from featlt.cli import emit, featlt_command, main
+from featlt.cli.option_types import POSITIVE
 from featlt.cli.view_options import build_protocol, view_options
 from featlt.runtime import Runtime
 
@@ -19,7 +20,7 @@ from featlt.runtime import Runtime
 @view_options
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: <FEATURE_FILE stem>-heads in the current folder).")
-@click.option("--max-epochs", type=int, default=None,
+@click.option("--max-epochs", type=POSITIVE, default=None,
               help="Cap the epochs of every trainable head (default: each head's own).")
 @click.option("--bootstrap", type=int, default=1000, show_default=True,
               help="Bootstrap resamples for the test intervals (0: none).")
@@ -49,7 +50,7 @@ def fit_classifier_command(
               help="Split of FEATURE_FILE to classify.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write one CSV row per prediction.")
-@click.option("--batch-size", type=int, default=64, show_default=True,
+@click.option("--batch-size", type=POSITIVE, default=64, show_default=True,
               help="Images per backbone batch (--images).")
 @click.option("--weights", default=None,
               help="Backbone weights (--images) when the recorded weights file is not on this "

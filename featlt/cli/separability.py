@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from featlt.cli import emit, featlt_command, main
+from featlt.cli.option_types import POSITIVE, finite_float
 from featlt.cli.view_options import build_protocol, view_options
 from featlt.runtime import Runtime
 
@@ -19,22 +20,23 @@ from featlt.runtime import Runtime
               help="Write the full report (JSON) here.")
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default=None,
               help="Write PNG plots into this folder.")
-@click.option("--knn-queries", type=int, default=2000, show_default=True,
+@click.option("--knn-queries", type=POSITIVE, default=2000, show_default=True,
               help="Stratified training queries for kNN (every few-shot sample included).")
-@click.option("--knn-k", type=int, default=10, show_default=True, help="kNN neighbours.")
+@click.option("--knn-k", type=POSITIVE, default=10, show_default=True, help="kNN neighbours.")
 @click.option("--knn-metric", type=click.Choice(["cosine", "l2"]), default="cosine",
               show_default=True, help="cosine: centred, L2-normalised features; l2: raw.")
-@click.option("--pca-dim", type=int, default=64, show_default=True,
+@click.option("--pca-dim", type=POSITIVE, default=64, show_default=True,
               help="PCA dimensions for GBC and the Bhattacharyya matrix.")
 @click.option("--gbc-gaussian", type=click.Choice(["spherical", "diagonal"]),
               default="spherical", show_default=True, help="GBC class Gaussians.")
-@click.option("--density-clusters", type=int, default=None,
+@click.option("--density-clusters", type=POSITIVE, default=None,
               help="Clusters of the density mixture (default: max(C, min(256, N // 500))).")
-@click.option("--dense-fraction", type=float, default=0.3, show_default=True,
+@click.option("--dense-fraction", type=finite_float(0.0, 1.0, min_open=True), default=0.3,
+              show_default=True,
               help="Densest share of training samples whose make-up is reported (DLSA's rho).")
-@click.option("--split-ref", type=float, default=None,
+@click.option("--split-ref", type=finite_float(min=0.0, min_open=True), default=None,
               help="CWS target sub-class size n_ref (default: median class size).")
-@click.option("--min-subclass-size", type=int, default=20, show_default=True,
+@click.option("--min-subclass-size", type=POSITIVE, default=20, show_default=True,
               help="CWS fewest samples per planned sub-class (m_min).")
 @featlt_command
 def evaluate_separability_command(

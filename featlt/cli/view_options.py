@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from featlt.cli.option_types import POSITIVE, finite_float
+
 
 def view_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add the index-view options; the callback receives ``protocol_options: dict``.
@@ -26,21 +28,22 @@ def view_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                   default="none", show_default=True,
                   help="Index view of the stored train split: a long-tail profile, a balanced "
                   "subset, or none (as stored).")
-    @click.option("--imbalance-factor", type=float, default=100.0, show_default=True,
+    @click.option("--imbalance-factor", type=finite_float(min=1.0), default=100.0,
+                  show_default=True,
                   help="Imbalance factor of a long-tail --profile.")
     @click.option("--decay", type=click.Choice(["exp", "step"]), default="exp",
                   show_default=True, help="Shape of the long-tail profile.")
-    @click.option("--n-max", type=int, default=None,
+    @click.option("--n-max", type=POSITIVE, default=None,
                   help="Largest class's count in the profile (default: smallest stored class).")
-    @click.option("--balanced-per-class", type=int, default=None,
+    @click.option("--balanced-per-class", type=POSITIVE, default=None,
                   help="Rows per class with --profile balanced.")
     @click.option("--val-source", type=click.Choice(["auto", "split", "outside", "carve"]),
                   default="auto", show_default=True,
                   help="Validation rows: a stored 'val' split, outside the profile's subset, or "
                   "carved from train (auto: in that order of preference).")
-    @click.option("--val-per-class", type=int, default=20, show_default=True,
+    @click.option("--val-per-class", type=POSITIVE, default=20, show_default=True,
                   help="Validation rows per class drawn outside the subset.")
-    @click.option("--test-per-class", type=int, default=None,
+    @click.option("--test-per-class", type=POSITIVE, default=None,
                   help="A fixed balanced subset of the test split, N rows per class (the same "
                   "images for every --seed) [default: the whole test split].")
     @functools.wraps(fn)
