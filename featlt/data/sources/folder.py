@@ -9,12 +9,15 @@ Layouts:
 Class names are the class subfolder names of all parts, sorted; a class missing from a part has
 no images there. Images are files with a common image extension (hidden files skipped), in
 sorted path order, so item ``i`` is stable. The fingerprint hashes every image's relative path
-and size (not the pixels, which would mean reading the whole dataset).
+and size (not the pixels, which would mean reading the whole dataset). As with ``split-list:``, an
+image that resolves outside the root through a symlink is refused when it is opened (``--skip-bad``
+leaves it out).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ import numpy as np
 
 from featlt.data.sources import SPLIT_ORDER, decode_image, register_source
 from featlt.data.sources.indexed import IndexedSource
+from featlt.data.sources.split_list import resolve_inside
 from featlt.errors import FeatltError
 
 IMAGE_EXTENSIONS = frozenset(
@@ -69,14 +73,16 @@ class ImageFolderSource(IndexedSource):
 
     def _load_part_image(self, part: str, position: int) -> Any:
         file = self._files[part][position]
-        return decode_image(file, f"dataset {self.uri}: image {file}")
+        what = f"dataset {self.uri}: image {file}"
+        return decode_image(resolve_inside(self.root, str(file.relative_to(self.root)), what), what)
 
     def describe(self) -> dict[str, Any]:
         digest = hashlib.sha256()
         for part in sorted(self._files):
             for file in self._files[part]:
                 size = file.stat().st_size if file.exists() else -1
-                digest.update(f"{file.relative_to(self.root)}\t{size}\n".encode())
+                # file names are bytes to the OS and need not be UTF-8
+                digest.update(os.fsencode(file.relative_to(self.root)) + f"\t{size}\n".encode())
         return {
             "uri": self.uri,
             "scheme": self.scheme,
