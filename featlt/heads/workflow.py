@@ -76,6 +76,12 @@ def fit_classifiers(
             f"feature file {feature_file}: no '{protocol.test_split}' split to evaluate on; "
             "extract a test split"
         )
+    if np.count_nonzero(arrays.train_counts) < 2:
+        raise FeatltError(
+            f"feature file {feature_file}: its training rows hold "
+            f"{np.count_nonzero(arrays.train_counts)} class ({', '.join(arrays.class_names)}); a "
+            "classifier needs at least 2; extract a dataset with two or more classes"
+        )
     data = SelectionData(arrays.X_train, arrays.y_train, arrays.X_val, arrays.y_val,
                          arrays.train_counts, arrays.views_train)
     check_selection_data(data, arrays.class_names)
