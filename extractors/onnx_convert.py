@@ -135,7 +135,7 @@ def _backbone_tensors(graph: Any, source: Path) -> tuple[dict[str, Any], list[st
     prefix = _backbone_prefix(arrays, source)
     tensors: dict[str, Any] = {}
     unnamed: dict[str, str] = {}  # initializer -> Dinov2 name it was placed as
-    for name, bias_name in _matmul_weights(graph, arrays, prefix):
+    for name, bias_name in _matmul_weights(graph, arrays, prefix, source):
         weight = f"{bias_name.removesuffix('.bias')}.weight"
         tensors[weight.removeprefix(prefix)] = arrays[name].T
         unnamed[name] = weight
@@ -166,8 +166,13 @@ def _backbone_prefix(arrays: dict[str, Any], source: Path) -> str:
                     f"the graph has no '*{CLASS_TOKEN_SUFFIX}', so it holds no DINOv2 ViT")
 
 
-def _matmul_weights(graph: Any, arrays: dict[str, Any], prefix: str) -> list[tuple[str, str]]:
-    """(unnamed MatMul weight, the named bias the next Add adds to its output) pairs."""
+def _matmul_weights(
+    graph: Any, arrays: dict[str, Any], prefix: str, source: Path
+) -> list[tuple[str, str]]:
+    """(unnamed MatMul weight, the named bias the next Add adds to its output) pairs.
+
+    An unnamed MatMul weight without such a bias is refused by name.
+    """
     adds_by_input: dict[str, Any] = {}
     for node in graph.node:
         if node.op_type == "Add":
@@ -181,10 +186,12 @@ def _matmul_weights(graph: Any, arrays: dict[str, Any], prefix: str) -> list[tup
         if weight not in arrays or not _is_unnamed(weight):
             continue
         add = adds_by_input.get(node.output[0])
-        bias = next((v for v in add.input if v in arrays and v.startswith(prefix)
-                     and v.endswith(".bias")), None) if add is not None else None
-        if bias is not None:
-            pairs.append((weight, bias))
+        biases = [value for value in (add.input if add is not None else ())
+                  if value in arrays and value.startswith(prefix) and value.endswith(".bias")]
+        if not biases:
+            raise _unplaced(source, weight, arrays[weight],
+                            "a MatMul weight with no named bias added right after it")
+        pairs.append((weight, biases[0]))
     return pairs
 
 

@@ -58,7 +58,8 @@ def test_an_unidentifiable_matrix_is_refused_by_name(tmp_path: Path) -> None:
         {"backbone.embeddings.cls_token": np.zeros((1, 1, 8)),
          "onnx::MatMul_7": np.zeros((8, 8))},
     )
-    with pytest.raises(FeatltError, match=r"'onnx::MatMul_7' \(8, 8\)"):
+    with pytest.raises(FeatltError, match=r"'onnx::MatMul_7' \(8, 8\) \(a MatMul weight with no "
+                                          r"named bias"):
         convert_onnx(source, output=tmp_path / "out.safetensors")
 
 
