@@ -2,11 +2,13 @@
 
 :class:`SplitImages` is the map-style dataset of one split's selected rows (clean image and
 ``--views`` views as uint8), :class:`Collate` stacks a batch (normalised in the worker on CPU,
-left uint8 for the GPU), :func:`worker_init` gives each worker one torch thread.
+left uint8 for the GPU), :func:`worker_init` gives each worker one torch thread and ties its
+life to the main process.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -75,7 +77,22 @@ class Collate:
 
 
 def worker_init(_: int) -> None:
-    """One torch thread per decoding worker, so workers and the forward pass share the cores."""
+    """One torch thread per decoding worker, so workers and the forward pass share the cores;
+    the worker dies with the main process (a killed extraction leaves no worker holding the
+    output file open, and with it HDF5's lock)."""
     import torch
 
     torch.set_num_threads(1)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel SIGKILL this process when its parent dies (PR_SET_PDEATHSIG);
+    elsewhere DataLoader's own check notices within seconds."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
