@@ -17,7 +17,7 @@ from typing import Any
 from featlt.demo import DemoContext, demo_step
 from featlt.errors import FeatltError
 
-QUICK_HEADS = ("linear", "crt", "la_loss", "ncm_cosine", "posthoc_la")
+QUICK_HEADS = ("linear", "crt", "la_loss", "ncm_cosine", "posthoc_la", "dlsa", "cws", "cibl")
 QUICK_MAX_EPOCHS = 20
 QUICK_BOOTSTRAP = 200
 
