@@ -33,6 +33,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -453,6 +454,11 @@ def load_state_file(path: Path, backbone: str) -> dict[str, Any]:
             f"weights file {path}: not found for backbone {backbone}; pass an existing file "
             "with --weights, or convert one with `featlt weights convert`"
         )
+    if path.stat().st_size == 0:
+        raise FeatltError(
+            f"weights file {path}: empty (0 bytes; a download or copy did not finish); pass the "
+            "complete file"
+        )
     if path.suffix.lower() == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -469,10 +475,12 @@ def load_state_file(path: Path, backbone: str) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        # Name what was refused, never quote torch's advice (it suggests an unsafe load).
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = f"a {refused.group(1)} object" if refused else "objects other than tensors"
         raise FeatltError(
-            f"weights file {path}: holds objects other than tensors, refused without running "
-            f"them ({str(err).splitlines()[0]}); save only the state dict "
-            "(torch.save(model.state_dict(), path)) or a .safetensors file"
+            f"weights file {path}: holds {what}, refused without running it; save only the "
+            "state dict (torch.save(model.state_dict(), path)) or a .safetensors file"
         ) from err
     except (RuntimeError, OSError, EOFError) as err:
         raise FeatltError(
