@@ -10,7 +10,7 @@ import click
 from featlt.cli import emit, featlt_command, main
 from featlt.cli.option_types import POSITIVE
 from featlt.cli.view_options import build_protocol, view_options
-from featlt.runtime import Runtime
+from featlt.runtime import Runtime, refuse_output_onto_inputs
 
 
 @main.command("fit-classifier")
@@ -33,8 +33,10 @@ def fit_classifier_command(
     from featlt.heads.report import comparison_table
     from featlt.heads.workflow import fit_classifiers
     protocol = build_protocol(protocol_options, runtime.seed)
+    out_dir = out_dir or Path(f"{feature_file.stem}-heads")
+    refuse_output_onto_inputs(out_dir, [feature_file], "--output")
     summary = fit_classifiers(
-        feature_file, heads, out_dir or Path(f"{feature_file.stem}-heads"), protocol,
+        feature_file, heads, out_dir, protocol,
         device=runtime.device, seed=runtime.seed, n_bootstrap=bootstrap,
         overrides=None if max_epochs is None else {"max_epochs": max_epochs},
     )
@@ -61,12 +63,16 @@ def predict_command(
     split: str, output: Path | None, batch_size: int, weights: str | None,
 ) -> None:
     """Apply a saved head to a feature file of the same backbone, or to an image folder."""
+    from featlt.heads.io import CONFIG_FILE, TENSORS_FILE
     from featlt.heads.report import prediction_text
     from featlt.heads.workflow import predict_features
     from featlt.predict.images import predict_images
 
     if (feature_file is None) == (images is None):
         raise click.UsageError("give either FEATURE_FILE or --images FOLDER (not both)")
+    if output is not None:
+        inputs = [feature_file or images, head_dir / CONFIG_FILE, head_dir / TENSORS_FILE]
+        refuse_output_onto_inputs(output, inputs, "--output")
     if feature_file is not None:
         result = predict_features(head_dir, feature_file, split=split, output=output,
                                   seed=runtime.seed)
