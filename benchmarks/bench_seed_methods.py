@@ -351,7 +351,8 @@ def plot_lambda(sweep: dict[str, Any], cell: str, views: str, path: Path) -> Non
     n = sweep[lams[0]]["balanced_accuracy"]["n"]
     ax.set_xlabel("CIBL lambda (contrastive weight)")
     ax.set_ylabel("test accuracy (mean ± std over seeds)")
-    ax.set_title(f"CIBL on {cell}, {n} seeds; {views}", fontsize=8)
+    kind = "feature-noise views" if "noise" in views else "stored augmented views"
+    ax.set_title(f"CIBL on {cell}, {n} seeds, {kind}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
