@@ -65,5 +65,7 @@ def harden_numeric_options(command: click.Command) -> None:
 
 
 def is_numeric(param: click.Parameter) -> bool:
-    """True for an option or argument that takes a number."""
+    """True for an option or argument that takes a number (not a flag or a counter like -v)."""
+    if isinstance(param, click.Option) and (param.is_flag or param.count):
+        return False
     return isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType))
