@@ -44,6 +44,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import finish_record, load_average, run_record
+
 REPO = Path(__file__).resolve().parents[1]
 SEED = 0
 MAIN = {"model": "efficientnet-lite0", "weights": None, "timm": "tf_efficientnet_lite0.in1k",
@@ -51,10 +53,6 @@ MAIN = {"model": "efficientnet-lite0", "weights": None, "timm": "tf_efficientnet
 LIGHT = {"model": "mobilenetv3_small_100", "weights": "random", "timm": "mobilenetv3_small_100",
          "resolution": 96, "batch_size": 64}
 GOALS = {"ratio_to_forward": 0.9, "speedup_vs_naive": 2.0, "speedup_vs_naive_light": 1.5}
-
-
-def load() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 def data_path(given: str | None) -> Path:
@@ -204,7 +202,7 @@ TASKS = {"featlt": task_featlt, "naive": task_naive, "rss": task_rss}
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """Run one task in a fresh process; return its record with the load average around it."""
-    before = load()
+    before = load_average()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, __file__, "--task", json.dumps(task)], capture_output=True, text=True,
@@ -213,7 +211,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"task {task['kind']} failed:\n{done.stderr[-3000:]}")
     record = json.loads(done.stdout.strip().splitlines()[-1])
-    record["load_before"], record["load_after"] = before, load()
+    record["load_before"], record["load_after"] = before, load_average()
     print(f"  {task['kind']:<6} n={task['n']}: {json.dumps(record)}", file=sys.stderr)
     return record
 
@@ -318,8 +316,6 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
-    from common import finish_record, run_record
-
     from featlt.extractors import get_zoo_entry
     from featlt.runtime import write_json_atomic
 

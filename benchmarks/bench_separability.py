@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import finish_record, load_average, run_record
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 0
@@ -41,10 +42,6 @@ NITER = 20  # Lloyd iterations for both faiss and scikit-learn
 
 
 STEPS = ("split", "report", "scaling")
-
-
-def load() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 def class_structure(n_classes: int, dim: int, n_sub: int = 8, seed: int = SEED) -> np.ndarray:
@@ -265,7 +262,7 @@ def bench_scaling(sizes: list[int], workdir: Path, device: str) -> dict:
     for n in sizes:
         path = workdir / f"scaling_{n}.h5"
         meta = write_scaling_store(path, n)
-        load_before = load()
+        load_before = load_average()
         proc = subprocess.run(
             [sys.executable, __file__, "--child-report", str(path), "--device", device],
             check=True,
@@ -308,7 +305,6 @@ def main() -> None:
 
     import faiss
     import sklearn
-    from common import finish_record, run_record
 
     from featlt.data.profiles import long_tail_counts
     from featlt.runtime import write_json_atomic

@@ -37,7 +37,7 @@ def _git(*args: str) -> str | None:
     return result.stdout
 
 
-def _load_average() -> list[float] | None:
+def load_average() -> list[float] | None:
     """The 1, 5 and 15 minute load averages, or None where the OS has none."""
     try:
         return [round(v, 2) for v in os.getloadavg()]
@@ -82,7 +82,7 @@ def run_record(argv: list[str]) -> dict[str, Any]:
         "cpu": _cpu_model(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "load_average_start": _load_average(),
+        "load_average_start": load_average(),
         "date_utc": _utc_now(),
         "started_unix": round(time.time(), 3),
     }
@@ -92,7 +92,7 @@ def finish_record(record: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``record`` with ``load_average_end``, ``date_end_utc`` and ``seconds`` added."""
     return {
         **record,
-        "load_average_end": _load_average(),
+        "load_average_end": load_average(),
         "date_end_utc": _utc_now(),
         "seconds": round(time.time() - record["started_unix"], 1),
     }
