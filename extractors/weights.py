@@ -14,7 +14,6 @@ tests check the ImageNet top-1 of the converted EfficientNet-Lite0 on a photo).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 from featlt.errors import FeatltError
 from featlt.extractors.backbones import check_model_name, load_state_file, state_sha256
 from featlt.file_hash import file_sha256
-from featlt.runtime import cache_dir
+from featlt.runtime import atomic_output, cache_dir, refuse_output_onto_inputs
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,8 @@ def convert_positional(
 
     check_model_name(model)
     source = Path(source)
+    if output is not None:
+        refuse_output_onto_inputs(output, [source])
     if source.suffix.lower() == ".safetensors":
         raise FeatltError(
             f"weights {source}: a .safetensors file stores its tensors sorted by name, not in "
@@ -125,18 +126,7 @@ def map_by_position(
 
 
 def atomic_save(write: Any, output: Path) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``output``, then rename it into place."""
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise FeatltError(
-            f"output {output}: cannot create folder {output.parent} ({err}); choose another -o"
-        ) from err
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    try:
+    """Call ``write(tmp)`` on a temporary file next to ``output``, then rename it into place
+    (:func:`featlt.runtime.atomic_output`: a failure leaves ``output`` as it was)."""
+    with atomic_output(output) as tmp:
         write(tmp)
-        os.replace(tmp, output)
-    except OSError as err:
-        raise FeatltError(f"output {output}: cannot be written ({err}); choose another -o") from err
-    finally:
-        tmp.unlink(missing_ok=True)

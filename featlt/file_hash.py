@@ -64,7 +64,10 @@ def _load() -> dict[str, Any]:
 
 
 def _save(cache: dict[str, Any]) -> None:
+    from featlt.errors import FeatltError
     from featlt.runtime import write_json_atomic
 
-    with contextlib.suppress(OSError):  # a read-only cache only costs re-hashing
+    # a read-only or full cache only costs re-hashing (write_json_atomic reports OS errors as
+    # FeatltError)
+    with contextlib.suppress(OSError, FeatltError):
         write_json_atomic(_cache_path(), cache)
