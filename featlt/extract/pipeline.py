@@ -34,7 +34,7 @@ from featlt.errors import FeatltError, StoreError
 from featlt.extract.decode_loader import Collate, SplitImages, worker_init
 from featlt.extract.thread_policy import fixed_threads, measured_threads
 from featlt.runtime import Runtime, log, refuse_output_onto_inputs
-from featlt.store.feature_store import FLOAT16_MAX, StoreWriter, WriteMode
+from featlt.store.feature_store import FLOAT16_MAX, StoreWriter, WriteMode, partial_path
 
 FAULT_ENV = "FEATLT_FAULT_AFTER_BATCHES"
 # Images of the first batch the forward path is checked on against eager and the thread count is
@@ -119,6 +119,11 @@ def check_output(path: Path, mode: WriteMode) -> None:
         raise StoreError(
             f"output {path}: already exists; pass --resume to continue it or --overwrite to "
             "replace it"
+        )
+    if partial_path(path).exists() and mode == "create":
+        raise StoreError(
+            f"output {path}: an interrupted run left {partial_path(path).name}; pass --resume "
+            "to continue it or --overwrite to start again"
         )
     folder = path.parent
     existing = folder
