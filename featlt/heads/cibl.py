@@ -148,7 +148,7 @@ class CIBLHead(TorchHead):
             y_val: Any = None, views: Any = None) -> CIBLHead:
         """Fit on ``X`` (n, D), ``y`` (n,) and optional augmented ``views`` (n, V, D)."""
         self._check_cibl_params()
-        self._views = self._check_views(views, np.shape(X))
+        self._views = self._check_views(views, X)
         seed = self._seed()
         self._noise = torch.Generator().manual_seed(seed)
         try:
@@ -157,11 +157,13 @@ class CIBLHead(TorchHead):
             del self._views, self._noise
         return self
 
-    def _check_views(self, views: Any, x_shape: tuple[int, ...]) -> np.ndarray | None:
+    def _check_views(self, views: Any, X: Any) -> np.ndarray | None:
+        """The views (n, V, D) aligned with ``X`` (n, D), or None (then noise views)."""
         if views is None:
             self.views_source_ = (f"feature-space noise (Gaussian, std {self.noise_std} in the "
                                   "preprocessed space): no stored views were given")
             return None
+        x_shape = np.asarray(X).shape
         views = np.asarray(views)
         if views.ndim != 3 or views.shape[0] != x_shape[0] or views.shape[2] != x_shape[1] \
                 or views.shape[1] < 1 or not np.isfinite(views).all():

@@ -31,7 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from featlt.heads.base import BaseHead, check_features, check_features_labels, encode_labels
+from featlt.heads.base import (
+    BaseHead,
+    HeadInputError,
+    check_features,
+    check_features_labels,
+    encode_labels,
+)
 from featlt.heads.trainable import param_error
 
 ABSENT_MARGIN = 50.0  # logit gap below the row minimum for a class a stage never saw
@@ -134,7 +140,10 @@ class DLSAHead(BaseHead):
         X, y, weights = check_features_labels(self, X, y, sample_weight)
         self.classes_, y_index = encode_labels(y)
         if len(self.classes_) < 2:
-            raise param_error(self, "y", "labels of at least 2 classes", self.classes_.tolist())
+            raise HeadInputError(
+                f"DLSAHead.fit: y has only one class ({self.classes_[0]!r}); a classifier needs "
+                "at least 2 classes"
+            )
         self._set_prior(self.class_counts, y_index)
         val = None
         if X_val is not None and y_val is not None:
