@@ -277,9 +277,16 @@ def test_cuda_training_predicts_like_cpu(lt):
     assert abs(bacc(gpu, test) - bacc(cpu, test)) < 0.03
 
 
-def test_small_training_sets_get_smaller_batches():
-    from featlt.heads.training import effective_batch_size
+def test_small_training_sets_get_smaller_batches_and_several_passes():
+    from featlt.heads.training import effective_batch_size, epoch_draws, epoch_order
 
     assert effective_batch_size(512, 12386) == 512
-    assert effective_batch_size(512, 363) == 32  # 12 steps per epoch instead of 1
+    assert epoch_draws(12386, 512) == 12386  # large sets: one pass, as before
+    assert effective_batch_size(512, 363) == 32
+    assert epoch_draws(363, 32) == 2048  # 64 steps per epoch instead of 1 (batch 512)
     assert effective_batch_size(512, 10) == 10
+    assert epoch_draws(10, 10) == 640  # 64 full-batch steps
+    order = epoch_order(np.arange(363) % 3, "instance", np.random.default_rng(0), 2048)
+    assert order.shape == (2048,)
+    np.testing.assert_array_equal(np.sort(order[:363]), np.arange(363))  # whole passes first
+    np.testing.assert_array_equal(np.bincount(order[:5 * 363]), np.full(363, 5))
