@@ -362,6 +362,11 @@ def test_7_killed_extraction_leaves_no_worker_holding_the_file(tmp_path: Path) -
     assert killed.returncode == -9, killed.stderr
     with FeatureStore(out, allow_incomplete=True) as store:  # at once: no orphan holds the lock
         assert not store.complete and store.info("train").n_written == 16
+    assert not out.exists() and (tmp_path / "k.h5.partial").exists()
+    resumed = _run("extract", "--model", "pixels_8", "--data", f"npz:{data}", "--workers", "2",
+                   "--batch-size", "8", "--threads", "1", "-o", out, "--skip-existing")
+    assert resumed.exit_code == 0 and "resumed at 16" in resumed.output, resumed.output
+    assert _debris(tmp_path) == []
 
 
 def test_7_weights_files_empty_or_unsafe(tmp_path: Path) -> None:

@@ -317,7 +317,8 @@ def _write_mode(config: ExtractConfig, provenance: dict[str, Any]) -> str:
     """The store mode; with --skip-existing ``keep`` for a complete file of the same
     provenance (the forward path and the run record aside), ``resume`` for an incomplete one."""
     if not config.skip_existing or not config.output.exists():
-        return "create" if config.skip_existing else config.mode
+        # resume: continues an interrupted OUT.h5.partial, or creates the store
+        return "resume" if config.skip_existing else config.mode
     from featlt.store.feature_store import FeatureStore, require_same_provenance
 
     with FeatureStore(config.output, allow_incomplete=True) as store:
