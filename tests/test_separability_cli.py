@@ -108,7 +108,8 @@ def test_bad_inputs_fail_with_clear_messages(stores, tmp_path):
         (plain, "not a featlt feature store"),
         (broken_copy(good, tmp_path / "incomplete.h5", set_incomplete), "incomplete"),
         (broken_copy(good, tmp_path / "nolabels.h5", drop_labels), "has no labels"),
-        (broken_copy(good, tmp_path / "nan.h5", nan_features), "stored row 5 (source position 5) holds NaN/inf features"),
+        (broken_copy(good, tmp_path / "nan.h5", nan_features),
+         "stored row 5 (source position 5) holds NaN/inf features"),
         (broken_copy(good, tmp_path / "same.h5", constant_features), "rows are identical"),
     ]
     for path, message in cases:
