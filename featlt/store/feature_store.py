@@ -269,8 +269,9 @@ class StoreWriter:
     def _writing(self) -> Iterator[None]:
         """Run HDF5 writes; a failed one (disk full, I/O error) removes the unfinished file.
 
-        HDF5 cannot close a file whose write failed on a full disk (the process crashes at exit),
-        so the file is truncated first, which gives it room to close, then deleted.
+        HDF5 cannot close a file whose write failed on a full disk (its closing writes fail again
+        and the process crashes at exit), so the file is truncated, its descriptor redirected to
+        /dev/null for those last writes, and then it is closed and deleted.
         """
         try:
             yield
