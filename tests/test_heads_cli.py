@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from featlt.cli import main
 from featlt.data.synthetic import write_synthetic_store
+from featlt.heads.registry import list_heads
 from featlt.store.feature_store import StoreWriter
 
 QUICK = ("--max-epochs", "5", "--bootstrap", "50", "--device", "cpu")
@@ -101,6 +102,27 @@ def test_predict_reproduces_the_stored_test_metrics(fitted: tuple[Path, Result],
         rows = list(csv.DictReader(handle))
     assert len(rows) == 120 and set(rows[0]) == {"row", "source_index", "label", "prediction",
                                                  "prediction_name", "confidence"}
+
+
+def test_two_class_store_fits_every_head_and_predicts(tmp_path: Path) -> None:
+    """Two classes: every head fits, is selected and saved; predict reproduces its metrics."""
+    store = write_synthetic_store(tmp_path / "two.h5", n_classes=2, n_max=60,
+                                  imbalance_factor=1.0, dim=8, separation=3.0,
+                                  n_test_per_class=20)
+    out = tmp_path / "heads"
+    result = _run("fit-classifier", store, "--head", "all", "--profile", "cao2019",
+                  "--imbalance-factor", "10", "--max-epochs", "2", "--bootstrap", "20",
+                  "--device", "cpu", "--json", "-o", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert set(summary["heads"]) == set(list_heads())
+    for name, row in summary["heads"].items():
+        assert row["balanced_accuracy"] > 0.6, name  # chance: 0.5
+        predicted = _run("predict", out / name, store, "--json")
+        assert predicted.exit_code == 0, predicted.output
+        document = json.loads(predicted.output)
+        assert len(document["predicted_counts"]) == 2 and document["n"] == 40
+        assert document["metrics"]["balanced_accuracy"] == row["balanced_accuracy"], name
 
 
 def test_predict_refuses_features_of_another_backbone(fitted: tuple[Path, Result],
