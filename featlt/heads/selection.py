@@ -55,14 +55,17 @@ class SelectionData:
 
 
 def val_score(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(balanced accuracy, cross-entropy) of raw logits ``(n, C)`` on labels ``(n,)`` 0..C-1."""
+    """(balanced accuracy, cross-entropy) of raw logits ``(n, C)`` on labels ``(n,)`` 0..C-1.
+
+    Balanced accuracy is the mean recall over the classes present in ``y``.
+    """
     from scipy.special import log_softmax
 
-    pred = logits.argmax(axis=1)
-    classes = np.unique(y)
-    recall = [(pred[y == c] == c).mean() for c in classes]
+    from featlt.evaluation.metrics import balanced_accuracy
+
+    bacc = balanced_accuracy(y, logits.argmax(axis=1), logits.shape[1])
     nll = -log_softmax(logits, axis=1)[np.arange(y.shape[0]), y].mean()
-    return float(np.mean(recall)), float(nll)
+    return float(bacc), float(nll)
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:

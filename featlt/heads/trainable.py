@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from featlt.errors import FeatltError
+from featlt.evaluation.metrics import balanced_accuracy_torch
 from featlt.heads.base import (
     BaseHead,
     HeadInputError,
@@ -59,15 +60,6 @@ def uniform_init(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     return rng.uniform(-bound, bound, size=(rows, cols))
 
 
-def balanced_accuracy_from_logits(logits: torch.Tensor, targets: torch.Tensor, n: int) -> float:
-    """Mean per-class recall over the classes present in ``targets`` (n classes in all)."""
-    correct = (logits.argmax(dim=1) == targets).double()
-    hits = torch.zeros(n, dtype=torch.float64, device=logits.device).index_add_(0, targets, correct)
-    seen = torch.bincount(targets, minlength=n).double()
-    present = seen > 0
-    return float((hits[present] / seen[present]).mean())
-
-
 def logit_validator(
     logits_fn: ForwardFn, Zv: np.ndarray, yv: np.ndarray, n_classes: int, device: str
 ) -> ValidateFn:
@@ -83,7 +75,7 @@ def logit_validator(
     def validate(params: dict[str, torch.Tensor]) -> tuple[float, float]:
         logits = logits_fn(params, Z_t)
         nll = float(torch.nn.functional.cross_entropy(logits, y_t))
-        return balanced_accuracy_from_logits(logits, y_t, n_classes), nll
+        return balanced_accuracy_torch(logits.argmax(dim=1), y_t, n_classes), nll
 
     return validate
 
