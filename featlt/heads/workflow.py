@@ -52,25 +52,55 @@ def fit_classifiers(
     Args:
         feature_file: a complete feature store.
         heads: registry names or ``all``.
-        out_dir: receives ``<head>/head.safetensors``, ``<head>/head.json`` and ``summary.json``.
+        out_dir: receives ``<head>/head.safetensors``, ``<head>/head.json``,
+            ``<head>/test_predictions.csv`` and ``summary.json``.
         protocol: :class:`featlt.data.protocol.Protocol` (profile, imbalance factor, validation
         source).
         overrides: fixed constructor parameters for every head that takes them (e.g. max_epochs).
     Returns:
         The summary document (also written to ``out_dir/summary.json``).
     """
-    from featlt.data.protocol import Protocol, load_arrays
-    from featlt.evaluation.metrics import evaluate
-    from featlt.heads.selection import SelectionData, check_selection_data, select_heads
+    from featlt.data.protocol import Protocol
+    from featlt.heads.selection import select_heads
     from featlt.progress import Progress
     from featlt.runtime import resolve_torch_device
-    from featlt.store.feature_store import FeatureStore
 
     names = expand_head_names(list(heads))
     protocol = protocol or Protocol(seed=seed)
     device = resolve_torch_device(device)  # type: ignore[arg-type]
+    arrays, data = load_head_data(feature_file, protocol, with_views="cibl" in names)
+    start = time.perf_counter()
+    with Progress(len(names), "fit-classifier", "head") as progress:
+        selected = select_heads(names, data, device=device, seed=seed, overrides=overrides,
+                                on_selected=lambda _name: progress.update())
+    total_fit = time.perf_counter() - start
+    out_dir = Path(out_dir)
+    config = {"feature_file": str(feature_file), "heads": names, "device": device, "seed": seed,
+              "n_bootstrap": n_bootstrap, "overrides": overrides or {}}
+    summary: dict[str, Any] = {"config": config, "provenance": arrays.provenance,
+                               "class_names": arrays.class_names, "heads": {}}
+    # The test split is scored here, once per head, after all selection is done.
+    for name, result in selected.items():
+        summary["heads"][name] = evaluate_and_save(name, result, arrays, config,
+                                                   out_dir / name, n_bootstrap, seed)
+    summary["total_fit_seconds"] = total_fit
+    write_json_atomic(out_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def load_head_data(feature_file: str | Path, protocol: Any, with_views: bool) -> tuple[Any, Any]:
+    """Read the view's arrays and refuse what heads cannot be fitted or scored on.
+
+    Returns:
+        ``(arrays, data)``: the :func:`featlt.data.protocol.load_arrays` result (train, val,
+        test, provenance) and its :class:`featlt.heads.selection.SelectionData`.
+    """
+    from featlt.data.protocol import load_arrays
+    from featlt.heads.selection import SelectionData, check_selection_data
+    from featlt.store.feature_store import FeatureStore
+
     with FeatureStore(feature_file) as store:
-        arrays = load_arrays(store, protocol, with_views="cibl" in names)
+        arrays = load_arrays(store, protocol, with_views=with_views)
     if arrays.X_test is None:
         raise FeatltError(
             f"feature file {feature_file}: no '{protocol.test_split}' split to evaluate on; "
@@ -92,52 +122,53 @@ def fit_classifiers(
         raise FeatltError(
             f"feature file {feature_file}: test labels outside 0..{n_classes - 1}; re-extract"
         )
-    start = time.perf_counter()
-    with Progress(len(names), "fit-classifier", "head") as progress:
-        selected = select_heads(names, data, device=device, seed=seed, overrides=overrides,
-                                on_selected=lambda _name: progress.update())
-    total_fit = time.perf_counter() - start
-    out_dir = Path(out_dir)
-    config = {"feature_file": str(feature_file), "heads": names, "device": device, "seed": seed,
-              "n_bootstrap": n_bootstrap, "overrides": overrides or {}}
-    summary: dict[str, Any] = {"config": config, "provenance": arrays.provenance,
-                               "class_names": arrays.class_names, "heads": {}}
-    for name, result in selected.items():
-        spec = head_spec(name)
-        # The test split is scored here, once per head, after all selection is done.
-        proba = result.head.predict_proba(arrays.X_test)
-        metrics = evaluate(arrays.y_test, proba, arrays.train_counts, n_bootstrap=n_bootstrap,
-                           seed=seed, class_names=arrays.class_names)
-        document = {
-            "name": name, "description": spec.description, "source": spec.source,
-            "class_names": arrays.class_names, "config": config,
-            "provenance": arrays.provenance, "selection": {
-                "selected": result.selected, "val": result.val, "candidates": result.candidates,
-                "grid": spec.grid, "fit_seconds": result.fit_seconds,
-            },
-            "metrics": {"test": metrics},
-        }
-        if hasattr(result.head, "stage_report"):  # DLSA: rows routed to each stage on test
-            document["stages_test"] = result.head.stage_report(arrays.X_test, arrays.y_test)
-        save_head(result.head, out_dir / name, document)
-        predictions = write_predictions_csv(out_dir / name / TEST_PREDICTIONS_FILE, {
-            "row": arrays.view.test_rows, "label": arrays.y_test,
-            "prediction": proba.argmax(axis=1), "confidence": proba.max(axis=1),
-        })
-        summary["heads"][name] = {
-            **{k: metrics[k] for k in ("accuracy", "balanced_accuracy", "head_third",
-                                       "mid_third", "tail_third", "many", "medium", "few",
-                                       "worst_class_accuracy", "macro_f1", "nll", "ece")},
-            "balanced_accuracy_ci": metrics.get("balanced_accuracy_ci"),
-            "val_balanced_accuracy": result.val["balanced_accuracy"],
-            "fit_seconds": result.fit_seconds,
-            "selected": result.selected,
-            "dir": str(out_dir / name),
-            "test_predictions": str(predictions),
-        }
-    summary["total_fit_seconds"] = total_fit
-    write_json_atomic(out_dir / SUMMARY_FILE, summary)
-    return summary
+    return arrays, data
+
+
+def evaluate_and_save(name: str, result: Any, arrays: Any, config: dict[str, Any],
+                      head_dir: Path, n_bootstrap: int, seed: int) -> dict[str, Any]:
+    """Score a selected head on the test split once; save it, its document and its per-image
+    test predictions in ``head_dir``.
+
+    Args:
+        result: the :class:`featlt.heads.selection.SelectedHead` of ``name``.
+        arrays: the view's arrays (:func:`load_head_data`).
+    Returns:
+        The head's row of ``summary.json`` (test metrics, validation score, selection, paths).
+    """
+    from featlt.evaluation.metrics import evaluate
+
+    spec = head_spec(name)
+    proba = result.head.predict_proba(arrays.X_test)
+    metrics = evaluate(arrays.y_test, proba, arrays.train_counts, n_bootstrap=n_bootstrap,
+                       seed=seed, class_names=arrays.class_names)
+    document = {
+        "name": name, "description": spec.description, "source": spec.source,
+        "class_names": arrays.class_names, "config": config,
+        "provenance": arrays.provenance, "selection": {
+            "selected": result.selected, "val": result.val, "candidates": result.candidates,
+            "grid": spec.grid, "fit_seconds": result.fit_seconds,
+        },
+        "metrics": {"test": metrics},
+    }
+    if hasattr(result.head, "stage_report"):  # DLSA: rows routed to each stage on test
+        document["stages_test"] = result.head.stage_report(arrays.X_test, arrays.y_test)
+    save_head(result.head, head_dir, document)
+    predictions = write_predictions_csv(head_dir / TEST_PREDICTIONS_FILE, {
+        "row": arrays.view.test_rows, "label": arrays.y_test,
+        "prediction": proba.argmax(axis=1), "confidence": proba.max(axis=1),
+    })
+    return {
+        **{k: metrics[k] for k in ("accuracy", "balanced_accuracy", "head_third", "mid_third",
+                                   "tail_third", "many", "medium", "few",
+                                   "worst_class_accuracy", "macro_f1", "nll", "ece")},
+        "balanced_accuracy_ci": metrics.get("balanced_accuracy_ci"),
+        "val_balanced_accuracy": result.val["balanced_accuracy"],
+        "fit_seconds": result.fit_seconds,
+        "selected": result.selected,
+        "dir": str(head_dir),
+        "test_predictions": str(predictions),
+    }
 
 
 def _check_compatible(document: dict[str, Any], store: Any, split: str, head_dir: Path) -> None:
