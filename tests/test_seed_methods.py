@@ -205,11 +205,14 @@ def test_cibl_uses_given_views_and_says_so(long_tail):
 # ---------------------------------------------------------------- determinism, save, reload
 
 
+SHORT = {"device": "cpu", "max_epochs": 4}
+
+
 @pytest.mark.parametrize("make", [
-    lambda: DLSAHead(depth=1, **FAST),
-    lambda: CWSHead(hidden=8, **FAST),
-    lambda: CIBLHead(hidden=16, **FAST),
-    lambda: make_head("la_loss", stages=1, **FAST),
+    lambda: DLSAHead(depth=1, **SHORT),
+    lambda: CWSHead(hidden=8, **SHORT),
+    lambda: CIBLHead(hidden=16, **SHORT),
+    lambda: make_head("la_loss", stages=1, **SHORT),
 ], ids=["dlsa", "cws_dynamic", "cibl", "stages_option"])
 def test_each_method_is_deterministic_on_cpu_and_reloads_identically(long_tail, make, tmp_path):
     train, val, test = long_tail
