@@ -147,8 +147,8 @@ def _backbone_tensors(graph: Any, source: Path) -> tuple[dict[str, Any], list[st
     for name, array in arrays.items():
         if name.startswith(prefix):
             tensors[name.removeprefix(prefix)] = array
-        elif _is_unnamed(name):
-            if name not in unnamed:
+        elif _is_unnamed(name):  # integer ones are shape constants, not weights
+            if name not in unnamed and np.issubdtype(array.dtype, np.floating):
                 raise _unplaced(source, name, array, "an unnamed tensor that is neither a "
                                 "MatMul weight followed by a named bias nor a position part")
         else:
