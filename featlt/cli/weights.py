@@ -30,7 +30,9 @@ def zoo_list_command(runtime: Runtime) -> None:
         lines.append(f"{status.name:<27} {status.model:<33} {status.source}\n"
                      f"    {mark}: {status.note}" + (f"\n    {status.path}" if status.path
                                                        else "")
-                     + f"\n    {status.description}")
+                     + f"\n    {status.description}"
+                     + (f"\n    ImageNet top-1 {status.imagenet_top1}% ({status.top1_source})"
+                        if status.imagenet_top1 is not None else ""))
     lines.append(f"{'pixels, pixels_<SIZE>':<61} no weights (raw pixels)\n    raw pixels at "
                  "SIZE x SIZE (default 16): the floor every backbone should beat")
     emit(runtime, statuses, "\n".join(lines))
