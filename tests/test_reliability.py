@@ -369,6 +369,24 @@ def test_7_killed_extraction_leaves_no_worker_holding_the_file(tmp_path: Path) -
     assert _debris(tmp_path) == []
 
 
+def test_7_a_store_held_open_by_a_writer_is_called_locked(tmp_path: Path) -> None:
+    from featlt.data.synthetic import write_synthetic_store
+
+    store = write_synthetic_store(tmp_path / "s.h5", n_classes=2, n_max=10, dim=4,
+                                  n_test_per_class=2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'r+'); "
+         "print('open', flush=True); time.sleep(60)", str(store)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        result = _run("info", store)
+        assert result.exit_code == 2 and "locked by another process" in result.output
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_7_weights_files_empty_or_unsafe(tmp_path: Path) -> None:
     import pickle
 
