@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -180,23 +181,15 @@ def atomic_output(path: str | Path, what: str = "output") -> Iterator[Path]:
     Yields the temporary path to write. On success it replaces ``path`` in one rename; on any
     failure (an exception, disk full, permission denied) the temporary file and every folder made
     for it are removed, ``path`` keeps its previous content, and an ``OSError`` becomes a
-    :class:`FeatltError` naming ``path``, the cause and the fix.
+    :class:`FeatltError` naming ``path``, the cause and the fix. Inside :func:`atomic_outputs`
+    the rename waits for the rest of that run's files.
     """
-    path = Path(path)
-    tmp = temporary_name(path)
-    created: list[Path] = []
-    try:
-        created = _make_folder(path.parent)
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as err:
-        _remove_empty(created)
-        raise write_error(path, err, what) from err
-    except BaseException:
-        _remove_empty(created)
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
+    batch = _BATCH.get()
+    if batch is not None:
+        yield batch.add(path)
+        return
+    with atomic_outputs(what) as own:
+        yield own.add(path)
 
 
 class OutputBatch:
@@ -204,43 +197,51 @@ class OutputBatch:
 
     def __init__(self, what: str) -> None:
         self.what = what
-        self._pending: list[tuple[Path, Path]] = []  # (temporary, target)
+        self._pending: dict[Path, Path] = {}  # target -> temporary, in the order added
         self._created: list[Path] = []
 
     def add(self, target: str | Path) -> Path:
         """The temporary path to write ``target`` under (its folder is created)."""
         target = Path(target)
-        self._created += _make_folder(target.parent)
-        tmp = temporary_name(target)
-        self._pending.append((tmp, target))
-        return tmp
+        if target not in self._pending:
+            self._created += _make_folder(target.parent)
+            self._pending[target] = temporary_name(target)
+        return self._pending[target]
 
     def target_of(self, filename: Any) -> str:
         """The target a temporary file stands for (for messages); without a name, the file
         being written last."""
-        names = {str(tmp): str(target) for tmp, target in self._pending}
+        targets = {str(tmp): str(target) for target, tmp in self._pending.items()}
         if filename is None:
-            return str(self._pending[-1][1]) if self._pending else "a file"
-        return names.get(str(filename), str(filename))
+            return str(next(reversed(self._pending))) if self._pending else "a file"
+        return targets.get(str(filename), str(filename))
 
     def commit(self) -> None:
-        for tmp, target in self._pending:
+        for target, tmp in self._pending.items():
             os.replace(tmp, target)
         self._pending.clear()
 
     def discard(self) -> None:
-        for tmp, _ in self._pending:
+        for tmp in self._pending.values():
             tmp.unlink(missing_ok=True)
         _remove_empty(sorted(self._created, key=lambda p: len(p.parts), reverse=True))
 
 
+_BATCH: ContextVar[OutputBatch | None] = ContextVar("featlt_output_batch", default=None)
+
+
 @contextmanager
 def atomic_outputs(what: str = "output") -> Iterator[OutputBatch]:
-    """:func:`atomic_output` for several files: all are renamed into place once all are written.
-
-    On a failure no target changes, and temporary files and new empty folders are removed.
+    """:func:`atomic_output` for every file a block writes: all are renamed into place once the
+    block has written them all; on a failure no target changes, and temporary files and new
+    empty folders are removed. A block inside another joins the outer one.
     """
+    outer = _BATCH.get()
+    if outer is not None:
+        yield outer
+        return
     batch = OutputBatch(what)
+    token = _BATCH.set(batch)
     try:
         yield batch
         batch.commit()
@@ -250,26 +251,8 @@ def atomic_outputs(what: str = "output") -> Iterator[OutputBatch]:
     except BaseException:
         batch.discard()
         raise
-
-
-@contextmanager
-def output_folder(folder: str | Path, what: str = "output folder") -> Iterator[Path]:
-    """Create ``folder`` for a run's files; on failure remove what it created that stayed empty.
-
-    An ``OSError`` inside the block becomes a :class:`FeatltError` naming the folder and cause.
-    """
-    folder = Path(folder)
-    created: list[Path] = []
-    try:
-        created = _make_folder(folder)
-        yield folder
-    except OSError as err:
-        _remove_empty(created)
-        path = getattr(err, "filename", None) or folder
-        raise write_error(path, err, what) from err
-    except BaseException:
-        _remove_empty(created)
-        raise
+    finally:
+        _BATCH.reset(token)
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> Path:

@@ -240,24 +240,38 @@ def _no_space(*_: object, **__: object) -> None:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def test_5_full_disk_in_fit_classifier_and_plots_leaves_no_folder(
+def test_5_full_disk_in_fit_classifier_and_plots_changes_no_output(
     head_dir: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import matplotlib.figure
     import safetensors.numpy
 
     _, store = head_dir
-    monkeypatch.setattr(safetensors.numpy, "save_file", _no_space)
-    heads = _run("fit-classifier", store, "--head", "ncm_l2", "--bootstrap", "0", "-o",
-                 tmp_path / "new" / "heads")
-    assert heads.exit_code == 2 and "No space left on device" in heads.output
-    assert "head.safetensors" in heads.output
+    heads = tmp_path / "heads"
+    assert _run("fit-classifier", store, "--head", "ncm_l2", "--bootstrap", "0", "-o",
+                heads).exit_code == 0
+    previous = {p: _digest(p) for p in heads.rglob("*") if p.is_file()}
+    real_save, calls = safetensors.numpy.save_file, []
+
+    def second_fails(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            _no_space()
+        real_save(*args, **kwargs)
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", second_fails)
+    failed = _run("fit-classifier", store, "--head", "ncm_l2", "--head", "ncm_cosine",
+                  "--bootstrap", "0", "-o", heads)
+    assert failed.exit_code == 2 and "No space left on device" in failed.output
+    assert "ncm_cosine/head.safetensors" in failed.output
+    assert {p: _digest(p) for p in heads.rglob("*") if p.is_file()} == previous
+    assert _debris(tmp_path) == []
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", _no_space)
-    plots = _run("evaluate-separability", store, "--plots", tmp_path / "new" / "plots",
-                 "--knn-queries", "50", "--pca-dim", "4")
+    plots = _run("evaluate-separability", store, "--plots", tmp_path / "new" / "plots", "-o",
+                 tmp_path / "new" / "report.json", "--knn-queries", "50", "--pca-dim", "4")
     assert plots.exit_code == 2 and "No space left on device" in plots.output
     assert "_per_class.png" in plots.output
-    assert not (tmp_path / "new").exists()  # no empty folders
+    assert not (tmp_path / "new").exists()  # no report, no plot, no empty folder
 
 
 def test_5_permission_denied_on_a_report_keeps_the_previous_one(

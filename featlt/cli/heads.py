@@ -10,7 +10,7 @@ import click
 from featlt.cli import emit, featlt_command, main
 from featlt.cli.option_types import POSITIVE
 from featlt.cli.view_options import build_protocol, view_options
-from featlt.runtime import Runtime, refuse_output_onto_inputs
+from featlt.runtime import Runtime, atomic_outputs, refuse_output_onto_inputs
 
 
 @main.command("fit-classifier")
@@ -35,11 +35,12 @@ def fit_classifier_command(
     protocol = build_protocol(protocol_options, runtime.seed)
     out_dir = out_dir or Path(f"{feature_file.stem}-heads")
     refuse_output_onto_inputs(out_dir, [feature_file], "--output")
-    summary = fit_classifiers(
-        feature_file, heads, out_dir, protocol,
-        device=runtime.device, seed=runtime.seed, n_bootstrap=bootstrap,
-        overrides=None if max_epochs is None else {"max_epochs": max_epochs},
-    )
+    with atomic_outputs("fit-classifier output"):  # every head, CSV and summary, or none
+        summary = fit_classifiers(
+            feature_file, heads, out_dir, protocol,
+            device=runtime.device, seed=runtime.seed, n_bootstrap=bootstrap,
+            overrides=None if max_epochs is None else {"max_epochs": max_epochs},
+        )
     emit(runtime, summary, comparison_table(summary))
 
 

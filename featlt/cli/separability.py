@@ -10,7 +10,7 @@ import click
 from featlt.cli import emit, featlt_command, main
 from featlt.cli.option_types import POSITIVE, finite_float
 from featlt.cli.view_options import build_protocol, view_options
-from featlt.runtime import Runtime
+from featlt.runtime import Runtime, atomic_outputs
 
 
 @main.command("evaluate-separability")
@@ -69,6 +69,7 @@ def evaluate_separability_command(
         dense_fraction=dense_fraction, split_n_ref=split_ref, split_min_size=min_subclass_size,
         seed=runtime.seed,
     )
-    document = run_separability(list(feature_files), protocol, config, runtime.device,
-                                runtime.threads, output, plots_dir)
+    with atomic_outputs("separability output"):  # the report and every plot, or none
+        document = run_separability(list(feature_files), protocol, config, runtime.device,
+                                    runtime.threads, output, plots_dir)
     emit(runtime, document, format_document(document))
