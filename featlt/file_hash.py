@@ -22,11 +22,15 @@ MIN_CACHED_BYTES = 1 << 20
 MAX_ENTRIES = 2048  # the oldest entries are dropped beyond this
 
 
-def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes (from the cache when the file is unchanged)."""
+def file_sha256(path: str | Path, block: int = 1 << 20, cached: bool = True) -> str:
+    """Hex sha256 of a file's bytes (from the cache when the file is unchanged).
+
+    ``cached=False`` always reads the bytes: for integrity checks, which must also catch a
+    change that left size and modification time alone.
+    """
     path = Path(path)
     stat = path.stat()
-    if stat.st_size < MIN_CACHED_BYTES:
+    if not cached or stat.st_size < MIN_CACHED_BYTES:
         return _hash_bytes(path, block)
     key = str(path.resolve())
     stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino]

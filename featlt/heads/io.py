@@ -108,7 +108,7 @@ def save_head(
     config = _export(head, "", tensors)
     with atomic_output(directory / TENSORS_FILE, "head file") as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
-        digest = file_sha256(tmp)
+        digest = file_sha256(tmp, cached=False)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "featlt_version": __version__,
                "tensors_sha256": digest, "head": config, **(document or {})}
     write_json_atomic(directory / CONFIG_FILE, payload)
@@ -172,7 +172,7 @@ def _read_tensors(tensor_path: Path, expected_sha256: str) -> dict[str, np.ndarr
         raise FeatltError(
             f"head file {tensor_path}: empty (0 bytes; its save did not finish); re-fit the head"
         )
-    if file_sha256(tensor_path) != expected_sha256:
+    if file_sha256(tensor_path, cached=False) != expected_sha256:
         raise FeatltError(
             f"head file {tensor_path}: its sha256 differs from the one recorded in "
             f"{CONFIG_FILE} (changed, truncated or corrupted after saving); restore the file "
