@@ -45,7 +45,7 @@ CACHE = Path(os.environ.get("FEATLT_CACHE", Path.home() / ".cache" / "featlt"))
 LOCK = "/tmp/featlt-heavy.lock"
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # The commit that fixed featlt's formula in results/README.md, before any Fashion-MNIST result.
-FORMULA_COMMIT = None
+FORMULA_COMMIT = "6eef1be49f6f4518760b4ac277f858f37342b5eb"
 BENCH_HEADS = ("linear", "crt", "balanced_softmax", "ldam_drw", "ncm_cosine", "posthoc_la")
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "cifar10lt_if100": {"profile": "cao2019", "imbalance_factor": 100.0, "test_per_class": 500},
@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--design", action="store_true",
+                        help="Design step (CIFAR-10-LT only, before the formula is fixed): "
+                             "validate candidate formulas; writes <tables>/design_<dataset>.json")
     return parser.parse_args(argv)
 
 
@@ -119,6 +122,59 @@ def rank_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     with heavy_lock():
         return rank_files(files, protocol, config, device=args.device, threads=args.threads,
                           log=lambda line: log(f"{name} {line}"))
+
+
+def design_candidates(report: dict[str, Any]) -> dict[str, float | None]:
+    """Candidate long-tail-aware formulas from one separability report (design step only)."""
+    import numpy as np
+
+    from featlt.rank.bootstrap import class_mean
+
+    knn = np.asarray(report["per_class"]["knn_recall"], dtype=np.float64)
+    ncm = np.asarray(report["per_class"]["ncm_recall"], dtype=np.float64)
+    tail = report["data"]["shot_groups"]["tail_third"]
+    scores = report["scores"]
+
+    def mix(recall: np.ndarray, tail_weight: float) -> float:
+        return float((1 - tail_weight) * class_mean(recall) + tail_weight * class_mean(recall,
+                                                                                      tail))
+    both = (knn + ncm) / 2
+    return {
+        "knn_balanced": mix(knn, 0.0), "ncm_balanced": mix(ncm, 0.0),
+        "knn_ncm_balanced": mix(both, 0.0), "knn_ncm_tail_half": mix(both, 0.5),
+        "knn_ncm_tail_only": mix(both, 1.0), "ncm_tail_half": mix(ncm, 0.5),
+        "knn_tail_half": mix(knn, 0.5), "logme_balanced": scores["logme_balanced"],
+        "knn_ncm_val": None if scores["knn_balanced_accuracy_val"] is None else
+        (scores["knn_balanced_accuracy_val"] + scores["ncm_balanced_accuracy_val"]) / 2,
+    }
+
+
+def design(document: dict[str, Any], n_bootstrap: int, seed: int = 0) -> dict[str, Any]:
+    """Every candidate formula validated like the scores (CIFAR-10-LT only, before fixing)."""
+    import numpy as np
+
+    from featlt.heads.workflow import TEST_PREDICTIONS_FILE
+    from featlt.rank.bootstrap import class_mean, resampled_recall
+    from featlt.rank.measured import read_test_predictions
+    from featlt.rank.validation import tie_matrix, validate_score
+
+    rows = document["rows"]
+    predictions = [read_test_predictions(Path(r["measured"]["head_dir"]) / TEST_PREDICTIONS_FILE,
+                                         Path(r["file"]), "test") for r in rows]
+    labels = predictions[0][1]
+    correct = np.stack([p[2] == p[1] for p in predictions])
+    n_classes = len(document["separability"][rows[0]["label"]]["data"]["class_names"])
+    resampled = class_mean(resampled_recall(labels, correct, n_classes, n_bootstrap, seed))
+    measured = np.array([r["measured"]["balanced_accuracy"] for r in rows])
+    ties = tie_matrix(resampled)
+    candidates = [design_candidates(document["separability"][r["label"]]) for r in rows]
+    out: dict[str, Any] = {"backbones": [r["label"] for r in rows],
+                           "measured": measured.tolist(), "candidates": {}}
+    for name in candidates[0]:
+        values = [c[name] for c in candidates]
+        result = validate_score(values, measured, resampled, ties)
+        out["candidates"][name] = {"values": values, **result}
+    return out
 
 
 def summary(document: dict[str, Any]) -> dict[str, Any]:
@@ -210,6 +266,14 @@ def main(argv: list[str] | None = None) -> None:
     results = json.loads(args.output.read_text()) if args.output.is_file() else {}
     for name in args.dataset:
         document = rank_dataset(name, args)
+        if args.design:
+            if name != "cifar10lt_if100":
+                raise SystemExit("--design: the formula is designed on cifar10lt_if100 only")
+            result = {"design": design(document, args.bootstrap), "run": finish_record(record)}
+            args.tables.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(args.tables / f"design_{name}.json", result)
+            log(f"{name}: design candidates written to {args.tables}")
+            continue
         write_tables(name, document, args.tables)
         results[name] = summary(document)
         results["formula"] = FORMULA
