@@ -33,6 +33,7 @@ from featlt.extractors.backbones import check_model_name, check_state_fits, stat
 from featlt.extractors.input_size import fit_position_embedding
 from featlt.extractors.weights import ConvertResult, atomic_save, default_output
 from featlt.file_hash import file_sha256
+from featlt.runtime import refuse_output_onto_inputs
 
 DEFAULT_MODEL = "vit_small_patch14_dinov2.lvd142m"
 CLASS_TOKEN_SUFFIX = "embeddings.cls_token"
@@ -72,6 +73,8 @@ def convert_onnx(
 
     check_model_name(model)
     source = Path(source)
+    if output is not None:
+        refuse_output_onto_inputs(output, [source])
     graph = _load_graph(source)
     foreign, dropped = _backbone_tensors(graph, source)
     state = {name: torch.from_numpy(array.copy())

@@ -47,6 +47,9 @@ def test_another_architecture_is_refused_naming_its_first_tensor(tmp_path: Path)
                                           r"'conv1\.weight' \(4, 3, 3, 3\).*no DINOv2 ViT"):
         convert_onnx(source, output=tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
+    with pytest.raises(FeatltError, match="is also an input of this run"):
+        convert_onnx(source, output=source)
+    assert onnx.load(str(source)).graph.initializer[0].name == "conv1.weight"  # untouched
 
 
 def test_an_unidentifiable_matrix_is_refused_by_name(tmp_path: Path) -> None:
