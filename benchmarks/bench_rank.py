@@ -15,9 +15,9 @@ the zoo was extracted for:
 Heads: a fixed list of cheaper established heads (``BENCH_HEADS``; all 12 do not fit the CPU
 budget: about 3 minutes per feature set on a quiet 2-core machine), each selected on
 validation; the measured value of a backbone is the test balanced accuracy of its best
-validation-selected head. The heads of each feature set are fitted in their own step under the
-shared lock (``/tmp/featlt-heavy.lock``) and saved under ``--heads-dir`` (partial results: a
-rerun reuses them); the ranking and its validation then run once over all sets.
+validation-selected head. Each dataset runs in one turn of the shared lock
+(``/tmp/featlt-heavy.lock``); the heads of each feature set are saved under ``--heads-dir`` as soon
+as they are fitted (partial results: a rerun reuses them), then the ranking is validated.
 
 Writes ``results/ranking_validation.json`` (updated per dataset: every score's Kendall tau-b,
 weighted tau, interval, pretrained-only and tail-third tau, top-1 regret; the formula and the
@@ -66,8 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--design", action="store_true",
-                        help="Design step (CIFAR-10-LT only, before the formula is fixed): "
-                             "validate candidate formulas; writes <tables>/design_<dataset>.json")
+                        help="Also validate the candidate formulas of the design step "
+                             "(CIFAR-10-LT only; for information once the formula is fixed): "
+                             "<tables>/design_<dataset>.json")
     return parser.parse_args(argv)
 
 
@@ -102,7 +103,7 @@ def complete_files(folder: Path) -> list[Path]:
 
 
 def rank_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Fit every file's heads (one locked step each), then rank and validate all files."""
+    """Fit every file's heads (saved as they are fitted), then rank and validate all files."""
     from featlt.data.protocol import Protocol
     from featlt.rank.measured import HeadSettings
     from featlt.rank.ranking import RankConfig, rank_files
@@ -115,10 +116,8 @@ def rank_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     config = RankConfig(full=True, validate=True, heads_dir=args.heads_dir / name,
                         n_bootstrap=args.bootstrap,
                         heads=HeadSettings(heads=BENCH_HEADS, n_bootstrap=args.bootstrap))
-    for path in files:  # partial results: each set's heads are saved as soon as fitted
-        with heavy_lock():
-            rank_files([path], protocol, config, device=args.device, threads=args.threads,
-                       log=lambda line: log(f"{name} {line}"))
+    # One turn of the lock per dataset (waiting in the queue once per feature set cost more than
+    # the work); each set's heads are saved as soon as they are fitted, so a rerun resumes.
     with heavy_lock():
         return rank_files(files, protocol, config, device=args.device, threads=args.threads,
                           log=lambda line: log(f"{name} {line}"))
@@ -273,7 +272,6 @@ def main(argv: list[str] | None = None) -> None:
             args.tables.mkdir(parents=True, exist_ok=True)
             write_json_atomic(args.tables / f"design_{name}.json", result)
             log(f"{name}: design candidates written to {args.tables}")
-            continue
         write_tables(name, document, args.tables)
         results[name] = summary(document)
         results["formula"] = FORMULA
