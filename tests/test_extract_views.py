@@ -76,7 +76,10 @@ def test_view_extraction_refuses_limit_and_a_view_the_data_cannot_give(arrays, t
     with pytest.raises(FeatltError, match="--test-per-class 11: split 'test' has only 10"):
         extract_features(_config(arrays, tmp_path / "b.h5",
                                  protocol=dataclasses.replace(IF5, test_per_class=11)), RUNTIME)
-    assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
+    with pytest.raises(FeatltError, match="asks for 31 samples of class 0 but the split has 30"):
+        extract_features(_config(arrays, tmp_path / "c.h5",
+                                 protocol=dataclasses.replace(IF5, n_max=31)), RUNTIME)
+    assert not any((tmp_path / name).exists() for name in ("a.h5", "b.h5", "c.h5"))
 
 
 def test_skip_existing_keeps_resumes_or_refuses(arrays, tmp_path):
