@@ -108,17 +108,18 @@ def rank_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     from featlt.rank.measured import HeadSettings
     from featlt.rank.ranking import RankConfig, rank_files
 
-    files = complete_files(args.zoo / name)
-    if len(files) < 2:
-        raise SystemExit(f"{name}: {len(files)} complete feature sets in {args.zoo / name}; "
-                         "run benchmarks/zoo_features.py first")
     protocol = Protocol(**PROTOCOLS[name])
     config = RankConfig(full=True, validate=True, heads_dir=args.heads_dir / name,
                         n_bootstrap=args.bootstrap,
                         heads=HeadSettings(heads=BENCH_HEADS, n_bootstrap=args.bootstrap))
     # One turn of the lock per dataset (waiting in the queue once per feature set cost more than
     # the work); each set's heads are saved as soon as they are fitted, so a rerun resumes.
+    # The files are listed once the lock is held: every set finished by then is ranked.
     with heavy_lock():
+        files = complete_files(args.zoo / name)
+        if len(files) < 2:
+            raise SystemExit(f"{name}: {len(files)} complete feature sets in {args.zoo / name};"
+                             " run benchmarks/zoo_features.py first")
         return rank_files(files, protocol, config, device=args.device, threads=args.threads,
                           log=lambda line: log(f"{name} {line}"))
 
