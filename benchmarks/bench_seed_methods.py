@@ -240,7 +240,7 @@ def run_ceiling(cell: str, seed: int) -> dict[str, Any]:
 def run_part(cell: str, seed: int, part: str, parts_dir: Path) -> Path:
     from featlt.runtime import to_jsonable, write_json_atomic
 
-    start = time.perf_counter()
+    start, record = time.perf_counter(), run_record(sys.argv)
     if part == "ceiling":
         payload = run_ceiling(cell, seed)
     else:
@@ -251,7 +251,8 @@ def run_part(cell: str, seed: int, part: str, parts_dir: Path) -> Path:
         payload["train_counts"] = arrays.train_counts
     path = parts_dir / f"{cell.replace('/', '_')}-{part}-seed{seed}.json"
     write_json_atomic(path, to_jsonable({"cell": cell, "seed": seed, "part": part,
-                                         "seconds": time.perf_counter() - start, **payload}))
+                                         "seconds": time.perf_counter() - start, **payload,
+                                         "run": finish_record(record)}))
     return path
 
 
@@ -374,6 +375,12 @@ def summarise(parts_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
                            for (cell, part), runs in found.items() if part == "ceiling"}
     document["cells_run"] = {f"{cell} {part}": sorted(runs) for (cell, part), runs in
                              sorted(found.items())}
+    # Each piece's own run record (command, load average at its start and end, date); pieces
+    # measured before this field existed have none (null).
+    document["pieces"] = {f"{cell} {part} seed {seed}": {
+        k: run.get("run", {}).get(k) for k in ("command", "git_commit", "load_average_start",
+                                                "load_average_end", "date_utc", "seconds")}
+        for (cell, part), runs in sorted(found.items()) for seed, run in sorted(runs.items())}
     document["config"] = {
         "stores": {k: str(v) for k, v in STORES.items()}, "view_stores": {
             k: str(v) for k, v in VIEW_STORES.items()},
