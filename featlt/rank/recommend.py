@@ -41,17 +41,22 @@ def _measured(rows: list[RankedFile], config: RankConfig) -> dict[str, Any]:
     best = rows[index]
     m = best.measured
     assert m is not None  # every row was measured (recommend's dispatch)
-    probability = None
+    probability, caveat = None, ""
     if len(rows) > 1:
         _, resampled, _ = measured_recall(rows, config.n_bootstrap, config.seed)
-        probability = float(probability_best(class_mean(resampled))[index])
+        shares = probability_best(class_mean(resampled))
+        probability = float(shares[index])
+        leader = int(np.argmax(shares))
+        if leader != index:  # validation and test disagree: say so rather than hide it
+            caveat = (f", while {rows[leader].entry.label} is ahead on test (probability "
+                      f"{shares[leader]:.2f}): too few validation rows to separate them")
     ci = m.balanced_accuracy_ci
     sentence = (
         f"Use {best.entry.describe()} ({best.entry.label}) with the {m.head} head: balanced "
         f"accuracy {m.balanced_accuracy:.3f}"
         + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") + " on test"
         + (f", best of {len(rows)} backbones on validation; bootstrap probability that it is "
-           f"the best on test: {probability:.2f}." if probability is not None
+           f"the best on test: {probability:.2f}{caveat}." if probability is not None
            else "; nothing else was ranked, so there is no comparison.")
     )
     return {"label": best.entry.label, "backbone": best.entry.describe(), "head": m.head,

@@ -22,6 +22,10 @@ def _points(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}p"
 
 
+def _tau(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def ranking_text(document: dict[str, Any]) -> str:
     """One line per backbone (rank order), the validation table when present, notes, sentence."""
     from featlt.rank.ranking import SCORE_COLUMNS
@@ -58,11 +62,11 @@ def validation_text(validation: dict[str, Any]) -> str:
     for name, r in validation["scores"].items():
         ci = r.get("ci")
         lines.append(
-            f"{SHORT[name]:<10}{_fmt(name, r['kendall_tau']):>7}"
+            f"{SHORT[name]:<10}{_tau(r['kendall_tau']):>7}"
             f"{(f'[{ci[0]:.2f}, {ci[1]:.2f}]' if ci else '-'):>16}"
-            f"{_fmt(name, r['weighted_tau']):>7}{_points(r['top1_regret']):>8}"
-            f"{_fmt(name, r.get('kendall_tau_pretrained')):>10}"
-            f"{_fmt(name, r.get('kendall_tau_tail_third')):>11}")
+            f"{_tau(r['weighted_tau']):>7}{_points(r['top1_regret']):>8}"
+            f"{_tau(r.get('kendall_tau_pretrained')):>10}"
+            f"{_tau(r.get('kendall_tau_tail_third')):>11}")
     return "\n".join(lines)
 
 
