@@ -47,8 +47,9 @@ def _scatter(plt: Any, document: dict[str, Any]) -> Any:
     measured = [r["measured"]["balanced_accuracy"] for r in rows]
     errors = [_error(r["measured"]) for r in rows]
     for ax, name in zip(axes.ravel(), SCORE_COLUMNS, strict=False):
-        points = [(r["scores"].get(name), m, e, r) for r, m, e in zip(rows, measured, errors,
-                                                                       strict=True)]
+        scale = 1e-6 if name == "params" else 1.0  # the column is in millions
+        points = [(None if r["scores"].get(name) is None else r["scores"][name] * scale, m, e, r)
+                  for r, m, e in zip(rows, measured, errors, strict=True)]
         shown = [p for p in points if p[0] is not None]
         for x, y, err, row in shown:
             ax.errorbar(x, y, yerr=[[err[0]], [err[1]]], fmt="o",
