@@ -7,6 +7,7 @@ The modules of this package:
 - ``moments``: streamed feature moments (Gram matrices, class sums, covariance);
 - ``logme``: LogME (You et al. 2021) and featlt's class-balanced LogME;
 - ``gaussian``: PCA, GBC (Pandy et al. 2022), Bhattacharyya overlaps;
+- ``sfda``: SFDA (Shao et al. 2022), a comparator of ``featlt rank``;
 - ``neighbours``: stratified kNN and NCM balanced accuracy, kNN confusion;
 - ``clustering``: purity and NMI of a global k-means;
 - ``bins``: class x class values reduced to shot-group x shot-group matrices.
