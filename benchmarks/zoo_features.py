@@ -146,6 +146,8 @@ def link_full_extraction(dataset: Dataset, name: str, output: Path,
         time.sleep(120)
     if not output.is_symlink():
         output.symlink_to(source)
+    elif output.resolve() != source.resolve():
+        return {"status": f"failed: {output} links to {output.resolve()}, not {source}"}
     return {"linked_to": str(source), "status": "linked (full extraction, a superset)",
             "stored_rows": store_summary(source)}
 
@@ -164,7 +166,8 @@ def build_dataset(dataset: Dataset, present: set[str], dry_run: bool,
                 "skipped (a later run adds it)")
             save({feature_set.name: {"status": "skipped: zoo entry absent"}})
             continue
-        if feature_set.name in dict(dataset.reuse) and not output.exists():
+        if feature_set.name in dict(dataset.reuse) and (output.is_symlink()
+                                                       or not output.exists()):
             linked = link_full_extraction(dataset, feature_set.name, output, wait=False)
             if linked is None:
                 deferred.append(feature_set)
