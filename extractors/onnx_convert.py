@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from featlt.errors import FeatltError
-from featlt.extractors.backbones import check_model_name, check_state_fits, state_sha256
+from featlt.extractors.backbones import check_model_name, check_state_fits
 from featlt.extractors.input_size import fit_position_embedding
-from featlt.extractors.weights import ConvertResult, atomic_save, default_output
+from featlt.extractors.weights import ConvertResult, save_converted
 from featlt.file_hash import file_sha256
 from featlt.runtime import refuse_output_onto_inputs
 
@@ -69,7 +69,6 @@ def convert_onnx(
     """
     import timm
     import torch
-    from safetensors.torch import save_file
 
     check_model_name(model)
     source = Path(source)
@@ -85,22 +84,8 @@ def convert_onnx(
     check_state_fits(net, state, str(source), model)
     state = {key: state[key].to(ref.dtype).contiguous() for key, ref in net.state_dict().items()}
     net.load_state_dict(state, strict=True)
-    source_sha = file_sha256(source)
-    output = Path(output) if output is not None else default_output(source_sha, model)
-    metadata = {
-        "featlt_mapping": "onnx-dinov2",
-        "featlt_model": model,
-        "featlt_source_name": source.name,
-        "featlt_source_sha256": source_sha,
-        "featlt_dropped_tensors": str(len(dropped)),
-        "featlt_tensors_sha256": state_sha256(state),
-    }
-    atomic_save(lambda tmp: save_file(state, str(tmp), metadata=metadata), output)
-    return ConvertResult(
-        output=output, sha256=file_sha256(output), source=source, source_sha256=source_sha,
-        model=model, n_tensors=len(state), num_classes=0, mapping="onnx-dinov2",
-        n_dropped=len(dropped),
-    )
+    return save_converted(state, source, file_sha256(source), model, output,
+                          mapping="onnx-dinov2", num_classes=0, n_dropped=len(dropped))
 
 
 def _load_graph(source: Path) -> Any:

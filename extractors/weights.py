@@ -59,7 +59,6 @@ def convert_positional(
             0 for a source without a classifier.
     """
     import timm
-    from safetensors.torch import save_file
 
     check_model_name(model)
     source = Path(source)
@@ -78,23 +77,36 @@ def convert_positional(
     target = net.state_dict()
     mapped = map_by_position(state, target, str(source), model)
     net.load_state_dict(mapped, strict=True)
+    return save_converted(mapped, source, source_sha, model, output, mapping="positional",
+                          num_classes=int(getattr(net, "num_classes", 0)))
+
+
+def save_converted(
+    state: dict[str, Any], source: Path, source_sha: str, model: str,
+    output: str | Path | None, mapping: str, num_classes: int, n_dropped: int = 0,
+) -> ConvertResult:
+    """Write converted timm-keyed ``state`` atomically as safetensors with featlt's metadata.
+
+    The one writer of every converter (positional, ONNX); ``output`` None:
+    :func:`default_output`.
+    """
+    from safetensors.torch import save_file
+
     output = Path(output) if output is not None else default_output(source_sha, model)
     metadata = {
-        "featlt_mapping": "positional",
+        "featlt_mapping": mapping,
         "featlt_model": model,
         "featlt_source_name": source.name,
         "featlt_source_sha256": source_sha,
-        "featlt_tensors_sha256": state_sha256(mapped),
+        "featlt_tensors_sha256": state_sha256(state),
     }
-    atomic_save(lambda tmp: save_file(mapped, str(tmp), metadata=metadata), output)
+    if n_dropped:
+        metadata["featlt_dropped_tensors"] = str(n_dropped)
+    atomic_save(lambda tmp: save_file(state, str(tmp), metadata=metadata), output)
     return ConvertResult(
-        output=output,
-        sha256=file_sha256(output),
-        source=source,
-        source_sha256=source_sha,
-        model=model,
-        n_tensors=len(mapped),
-        num_classes=int(getattr(net, "num_classes", 0)),
+        output=output, sha256=file_sha256(output), source=source, source_sha256=source_sha,
+        model=model, n_tensors=len(state), num_classes=num_classes, mapping=mapping,
+        n_dropped=n_dropped,
     )
 
 
