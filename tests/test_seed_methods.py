@@ -167,6 +167,37 @@ def test_dlsa_stage_heads_cannot_copy_labels_from_the_histogram():
     assert head.stage_report(X, y)[0]["accuracy"] < 0.45
 
 
+def test_dlsa_routing_prior_adds_the_log_share_of_each_class_routed_to_the_stage(long_tail):
+    # A Balanced Softmax stage head estimates log p(z | c, stage); a balanced test needs
+    # log p(z | c) = that + log r[s, c], r[s, c] being the share of class c's training rows the
+    # stage classifies. Plain cross-entropy stage logits already estimate the training posterior.
+    train, val, _ = long_tail
+    head = DLSAHead(rho=0.3, depth=1, **FAST).fit(train.X, train.y, X_val=val.X, y_val=val.y)
+    routing = head.router_state_["routing"]
+    stage = head.route(train.X)
+    counts = np.stack([np.bincount(train.y[stage == s], minlength=10) for s in range(2)])
+    np.testing.assert_allclose(routing, counts / counts.sum(axis=0))
+    with_prior = head._raw_logits(train.X)
+    without = head.set_params(routing_prior=False)._raw_logits(train.X)
+    for s in range(2):  # classes a stage never saw stay below every other class instead
+        seen = routing[s] > 0
+        rows = stage == s
+        np.testing.assert_allclose((with_prior - without)[np.ix_(rows, seen)],
+                                   np.broadcast_to(np.log(routing[s, seen]),
+                                                   (int(rows.sum()), int(seen.sum()))), atol=1e-5)
+    plain = DLSAHead(rho=0.3, depth=1, final_head="linear", **FAST).fit(train.X, train.y)
+    np.testing.assert_allclose(plain._raw_logits(val.X),
+                               plain.set_params(routing_prior=False)._raw_logits(val.X))
+
+
+def test_dlsa_head_saved_without_routing_shares_is_refused_by_name(long_tail):
+    train, val, _ = long_tail
+    head = DLSAHead(rho=0.3, depth=1, **FAST).fit(train.X, train.y)
+    del head.router_state_["routing"]
+    with pytest.raises(FeatltError, match=r"predates the routing prior.*re-fit"):
+        head.predict(val.X)
+
+
 # ---------------------------------------------------------------- correctness: CIBL
 
 
@@ -284,7 +315,7 @@ def test_dlsa_stage_left_without_rows_is_skipped_and_reported(long_tail):
 
 @pytest.mark.parametrize("params, name", [
     ({"rho": 1.0}, "rho"), ({"rho": 0.0}, "rho"), ({"depth": -1}, "depth"),
-    ({"final_head": "tau_norm"}, "final_head"),
+    ({"final_head": "tau_norm"}, "final_head"), ({"final_head": "ldam_drw"}, "final_head"),
 ])
 def test_dlsa_rejects_bad_options_by_name(long_tail, params, name):
     train, _, _ = long_tail

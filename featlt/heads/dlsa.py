@@ -17,6 +17,15 @@ regions are dominated by head classes, so what remains is progressively more bal
    class shares.
 3. After ``depth`` stages a final head of the same family takes the remaining rows, with the
    stage-local class counts as its prior (heads that use a prior count it from their labels).
+4. Routing prior [featlt's correction]: a stage head trained with the stage-local prior removed
+   estimates ``log p(z | c, stage s)``; what a balanced test needs is ``log p(z | c) =
+   log p(z | c, s) + log r_{c,s}``, where ``r_{c,s}`` is the share of class ``c``'s training rows
+   routed to stage ``s``. Each stage adds ``tau_eff * log r_{c,s}`` to its logits, ``tau_eff``
+   being how much of the prior the family's loss removes (1 for Balanced Softmax or class-balanced
+   sampling, ``tau`` for the logit-adjusted loss, 0 for plain cross-entropy, whose stage logits
+   already estimate the training posterior). Without it (the authors' stages) every stage
+   assumes the test rows routed to it are balanced, while dense stages receive mostly head-class
+   rows; ``routing_prior=False`` turns it off for comparison.
 
 A row is classified by the first stage whose threshold it passes, else by the final head.
 Classes absent from a stage's training rows get the logit ``row minimum - ABSENT_MARGIN`` there.
@@ -31,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from featlt import __version__
+from featlt.errors import FeatltError
 from featlt.heads.base import (
     BaseHead,
     HeadInputError,
@@ -38,6 +49,7 @@ from featlt.heads.base import (
     check_features_labels,
     encode_labels,
 )
+from featlt.heads.linear import LOSSES
 from featlt.heads.trainable import param_error
 
 ABSENT_MARGIN = 50.0  # logit gap below the row minimum for a class a stage never saw
@@ -50,7 +62,9 @@ class DLSAHead(BaseHead):
     Parameters:
         rho: share of the active training rows peeled at each stage, in (0, 1).
         depth: number of peeling stages (0: the final head alone).
-        final_head: registry name of the head family of every stage (a trainable head).
+        final_head: registry name of the head family of every stage (a trainable head with a
+            ``loss`` of ce, la or balanced_softmax: its prior removal must be known).
+        routing_prior: add ``tau_eff * log r_{c,s}`` to each stage's logits (step 4).
         head_params: constructor parameters for every stage's head (e.g. ``{"lr": 1e-3}``).
         points_per_cluster, max_clusters: the router's ``K = clip(N / points_per_cluster, C,
             max_clusters)``.
@@ -70,6 +84,7 @@ class DLSAHead(BaseHead):
         depth: int = 1,
         final_head: str = "balanced_softmax",
         head_params: dict[str, Any] | None = None,
+        routing_prior: bool = True,
         points_per_cluster: int = 100,
         max_clusters: int = 256,
         prior_strength: float = 10.0,
@@ -84,6 +99,7 @@ class DLSAHead(BaseHead):
         self.depth = depth
         self.final_head = final_head
         self.head_params = head_params
+        self.routing_prior = routing_prior
         self.points_per_cluster = points_per_cluster
         self.max_clusters = max_clusters
         self.prior_strength = prior_strength
@@ -117,9 +133,12 @@ class DLSAHead(BaseHead):
         from featlt.heads.registry import head_spec
 
         spec = head_spec(self.final_head)
-        if spec.base is not None or "early_stopping" not in spec.build().get_params():
-            raise param_error(self, "final_head", "the name of a trainable head (e.g. "
-                              "balanced_softmax, la_loss, linear)", self.final_head)
+        params = spec.build().get_params()
+        if spec.base is not None or "early_stopping" not in params or params.get(
+                "loss") not in LOSSES:
+            raise param_error(self, "final_head", "the name of a trainable head trained with "
+                              f"a loss of {', '.join(LOSSES)} (e.g. balanced_softmax, la_loss, "
+                              "linear, crt, mlp_la)", self.final_head)
 
     def _stage_head(self, seed: int) -> BaseHead:
         from featlt.heads.registry import make_head
@@ -165,6 +184,10 @@ class DLSAHead(BaseHead):
     def _raw_logits(self, X: np.ndarray) -> np.ndarray:
         from featlt.heads.dlsa_router import route_rows, stage_inputs
 
+        if self.routing_prior and "routing" not in self.router_state_:
+            raise FeatltError("DLSAHead: this saved head predates the routing prior (no "
+                              "'routing' shares in its router state); re-fit it with featlt "
+                              f"{__version__}")
         stage, cluster = route_rows(self.router_state_, X, len(self.sub_heads_) - 1)
         logits = np.empty((X.shape[0], len(self.classes_)))
         for s, head in enumerate(self.sub_heads_):
@@ -173,7 +196,11 @@ class DLSAHead(BaseHead):
                 continue
             inputs = stage_inputs(self.router_state_, s, X[rows], cluster[rows],
                                   final=s == len(self.sub_heads_) - 1)
-            logits[rows] = full_columns(head.logits(inputs), head.classes_, len(self.classes_))
+            stage_logits = head.logits(inputs)
+            if self.routing_prior:
+                share = self.router_state_["routing"][s, np.asarray(head.classes_)]
+                stage_logits = stage_logits + prior_removed(head) * np.log(share)
+            logits[rows] = full_columns(stage_logits, head.classes_, len(self.classes_))
         return logits
 
     def stage_report(self, X: Any, y: Any) -> list[dict[str, Any]]:
@@ -186,6 +213,16 @@ class DLSAHead(BaseHead):
         pred = np.argmax(self.logits(X), axis=1)
         return [routed_summary(stage == s, y_index, pred, self.class_counts_)
                 for s in range(len(self.sub_heads_))]
+
+
+def prior_removed(head: BaseHead) -> float:
+    """How much of its training label prior a head's logits have removed (``tau_eff``): 1 for
+    Balanced Softmax or class-balanced sampling, ``tau`` for the logit-adjusted loss, 0 for plain
+    cross-entropy (the logits then estimate the training posterior)."""
+    params = head.get_params()
+    if params.get("sampling") == "class_balanced" or params["loss"] == "balanced_softmax":
+        return 1.0
+    return float(params["tau"]) if params["loss"] == "la" else 0.0
 
 
 def full_columns(logits: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:

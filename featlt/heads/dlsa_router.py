@@ -4,7 +4,8 @@ The router state is a flat dict of arrays (saved like any head state): ``mean``,
 router's standardiser, (D,)), ``thresholds`` (S,) and per stage ``s``: ``stage{s}.centroids``
 (K, D), ``stage{s}.log_weights`` (K,), ``stage{s}.variances`` (K,), ``stage{s}.histogram``
 (K, C) class counts of the peeled training rows per component and ``stage{s}.prior`` (C,) their
-class shares. See :mod:`featlt.heads.dlsa` for the method.
+class shares. ``routing`` (S + 1, C) is the share of each class's training rows that each
+stage (the final head last) classifies. See :mod:`featlt.heads.dlsa` for the method.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ def fit_stages(
     heads: list[BaseHead] = []
     report: list[dict[str, Any]] = []
     thresholds: list[float] = []
+    heads_rows: list[np.ndarray] = []  # training rows classified by each stage
     for s in range(int(owner.depth)):
         mixture, threshold, peel, comp = _peel(owner, Z[active], context, seeds[2 * s])
         reason = _skip_reason(owner, s, y[active], peel)
@@ -196,10 +198,12 @@ def fit_stages(
         head = _fit_stage_head(owner, seeds[2 * s + 1], train_inputs, y[peeled],
                                weights[peeled], stage_val, val is not None)
         heads.append(head)
+        heads_rows.append(peeled)
         report.append(_stage_record(owner, s + 1, "cluster-aided", y, active, peeled, head,
                                     stage_val, threshold, mixture.centroids.shape[0]))
         active = active[~peel]
     state["thresholds"] = np.asarray(thresholds, dtype=np.float64)
+    state["routing"] = routing_shares([*heads_rows, active], y, len(owner.classes_))
     final_val = None if val is None else (val[0][val_active], val[1][val_active])
     final = _fit_stage_head(owner, seeds[-1], X[active], y[active], weights[active], final_val,
                             val is not None)
@@ -207,6 +211,18 @@ def fit_stages(
     report.append(_stage_record(owner, len(heads), "final", y, active, active, final,
                                 final_val, None, None))
     return state, heads, report
+
+
+def routing_shares(stage_rows: list[np.ndarray], y: np.ndarray, n_classes: int) -> np.ndarray:
+    """``r[s, c]``: the share of class ``c``'s training rows classified by stage ``s``, (S, C);
+    each column sums to 1 over the stages.
+
+    Args:
+        stage_rows: per stage (the final head last), the indices of its training rows.
+        y: (n,) class index of every training row.
+    """
+    counts = np.stack([np.bincount(y[rows], minlength=n_classes) for rows in stage_rows])
+    return counts / np.maximum(counts.sum(axis=0, keepdims=True), 1)
 
 
 def _route_val(
