@@ -35,7 +35,8 @@ from common import REPO, finish_record, run_record
 FEATURES = Path.home() / ".cache" / "featlt" / "features"
 STORES = {"lite0": FEATURES / "cifar10-efficientnet-lite0-160.h5",
           "lite2": FEATURES / "cifar10-efficientnet-lite2-160.h5"}
-VIEW_STORES = {"lite0/if100": FEATURES / "cifar10lt100-lite0-160-views2.h5"}
+VIEW_STORES = {"lite0/if100": FEATURES / "cifar10lt100-lite0-160-views2.h5",
+               "lite0/if10": FEATURES / "cifar10lt10-lite0-160-views2.h5"}
 CELLS = {"lite0/if100": ("lite0", 100.0, None), "lite0/if10": ("lite0", 10.0, None),
          "lite2/if100": ("lite2", 100.0, None), "lite2/if10": ("lite2", 10.0, None),
          "lite0/cifar10lt500": ("lite0", 100.0, 500)}
