@@ -362,6 +362,26 @@ def summarise_method(name: str, found: dict, cells: list[str]) -> dict[str, Any]
     return section
 
 
+def chosen_seed_method(found: dict, cell: str) -> dict[str, Any] | None:
+    """Per seed, the seed method (DLSA, CWS, CIBL) best on validation, scored on test; set
+    beside the ceiling of the same seeds (the goal: the long tail costs nothing)."""
+    runs = {name: found.get((cell, name), {}) for name in SEED_METHODS}
+    seeds = sorted(set.intersection(*(set(r) for r in runs.values())))
+    if not seeds:
+        return None
+    picks = {s: max(SEED_METHODS, key=lambda n: runs[n][s]["method"]["val_balanced_accuracy"])
+             for s in seeds}
+    entry: dict[str, Any] = {"chosen": picks, **aggregate(
+        [runs[picks[s]][s]["method"] for s in seeds])}
+    ceiling = found.get((cell, "ceiling"), {})
+    paired = [s for s in seeds if s in ceiling]
+    if paired:
+        entry["versus_ceiling"] = beats(
+            [runs[picks[s]][s]["method"]["balanced_accuracy"] for s in paired],
+            [ceiling[s]["balanced_accuracy"] for s in paired])
+    return entry
+
+
 def plot_lambda(sweep: dict[str, Any], cell: str, views: str, path: Path) -> None:
     import matplotlib
 
@@ -400,6 +420,8 @@ def summarise(parts_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     document["ceiling"] = {cell: {**aggregate(list(runs.values())), "seeds": sorted(runs),
                                   "chosen": {s: r["head"] for s, r in sorted(runs.items())}}
                            for (cell, part), runs in found.items() if part == "ceiling"}
+    document["seed_method_chosen_on_validation"] = {
+        cell: chosen_seed_method(found, cell) for cell in cells}
     document["cells_run"] = {f"{cell} {part}": sorted(runs) for (cell, part), runs in
                              sorted(found.items())}
     # Each piece's own run record (command, load average at its start and end, date); pieces
