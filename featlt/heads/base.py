@@ -150,10 +150,26 @@ class BaseHead(ClassifierMixin, BaseEstimator):
         """Logits ``(n, C)`` float64 for validated float64 features ``(n, D)``."""
         raise NotImplementedError
 
-    def _set_prior(self, class_counts: Any, y_index: np.ndarray) -> None:
-        counts = resolve_class_counts(self, class_counts, y_index, len(self.classes_))
+    def _start_fit(
+        self, X: Any, y: Any, sample_weight: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What every ``fit`` does first: validate ``X`` (n, D), ``y`` (n,) and the weights, set
+        ``classes_``, refuse a single class, and set the prior (``class_counts_``,
+        ``log_prior_``) from ``self.class_counts`` or from every row of ``y``.
+
+        Returns ``(X (n, D) float64, y_index (n,) class indices, weights (n,))``.
+        """
+        X, y, weights = check_features_labels(self, X, y, sample_weight)
+        self.classes_, y_index = encode_labels(y)
+        if len(self.classes_) < 2:
+            raise HeadInputError(
+                f"{type(self).__name__}.fit: y has only one class ({self.classes_[0]!r}); "
+                "a classifier needs at least 2 classes"
+            )
+        counts = resolve_class_counts(self, self.class_counts, y_index, len(self.classes_))
         self.class_counts_ = counts
         self.log_prior_ = np.log(counts / counts.sum())
+        return X, y_index, weights
 
     def logits(self, X: Any) -> np.ndarray:
         """Raw logits ``(n, C)`` float64 for features ``X`` ``(n, D)``, column ``c`` for

@@ -44,10 +44,7 @@ from featlt import __version__
 from featlt.errors import FeatltError
 from featlt.heads.base import (
     BaseHead,
-    HeadInputError,
     check_features,
-    check_features_labels,
-    encode_labels,
 )
 from featlt.heads.linear import LOSSES
 from featlt.heads.trainable import param_error
@@ -156,14 +153,7 @@ class DLSAHead(BaseHead):
         from featlt.heads.dlsa_router import fit_stages
 
         self._check_params()
-        X, y, weights = check_features_labels(self, X, y, sample_weight)
-        self.classes_, y_index = encode_labels(y)
-        if len(self.classes_) < 2:
-            raise HeadInputError(
-                f"DLSAHead.fit: y has only one class ({self.classes_[0]!r}); a classifier needs "
-                "at least 2 classes"
-            )
-        self._set_prior(self.class_counts, y_index)
+        X, y_index, weights = self._start_fit(X, y, sample_weight)
         val = None
         if X_val is not None and y_val is not None:
             Xv = check_features(self, X_val, reset=False, what="X_val")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from featlt.cluster.prototypes import centred_unit, class_sums, cosine_to_means
-from featlt.heads.base import BaseHead, HeadInputError, check_features_labels, encode_labels
+from featlt.heads.base import BaseHead, HeadInputError
 from featlt.heads.preprocess import apply_preprocessor, check_preprocess, fit_preprocessor
 from featlt.heads.trainable import param_error
 
@@ -53,14 +53,7 @@ class NCMHead(BaseHead):
         if self.metric not in METRICS:
             raise param_error(self, "metric", f"one of {', '.join(METRICS)}", self.metric)
         check_preprocess(self.preprocess, type(self).__name__)
-        X, y, weights = check_features_labels(self, X, y, sample_weight)
-        self.classes_, y_index = encode_labels(y)
-        if len(self.classes_) < 2:
-            raise HeadInputError(
-                f"NCMHead.fit: y has only one class ({self.classes_[0]!r}); "
-                "a classifier needs at least 2 classes"
-            )
-        self._set_prior(self.class_counts, y_index)
+        X, y_index, weights = self._start_fit(X, y, sample_weight)
         self.preprocess_state_ = fit_preprocessor(self.preprocess, X, weights)
         Z = apply_preprocessor(self.preprocess, self.preprocess_state_, X)
         global_mean = weights @ Z / weights.sum()

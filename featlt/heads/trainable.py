@@ -24,8 +24,6 @@ from featlt.heads.base import (
     BaseHead,
     HeadInputError,
     check_features,
-    check_features_labels,
-    encode_labels,
 )
 from featlt.heads.losses import LossFn
 from featlt.heads.preprocess import apply_preprocessor, check_preprocess, fit_preprocessor
@@ -232,15 +230,8 @@ class TorchHead(ValidationMixin, BaseHead):
         from featlt.runtime import resolve_torch_device
 
         self._check_params()
-        X, y, weights = check_features_labels(self, X, y, sample_weight)
-        self.classes_, y_index = encode_labels(y)
-        if len(self.classes_) < 2:
-            raise HeadInputError(
-                f"{type(self).__name__}.fit: y has only one class ({self.classes_[0]!r}); "
-                "a classifier needs at least 2 classes"
-            )
         # The prior counts every row of y (or comes from class_counts), before any carving.
-        self._set_prior(self.class_counts, y_index)
+        X, y_index, weights = self._start_fit(X, y, sample_weight)
         seed = self._seed()
         train_rows, val_rows, Xv, yv = self._validation_rows(y_index, X_val, y_val, seed)
         if val_rows is not None:
