@@ -46,7 +46,7 @@ from featlt.heads.base import (
     BaseHead,
     check_features,
 )
-from featlt.heads.linear import LOSSES
+from featlt.heads.linear import LOSSES, prior_removed
 from featlt.heads.trainable import param_error
 
 ABSENT_MARGIN = 50.0  # logit gap below the row minimum for a class a stage never saw
@@ -203,16 +203,6 @@ class DLSAHead(BaseHead):
         pred = np.argmax(self.logits(X), axis=1)
         return [routed_summary(stage == s, y_index, pred, self.class_counts_)
                 for s in range(len(self.sub_heads_))]
-
-
-def prior_removed(head: BaseHead) -> float:
-    """How much of its training label prior a head's logits have removed (``tau_eff``): 1 for
-    Balanced Softmax or class-balanced sampling, ``tau`` for the logit-adjusted loss, 0 for plain
-    cross-entropy (the logits then estimate the training posterior)."""
-    params = head.get_params()
-    if params.get("sampling") == "class_balanced" or params["loss"] == "balanced_softmax":
-        return 1.0
-    return float(params["tau"]) if params["loss"] == "la" else 0.0
 
 
 def full_columns(logits: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:

@@ -37,6 +37,17 @@ def prior_loss(owner: Any, loss: str, tau: float, counts: np.ndarray) -> LossFn:
     return logit_adjusted(tau * np.log(counts / counts.sum()))
 
 
+def prior_removed(head: Any) -> float:
+    """How much of its training label prior a head's logits have removed (``tau_eff``): 1 for
+    Balanced Softmax or class-balanced sampling, ``tau`` for the logit-adjusted loss, 0 for plain
+    cross-entropy (the logits then estimate the training posterior). ``head``: any head whose
+    ``loss`` is one of :data:`LOSSES`."""
+    params = head.get_params()
+    if params.get("sampling") == "class_balanced" or params["loss"] == "balanced_softmax":
+        return 1.0
+    return float(params["tau"]) if params["loss"] == "la" else 0.0
+
+
 class LinearHead(TorchHead):
     """A linear classifier on (optionally projected) frozen features.
 
