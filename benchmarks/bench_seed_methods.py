@@ -23,6 +23,7 @@ positive or the mean exceeds two standard errors.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -54,9 +55,11 @@ PARTS_DIR = Path.home() / ".cache" / "featlt" / "bench" / "seed_methods"
 # ------------------------------------------------------------------------------- data
 
 
+@functools.lru_cache(maxsize=1)
 def load_cell(cell: str, seed: int, balanced: bool = False) -> Any:
     """Arrays of a cell for a seed (validation draw); ``balanced``: the ceiling's training set
-    of the long-tailed subset's size, from the same store."""
+    of the long-tailed subset's size, from the same store. Kept for the next call, so the parts
+    of one seed read the store once (the heads copy their inputs, never change them)."""
     from featlt.data.protocol import Protocol, load_arrays
     from featlt.store.feature_store import FeatureStore
 
