@@ -4,8 +4,9 @@ Files must hold the same dataset (their ``data`` provenance agrees, machine-spec
 which rows a file holds aside), so that one index view selects the same images in each (a view
 needing rows a file lacks is refused when it is resolved); a file whose backbone and settings
 repeat an earlier file's is said once and ranked once; full mode needs a test split in every
-file (the images the heads are scored on are checked to be the same in
-:mod:`featlt.rank.validate_rows`).
+file. The view must select the same images in every file (:func:`require_same_images`,
+compared by source position, so a full extraction and a view-only extraction of the same
+images compare, and a ``--limit`` subset does not).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from featlt.errors import FeatltError
 from featlt.store.feature_store import FeatureStore, backbone_identity, require_same_provenance
@@ -129,3 +132,63 @@ def open_inputs(paths: list[Path], test_split: str, need_test: bool) -> tuple[
         notes.append("a single backbone: there is nothing to compare it with, so the ranking "
                      "only reports its scores")
     return inputs, notes
+
+
+#: The view's row sets rank reads, with the words a message uses for each.
+ROW_SETS = {"train": "training", "val": "validation", "test": "test"}
+
+
+def selected_images(path: Path, protocol: Any, with_test: bool) -> dict[
+    str, tuple[str, np.ndarray, int]
+]:
+    """The images the index view selects in one file, by role.
+
+    Args:
+        path: a feature store.
+        protocol: the :class:`featlt.data.protocol.Protocol` every file is read with.
+        with_test: also the test rows (full mode scores the heads on them).
+    Returns:
+        ``{"train" | "val" | "test": (stored split, (n,) int64 source positions ascending, rows
+        the file stores in that split)}``. A source position is the image's place in the source
+        dataset (``/<split>/index``), which does not depend on which rows the file stores.
+    """
+    from featlt.data.protocol import resolve_view
+
+    with FeatureStore(path) as store:
+        view = resolve_view(store, protocol)
+        roles = [("train", view.train_split, view.train_rows),
+                 ("val", view.val_split, view.val_rows)]
+        if with_test and view.test_rows is not None and view.test_split is not None:
+            roles.append(("test", view.test_split, view.test_rows))
+        return {role: (split, np.sort(store.source_index(split)[rows]),
+                       store.info(split).n_rows)
+                for role, split, rows in roles}
+
+
+def require_same_images(inputs: list[RankInput], protocol: Any, with_test: bool) -> None:
+    """Refuse files whose view selects different images (training, validation, and in full mode
+    test rows): their scores would describe different data, not different backbones.
+
+    Raises:
+        FeatltError: naming both files, the row set, both image counts and the fix.
+    """
+    if len(inputs) < 2:
+        return
+    first = inputs[0]
+    reference = selected_images(first.path, protocol, with_test)
+    for entry in inputs[1:]:
+        images = selected_images(entry.path, protocol, with_test)
+        for role, (split, positions, stored) in reference.items():
+            other_split, other, other_stored = images.get(role, (None, np.empty(0, np.int64), 0))
+            if other_split == split and np.array_equal(other, positions):
+                continue
+            same = ("the same number but other images; "
+                    if other.size == positions.size else "")
+            raise FeatltError(
+                f"feature files {first.path} and {entry.path}: the view selects different "
+                f"{ROW_SETS[role]} images ({same}{positions.size} of the {stored} rows of "
+                f"'{split}' in {first.path.name}, {other.size} of the {other_stored} rows of "
+                f"'{other_split}' in {entry.path.name}), so their scores would compare "
+                "different data, not backbones; extract every file from the same images (the "
+                "same --limit and --seed, or none) or rank only files extracted alike"
+            )

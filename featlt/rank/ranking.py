@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from featlt.errors import FeatltError
-from featlt.rank.inputs import RankInput, open_inputs
+from featlt.rank.inputs import RankInput, open_inputs, require_same_images
 from featlt.rank.measured import HeadSettings, Measured, measure
 
 KIND = "featlt.rank"
@@ -120,6 +120,7 @@ def rank_files(
     protocol = protocol or Protocol(seed=config.seed)
     separability_config = separability_config or SeparabilityConfig(seed=config.seed)
     inputs, notes = open_inputs(list(paths), protocol.test_split, need_test=config.full)
+    require_same_images(inputs, protocol, with_test=config.full)
     rows: list[RankedFile] = []
     for entry in inputs:
         row = _score_entry(entry, protocol, separability_config, device, threads)
