@@ -185,6 +185,7 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
     backbone, view_transform = _load_backbone(config, runtime.seed, device)
     provenance = _feature_provenance(config, source, plan, backbone, view_transform,
                                      runtime.seed)
+    _refuse_other_decode_rule(config, provenance)
     mode = _write_mode(config, provenance)
     if mode == "keep":
         log.info("kept %s: complete, same provenance (--skip-existing)", config.output)
@@ -287,8 +288,12 @@ def _feature_provenance(
 ) -> dict[str, Any]:
     """What the stored features are (backbone, data, rows, storage, views); the forward path
     and the run's record are added once chosen."""
+    from featlt.data.decode import decode_record
+
     data = {
         **source.describe(),
+        # how pixels were decoded: a store of another rule is not resumed or kept as this one
+        "decode": decode_record(),
         "extracted_splits": list(plan.splits),
         "skip_bad": config.skip_bad,
         "limit": None if config.limit is None else {
@@ -311,6 +316,37 @@ def _feature_provenance(
             "n_views": config.views, "seed": seed, "augment": view_transform.describe(),
         },
     }
+
+
+def _refuse_other_decode_rule(config: ExtractConfig, provenance: dict[str, Any]) -> None:
+    """Refuse to resume or keep an output whose pixels were decoded under another rule
+    (``data.decode``, :mod:`featlt.data.decode`), naming both rules and the fix; the general
+    provenance check would only say "use matching settings", which no option can match."""
+    from featlt.data.decode import DECODE_RULE
+    from featlt.store.feature_store import FeatureStore
+
+    if config.mode != "resume" and not config.skip_existing:
+        return
+    partial = partial_path(config.output)
+    existing = partial if partial.exists() else config.output
+    if not existing.exists():
+        return
+    try:
+        with FeatureStore(existing, allow_incomplete=True) as store:
+            stored = (store.provenance.get("data") or {}).get("decode")
+    except StoreError:
+        return  # not a feature store: the writer says so
+    if stored == provenance["data"]["decode"]:
+        return
+    old = (f"rule '{stored.get('rule')}'" if isinstance(stored, dict) else
+           "featlt-decode-1 (no 'data.decode' recorded: 16-bit images clipped to white, EXIF "
+           "orientation ignored, alpha dropped)")
+    raise StoreError(
+        f"{'resuming' if config.mode == 'resume' else '--skip-existing'} {existing}: its rows "
+        f"were decoded under {old}, but images now decode under rule '{DECODE_RULE}' "
+        "(provenance key 'data.decode' differs), so old and new rows would not be the same "
+        "pixels; pass --overwrite to extract it again (or write to a new -o)"
+    )
 
 
 def _write_mode(config: ExtractConfig, provenance: dict[str, Any]) -> str:

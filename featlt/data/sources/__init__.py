@@ -48,6 +48,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+# every format decodes through featlt.data.decode (one rule); re-exported for the sources
+from featlt.data.decode import array_to_rgb as array_to_rgb
+from featlt.data.decode import decode_image as decode_image
 from featlt.errors import FeatltError
 
 # Modules of this package that register sources; imported on the first lookup.
@@ -190,62 +193,3 @@ def holdout_rule(fraction: float = HOLDOUT_FRACTION, seed: int = HOLDOUT_SEED) -
         "seed": seed,
         "note": "the dataset has no test split; featlt held out this share of each class",
     }
-
-
-def array_to_rgb(pixels: np.ndarray, what: str) -> Any:
-    """One image array to an RGB ``PIL.Image.Image``.
-
-    Conventions (documented in docs/extract.md):
-
-    - shape (H, W) or (H, W, 1): grayscale, replicated to 3 channels; (H, W, 3): RGB.
-    - dtype uint8: values 0..255; float: values in [0, 1], scaled by 255 and rounded.
-      Other ranges are refused with a hint (divide by 255, or rescale).
-
-    Args:
-        pixels: (H, W), (H, W, 1) or (H, W, 3) uint8 or float.
-        what: names the item in error messages.
-    """
-    from PIL import Image
-
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[:, :, 0]
-    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != 3):
-        raise FeatltError(
-            f"{what}: image array of shape {pixels.shape} is not (H, W), (H, W, 1) or (H, W, 3); "
-            "store images channels-last"
-        )
-    if pixels.dtype != np.uint8:
-        if not np.issubdtype(pixels.dtype, np.floating):
-            raise FeatltError(
-                f"{what}: image dtype {pixels.dtype} is neither uint8 (0..255) nor float (0..1); "
-                "convert the array to uint8"
-            )
-        low, high = float(np.min(pixels)), float(np.max(pixels))
-        if not (np.isfinite(low) and np.isfinite(high)) or low < 0.0 or high > 1.0:
-            raise FeatltError(
-                f"{what}: float pixels span [{low:g}, {high:g}] but must lie in [0, 1]; "
-                "divide 0..255 data by 255 (or store it as uint8)"
-            )
-        pixels = np.round(pixels * 255.0).astype(np.uint8)
-    image = Image.fromarray(np.ascontiguousarray(pixels))
-    return image.convert("RGB")
-
-
-def decode_image(data: Any, what: str) -> Any:
-    """Decode an encoded image (a path or a binary file object) into an RGB PIL image.
-
-    Raises :class:`FeatltError` naming ``what`` when it is missing or cannot be decoded.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(data) as image:
-            return image.convert("RGB")
-    except FileNotFoundError as err:
-        raise FeatltError(
-            f"{what}: not found ({err}); restore it or re-create the dataset"
-        ) from err
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise FeatltError(
-            f"{what}: cannot be decoded as an image ({err}); replace or remove the file"
-        ) from err

@@ -10,8 +10,9 @@ Image conventions:
 
 - shape (N, H, W) or (N, H, W, 1): grayscale, replicated to RGB; (N, H, W, 3): RGB.
   Channels-first (N, 1, H, W) / (N, 3, H, W) is accepted when the last axis is not 1 or 3.
-- dtype uint8 holds 0..255; float holds 0..1 (scaled by 255 and rounded). Float pixels outside
-  [0, 1] are refused (divide 0..255 data by 255, or store uint8).
+- dtype uint8 holds 0..255; uint16 holds 0..65535 and keeps its high byte (``v >> 8``, the rule
+  of 16-bit image files, :mod:`featlt.data.decode`); float holds 0..1 (scaled by 255 and
+  rounded). Float pixels outside [0, 1] are refused (divide 0..255 data by 255, or store uint8).
 
 Only the label arrays and the array headers are read on open; the image arrays are loaded
 lazily, once per process.
@@ -75,7 +76,8 @@ class ArraySource(NpzSource):
             "path": str(self.path.resolve()),
             "sha256": self._file_sha256(),
             "layouts": self._layouts,
-            "conventions": "grayscale replicated to RGB; uint8 0..255, float 0..1",
+            "conventions": "grayscale replicated to RGB; uint8 0..255, uint16 0..65535 (high "
+                           "byte), float 0..1",
             **self._describe_splits(),
         }
 
@@ -138,8 +140,11 @@ def _npz_member_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]
 
 def _layout(shape: tuple[int, ...], dtype: np.dtype, what: str) -> str:
     """``channels-last`` or ``channels-first`` for an image stack, or a FeatltError."""
-    if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
-        raise FeatltError(f"{what}: dtype {dtype} is neither uint8 (0..255) nor float (0..1)")
+    if dtype not in (np.uint8, np.uint16) and not np.issubdtype(dtype, np.floating):
+        raise FeatltError(
+            f"{what}: dtype {dtype} is neither uint8 (0..255), uint16 (0..65535) nor float (0..1); "
+            "convert the array to one of them"
+        )
     if len(shape) == 3 or (len(shape) == 4 and shape[3] in (1, 3)):
         return "channels-last"
     if len(shape) == 4 and shape[1] in (1, 3):
