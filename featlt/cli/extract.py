@@ -9,10 +9,11 @@ from typing import Any
 import click
 
 from featlt.cli import emit, featlt_command, main
-from featlt.cli.option_types import POSITIVE, finite_float
+from featlt.cli.option_types import POSITIVE, OutputPath, finite_float
 from featlt.cli.view_options import build_protocol, view_options
 from featlt.errors import FeatltError
 from featlt.extract.augment import DEFAULT_POLICY, policy_names
+from featlt.extract.decode_loader import MAX_RESOLUTION
 from featlt.extractors.fast_forward import AMP_DTYPES, DEFAULT_AMP_DTYPE, FORWARD_PATHS
 from featlt.runtime import Runtime
 
@@ -74,13 +75,13 @@ def _seeds(value: str | None) -> tuple[int, ...] | None:
               help="Dataset: folder:PATH, npz:FILE, jpeg-npz:FILE, digits, mnist5k, ... "
                    "(docs/data-formats.md).")
 @click.option("--splits", default=None, help="Comma-separated splits [default: all the data has].")
-@click.option("--resolution", type=POSITIVE, default=None,
-              help="Square input size [default: the model tag's].")
+@click.option("--resolution", type=click.IntRange(1, MAX_RESOLUTION), default=None,
+              help=f"Square input size, at most {MAX_RESOLUTION} [default: the model tag's].")
 @click.option("--batch-size", type=POSITIVE, default=64, show_default=True,
               help="Rows per forward pass and per write (resume needs the same).")
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16",
               show_default=True, help="Stored feature dtype (float16 overflow is refused).")
-@click.option("--workers", type=int, default=None,
+@click.option("--workers", type=click.IntRange(0, 256), default=None,
               help="DataLoader decode workers [default: CPU cores/4 (1..4); CUDA cores-1].")
 @click.option("--limit", default=None,
               help="At most N images per split (a seeded random subset): N, or per split as "
@@ -110,7 +111,9 @@ def _seeds(value: str | None) -> tuple[int, ...] | None:
 @click.option("--also-imbalance-factor", type=finite_float(min=1.0), multiple=True,
               help="With a long-tail --profile: also cover the view at this imbalance factor "
                    "(its outside validation rows); repeatable.")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+# The store's lock is taken by the extraction itself, per backbone of a sweep, and its inputs
+# (--data, --weights) are checked against it there (featlt.extract.pipeline).
+@click.option("-o", "--output", required=True, type=OutputPath("features.h5", lock=False),
               help="The feature store to write (.h5); for a sweep a template with {model}, "
                    "{weights}, {layer}, {resolution}.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted output (same settings).")

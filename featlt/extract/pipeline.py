@@ -21,6 +21,7 @@ SIGKILL right after its k-th batch is written.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -31,8 +32,15 @@ from typing import Any, Literal
 import numpy as np
 
 from featlt.errors import FeatltError, StoreError
-from featlt.extract.decode_loader import Collate, SplitImages, worker_init
+from featlt.extract.decode_loader import (
+    MAX_RESOLUTION,
+    Collate,
+    SplitImages,
+    check_batch_memory,
+    worker_init,
+)
 from featlt.extract.thread_policy import fixed_threads, measured_threads
+from featlt.output_lock import output_lock
 from featlt.runtime import Runtime, log, refuse_output_onto_inputs
 from featlt.store.feature_store import FLOAT16_MAX, StoreWriter, WriteMode, partial_path
 
@@ -159,6 +167,21 @@ def subset_rows(n: int, limit: int | None, seed: int, split: str) -> np.ndarray:
     return np.sort(rng.choice(n, size=limit, replace=False)).astype(np.int64)
 
 
+def _one_writer(extract: Any) -> Any:
+    """Hold ``config.output``'s lock (:mod:`featlt.output_lock`) for the whole extraction, taken
+    before any check of the output: a second run writing the same store (``--overwrite`` too,
+    which would delete the first run's ``.partial``) stops at once, naming the first run's PID.
+    Where the lock file cannot be created, the output's own checks say why."""
+
+    @functools.wraps(extract)
+    def locked(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
+        with output_lock(config.output, "output", unwritable="skip"):
+            return extract(config, runtime)
+
+    return locked
+
+
+@_one_writer
 def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
     """Extract ``config.splits`` of ``config.data`` with ``config.model`` into ``config.output``.
 
@@ -190,6 +213,9 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
     if mode == "keep":
         log.info("kept %s: complete, same provenance (--skip-existing)", config.output)
         return _kept(config.output, backbone.dim)
+    # before the first image is decoded and forwarded at this size
+    check_batch_memory(config.batch_size, tuple(backbone.data_config["input_size"]),
+                       config.views, workers, device, amp=backbone.amp_dtype is not None)
     forward, forward_record, threads = _choose_forward(config, source, plan, backbone, fixed,
                                                        cores, workers)
     forward_check = forward_record.pop("check")
@@ -460,6 +486,10 @@ def _check_config(config: ExtractConfig) -> None:
 
     if config.batch_size < 1:
         raise FeatltError(f"--batch-size {config.batch_size}: must be at least 1")
+    if config.resolution is not None and not 1 <= config.resolution <= MAX_RESOLUTION:
+        raise FeatltError(
+            f"--resolution {config.resolution}: must lie in 1..{MAX_RESOLUTION}; e.g. 224"
+        )
     if config.dtype not in ("float16", "float32"):
         raise FeatltError(f"--dtype {config.dtype}: use float16 or float32")
     if config.views < 0:
