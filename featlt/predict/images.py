@@ -96,7 +96,7 @@ def predict_images(
     """
     import torch
 
-    from featlt.data.sources import decode_image
+    from featlt.data.decode import decode_image  # the rule every source decodes by
     from featlt.evaluation.metrics import evaluate
     from featlt.extractors.backbones import create_backbone
     from featlt.runtime import resolve_torch_device
