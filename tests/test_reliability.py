@@ -131,10 +131,11 @@ def _flip_tail(path: Path) -> None:
 
 def _rewrite_tensors(path: Path, change: str) -> None:
     """Valid safetensors with a NaN weight or wrong shapes, its hash re-recorded in head.json
-    (so only the content checks can catch it)."""
+    and head.json re-sealed (so only the content checks can catch it)."""
     from safetensors.numpy import load_file, save_file
 
     from featlt.file_hash import file_sha256
+    from featlt.heads.io import SEAL_KEY, seal
 
     tensors = load_file(str(path))
     for name, value in tensors.items():
@@ -149,7 +150,7 @@ def _rewrite_tensors(path: Path, change: str) -> None:
     config = path.parent / "head.json"
     document = json.loads(config.read_text())
     document["tensors_sha256"] = file_sha256(path)
-    config.write_text(json.dumps(document))
+    config.write_text(json.dumps(seal(document, SEAL_KEY)))
 
 
 @pytest.mark.parametrize(("damage", "message"), [

@@ -20,7 +20,7 @@ from featlt.heads.cibl import CIBLHead, instance_weights, supervised_contrastive
 from featlt.heads.cws import CWSHead
 from featlt.heads.dlsa import DLSAHead
 from featlt.heads.dlsa_router import leave_one_out_histograms
-from featlt.heads.io import load_head, save_head
+from featlt.heads.io import SEAL_KEY, load_head, save_head, seal
 from featlt.heads.linear import LinearHead
 from featlt.heads.registry import make_head
 from featlt.store.feature_store import StoreWriter
@@ -348,7 +348,7 @@ def test_saved_head_whose_parameters_do_not_match_is_refused(long_tail, tmp_path
     path = tmp_path / "cws" / "head.json"
     document = json.loads(path.read_text())
     document["head"]["params"]["split_strategy"] = "kmeans++"  # a parameter the code lacks
-    path.write_text(json.dumps(document))
+    path.write_text(json.dumps(seal(document, SEAL_KEY)))  # re-sealed: only the params differ
     with pytest.raises(FeatltError, match=r"parameters do not match.*re-fit"):
         load_head(tmp_path / "cws")
 

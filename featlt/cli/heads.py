@@ -76,7 +76,7 @@ def predict_command(
         refuse_output_onto_inputs(output, inputs, "--output")
     if feature_file is not None:
         result = predict_features(head_dir, feature_file, split=split, output=output,
-                                  seed=runtime.seed)
+                                  seed=runtime.seed, device=runtime.device)
     else:
         result = predict_images(head_dir, images, output=output, device=runtime.device,
                                 batch_size=batch_size, weights=weights, seed=runtime.seed)

@@ -16,11 +16,15 @@ from typing import Any
 import numpy as np
 
 from featlt.errors import FeatltError
-from featlt.heads.io import load_head, save_head
+from featlt.heads.io import load_head, save_head, seal
 from featlt.heads.registry import head_spec, list_heads
 from featlt.runtime import atomic_output, to_jsonable, write_json_atomic
 
 SUMMARY_FILE = "summary.json"
+#: summary.json's seal: the sha256 of its canonical JSON without this key
+#: (:func:`featlt.heads.io.canonical_sha256`); each head's row also records its
+#: ``test_predictions_sha256``, so ``featlt rank --full`` reuses neither edited.
+SUMMARY_SEAL_KEY = "summary_sha256"
 # Per head: one row per test image (row, label, prediction, confidence), so that intervals over
 # test images can be bootstrapped later (featlt rank pairs backbones on these rows).
 TEST_PREDICTIONS_FILE = "test_predictions.csv"
@@ -84,6 +88,7 @@ def fit_classifiers(
         summary["heads"][name] = evaluate_and_save(name, result, arrays, config,
                                                    out_dir / name, n_bootstrap, seed)
     summary["total_fit_seconds"] = total_fit
+    summary = seal(summary, SUMMARY_SEAL_KEY)
     write_json_atomic(out_dir / SUMMARY_FILE, summary)
     return summary
 
@@ -154,10 +159,11 @@ def evaluate_and_save(name: str, result: Any, arrays: Any, config: dict[str, Any
     if hasattr(result.head, "stage_report"):  # DLSA: rows routed to each stage on test
         document["stages_test"] = result.head.stage_report(arrays.X_test, arrays.y_test)
     save_head(result.head, head_dir, document)
-    predictions = write_predictions_csv(head_dir / TEST_PREDICTIONS_FILE, {
+    predictions = head_dir / TEST_PREDICTIONS_FILE
+    predictions_sha256 = write_csv_sha256(predictions, {
         "row": arrays.view.test_rows, "label": arrays.y_test,
         "prediction": proba.argmax(axis=1), "confidence": proba.max(axis=1),
-    })
+    }, "test predictions file")
     return {
         **{k: metrics[k] for k in ("accuracy", "balanced_accuracy", "head_third", "mid_third",
                                    "tail_third", "many", "medium", "few",
@@ -168,6 +174,7 @@ def evaluate_and_save(name: str, result: Any, arrays: Any, config: dict[str, Any
         "selected": result.selected,
         "dir": str(head_dir),
         "test_predictions": str(predictions),
+        "test_predictions_sha256": predictions_sha256,
     }
 
 
@@ -197,16 +204,21 @@ def predict_features(
     output: str | Path | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Apply a saved head to every row of ``split`` in a feature file of the same backbone.
 
     Refuses a file whose ``backbone`` provenance differs from the head's training features.
     With ``output`` (a .csv) writes one row per sample: row, source_index, label, prediction,
     prediction_name, confidence. Returns a summary with the metrics against the stored labels.
+    Predictions are computed in float64 on the CPU whatever ``device`` says, but ``device`` is
+    checked as in every command: ``cuda`` without a GPU is an error, not a silent CPU run.
     """
     from featlt.evaluation.metrics import evaluate
+    from featlt.runtime import resolve_torch_device
     from featlt.store.feature_store import FeatureStore
 
+    resolve_torch_device(device)  # type: ignore[arg-type]
     head_dir = Path(head_dir)
     head, document = load_head(head_dir)
     with FeatureStore(feature_file) as store:
@@ -236,12 +248,31 @@ def predict_features(
     }
 
 
-def write_predictions_csv(path: Path, columns: dict[str, Any]) -> Path:
-    """Write equal-length columns as CSV, atomically (temporary file + rename)."""
-    keys = list(columns)
-    with atomic_output(path, "predictions file") as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(keys)
-        for row in zip(*(columns[k] for k in keys), strict=True):
-            writer.writerow([to_jsonable(v) for v in row])
+def write_predictions_csv(path: Path, columns: dict[str, Any],
+                          what: str = "predictions file") -> Path:
+    """Write equal-length columns as CSV, atomically (temporary file + rename).
+
+    Args:
+        what: the file in words, for the message when it cannot be written.
+    """
+    write_csv_sha256(path, columns, what)
     return path
+
+
+def write_csv_sha256(path: Path, columns: dict[str, Any], what: str = "predictions file") -> str:
+    """:func:`write_predictions_csv`, returning the sha256 of the bytes written (known before
+    the file is renamed into place, which inside :func:`featlt.runtime.atomic_outputs` happens
+    only at the end of the run). Text is UTF-8."""
+    import hashlib
+    import io
+
+    keys = list(columns)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(keys)
+    for row in zip(*(columns[k] for k in keys), strict=True):
+        writer.writerow([to_jsonable(v) for v in row])
+    data = buffer.getvalue().encode("utf-8")
+    with atomic_output(path, what) as tmp:
+        tmp.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()

@@ -52,6 +52,16 @@ def backbone_spec_from_provenance(features: dict[str, Any], weights: str | None)
     return BackboneSpec(model=backbone["model"], weights=weights, resolution=resolution)
 
 
+def display_name(text: str) -> str:
+    """``text`` (a file name as Python decoded it) safe to write as UTF-8.
+
+    A name whose bytes are not UTF-8 reaches Python with each bad byte as a lone surrogate
+    (``surrogateescape``), which no UTF-8 file can hold; such bytes are written as ``\\xNN``
+    escapes (``b"\\xff.png"`` -> ``\\xff.png``). Valid names are returned unchanged.
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def image_files(folder: Path) -> list[Path]:
     """Every image file under ``folder`` (recursive, sorted, hidden files skipped)."""
     from featlt.data.sources.folder import IMAGE_EXTENSIONS
@@ -93,6 +103,7 @@ def predict_images(
     against it (weights hash, data config, device, precision ...): a mismatch is refused, naming
     the attribute. Features are rounded to the store's dtype, as the head saw them in training.
     When every image sits in a subfolder named after a class, metrics are computed as well.
+    File names that are not UTF-8 are written escaped (:func:`display_name`).
     """
     import torch
 
@@ -127,14 +138,16 @@ def predict_images(
     names = document["class_names"]
     if output is not None:
         write_predictions_csv(Path(output), {
-            "file": [str(f.relative_to(folder)) for f in files], "prediction": pred,
+            "file": [display_name(str(f.relative_to(folder))) for f in files],
+            "prediction": pred,
             "prediction_name": [names[i] for i in pred], "confidence": proba.max(axis=1),
         })
     labels = folder_labels(folder, files, names)
     train_counts = document["provenance"]["view"]["train_class_counts"]
     return {
-        "head": document.get("name"), "head_dir": str(head_dir), "source": str(folder),
-        "n": len(files), "output": None if output is None else str(output),
+        "head": document.get("name"), "head_dir": display_name(str(head_dir)),
+        "source": display_name(str(folder)), "n": len(files),
+        "output": None if output is None else display_name(str(output)),
         "backbone": backbone.provenance["model"],
         "metrics": None if labels is None else evaluate(labels, proba, train_counts, seed=seed,
                                                         class_names=names),

@@ -6,7 +6,9 @@ into ``HEADS_DIR/<label>-<key>/``, where the key hashes everything that shapes t
 features' identity, the index view, the head list, the seed, the bootstrap size and the
 overrides. A ``summary.json`` made on the same features with the same view and settings (in that
 folder, or one of ``known`` given by the caller), whose heads all have per-image test
-predictions, is reused instead of fitted again.
+predictions, is reused instead of fitted again, after checking that neither the summary (its
+``summary_sha256`` seal) nor any ``test_predictions.csv`` (the sha256 its row records) changed
+since they were written; otherwise the heads are fitted again and a line says why.
 
 The head that represents a backbone is the one with the best *validation* balanced accuracy
 (first in head order on ties); its per-image test predictions, keyed by each image's position in
@@ -18,6 +20,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,52 +80,85 @@ def heads_key(entry: RankInput, view_record: dict[str, Any], settings: HeadSetti
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _reusable(summary_path: Path, entry: RankInput, view_record: dict[str, Any],
-              settings: HeadSettings) -> bool:
-    """Whether ``summary_path`` holds heads of this file's features, view and settings, with
-    every head's test predictions."""
-    from featlt.heads.workflow import expand_head_names
+def reuse_problem(summary_path: Path, entry: RankInput, view_record: dict[str, Any],
+                  settings: HeadSettings) -> str | None:
+    """Why ``summary_path`` cannot stand in for fitting this file's heads (None: it can).
+
+    It can when it was made on this file's features with the same view and settings, its seal
+    (``summary_sha256``) holds, and every head's ``test_predictions.csv`` is there with the
+    sha256 its row records. Reasons start with the file they are about.
+    """
+    from featlt.file_hash import file_sha256
+    from featlt.heads.io import canonical_sha256
+    from featlt.heads.workflow import SUMMARY_SEAL_KEY, expand_head_names
     from featlt.rank.inputs import feature_identity
 
     if not summary_path.is_file():
-        return False
+        return f"{summary_path} does not exist"
     try:
         summary = json.loads(summary_path.read_text())
-    except json.JSONDecodeError:
-        return False
-    config, provenance = summary.get("config", {}), summary.get("provenance", {})
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+        return f"{summary_path} is unreadable ({err})"
+    if not isinstance(summary, dict):
+        return f"{summary_path} is not a fit-classifier summary"
+    config, provenance = summary.get("config") or {}, summary.get("provenance") or {}
     same = (feature_identity(provenance.get("features") or {}) == entry.identity
             and provenance.get("view") == view_record
             and config.get("heads") == expand_head_names(settings.heads)
             and config.get("seed") == settings.seed
             and config.get("n_bootstrap") == settings.n_bootstrap
             and (config.get("overrides") or None) == settings.overrides())
-    rows = summary.get("heads", {})
-    return same and bool(rows) and all(
-        Path(row.get("test_predictions", "")).is_file() for row in rows.values())
+    if not same:
+        return f"{summary_path} was made on other features, another view or other settings"
+    if SUMMARY_SEAL_KEY not in summary:
+        return (f"{summary_path} records no {SUMMARY_SEAL_KEY} (edited, or written by an older "
+                "featlt)")
+    if summary[SUMMARY_SEAL_KEY] != canonical_sha256(summary, SUMMARY_SEAL_KEY):
+        return (f"{summary_path} was changed after it was written (its content no longer "
+                f"matches its {SUMMARY_SEAL_KEY})")
+    rows = summary.get("heads") or {}
+    if not rows:
+        return f"{summary_path} lists no heads"
+    for name, row in rows.items():
+        path = Path(row.get("test_predictions", ""))
+        if not path.is_file():
+            return f"the test predictions of head {name} ({path}) are missing"
+        if file_sha256(path, cached=False) != row.get("test_predictions_sha256"):
+            return (f"{path} was changed after it was written (head {name}: its sha256 "
+                    "differs from the one summary.json records)")
+    return None
 
 
 def measure(
     entry: RankInput, protocol: Any, view_record: dict[str, Any], heads_dir: Path,
     settings: HeadSettings, device: str, known: tuple[Path, ...] = (),
+    log: Callable[[str], None] | None = None,
 ) -> Measured:
     """Fit (or reuse) the heads of one file and return its best validation-selected head.
 
     Args:
         known: other ``summary.json`` files (e.g. from ``featlt fit-classifier``) to reuse when
             they were made on the same features with the same view and settings.
+        log: called with one line when an earlier result of these settings exists but is not
+            reused (edited or incomplete), saying why the heads are fitted again.
     """
     from featlt.heads.workflow import SUMMARY_FILE, fit_classifiers
 
     out_dir = heads_dir / f"{entry.path.stem}-{heads_key(entry, view_record, settings)}"
-    candidates = [out_dir / SUMMARY_FILE, *known]
-    summary_path = next((p for p in candidates
-                         if _reusable(p, entry, view_record, settings)), None)
+    own = out_dir / SUMMARY_FILE
+    summary_path: Path | None = None
+    for candidate in [own, *known]:
+        problem = reuse_problem(candidate, entry, view_record, settings)
+        if problem is None:
+            summary_path = candidate
+            break
+        if candidate == own and own.exists() and log is not None:
+            log(f"{entry.label}: re-fitting its heads instead of reusing {out_dir}: {problem}")
     reused = summary_path is not None
     if summary_path is not None:
         summary = json.loads(summary_path.read_text())
     else:
-        summary_path = out_dir / SUMMARY_FILE
+        summary_path = own
         summary = fit_classifiers(entry.path, list(settings.heads), out_dir, protocol,
                                   device=device, seed=settings.seed,
                                   n_bootstrap=settings.n_bootstrap,

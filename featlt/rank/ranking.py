@@ -128,7 +128,7 @@ def rank_files(
             with FeatureStore(entry.path) as store:
                 view_record = resolve_view(store, protocol).record()
             row.measured = measure(entry, protocol, view_record, config.heads_dir,
-                                   config.heads, device, config.reuse_summaries)
+                                   config.heads, device, config.reuse_summaries, log=log)
         rows.append(row)
         if log is not None:
             log(_progress(row))

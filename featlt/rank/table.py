@@ -10,12 +10,34 @@ SHORT = {"featlt": "featlt", "logme": "LogME", "gbc": "GBC", "sfda": "SFDA", "kn
 CSV_MEASURED = ("head", "val_balanced_accuracy", "balanced_accuracy", "tail_third")
 
 
-def _fmt(name: str, value: Any) -> str:
+#: Width of every score column; each column is preceded by one space, so cells never touch.
+SCORE_WIDTH = 9
+HEAD_WIDTH = 17
+
+
+def fit_number(value: float, width: int, digits: int = 4) -> str:
+    """``value`` in at most ``width`` characters: ``{value:.{digits}g}`` when it fits, else
+    fewer digits, then scientific notation with a compact exponent (``-1.6e-149``)."""
+    for precision in range(digits, 0, -1):
+        text = f"{value:.{precision}g}"
+        if len(text) <= width:
+            return text
+    for precision in range(max(digits - 1, 0), -1, -1):
+        mantissa, _, exponent = f"{value:.{precision}e}".partition("e")
+        text = f"{mantissa}e{int(exponent)}"
+        if len(text) <= width:
+            return text
+    return text  # wider than asked only when width < 6 ("-1e-99" needs 6)
+
+
+def _fmt(name: str, value: Any, width: int = SCORE_WIDTH) -> str:
     if value is None:
         return "-"
     if name == "params":
-        return f"{value / 1e6:.2f}"
-    return f"{value:.4g}"
+        millions = value / 1e6
+        text = f"{millions:.2f}"
+        return text if len(text) <= width else fit_number(millions, width)
+    return fit_number(float(value), width)
 
 
 def _points(value: float | None) -> str:
@@ -26,24 +48,34 @@ def _tau(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _cells(values: list[str], width: int = SCORE_WIDTH) -> str:
+    """Fixed-width right-aligned cells, each preceded by a space."""
+    return "".join(f" {value:>{width}}" for value in values)
+
+
 def ranking_text(document: dict[str, Any]) -> str:
-    """One line per backbone (rank order), the validation table when present, notes, sentence."""
+    """One line per backbone (rank order), the validation table when present, notes, sentence.
+
+    Columns have fixed widths and are separated by at least one space; numbers are formatted
+    to fit their column (:func:`fit_number`), so no two values ever run together.
+    """
     from featlt.rank.ranking import SCORE_COLUMNS
 
     rows = document["rows"]
     width = max(len("backbone"), *(len(r["label"]) for r in rows))
     full = any(r["measured"] for r in rows)
-    header = f"{'#':>2} {'backbone':<{width}}" + "".join(f"{SHORT[c]:>10}" for c in SCORE_COLUMNS)
+    header = f"{'#':>2} {'backbone':<{width}}" + _cells([SHORT[c] for c in SCORE_COLUMNS])
     if full:
-        header += f"  {'best head':<17}{'bal.acc':>8}{'tail':>7}"
+        header += f"  {'best head':<{HEAD_WIDTH}} {'bal.acc':>7} {'tail':>7}"
     lines = [f"ranking by {document['config']['by']} (every score: higher is better)", header]
     for rank, row in enumerate(rows, 1):
-        line = f"{rank:>2} {row['label']:<{width}}" + "".join(
-            f"{_fmt(c, row['scores'].get(c)):>10}" for c in SCORE_COLUMNS)
+        line = f"{rank:>2} {row['label']:<{width}}" + _cells(
+            [_fmt(c, row["scores"].get(c)) for c in SCORE_COLUMNS])
         measured = row["measured"]
         if measured:
-            line += (f"  {measured['head']:<17}{measured['balanced_accuracy']:>8.3f}"
-                     f"{_fmt('tail', measured['tail_third']):>7}")
+            line += (f"  {measured['head']:<{HEAD_WIDTH}} "
+                     f"{measured['balanced_accuracy']:>7.3f} "
+                     f"{_fmt('tail', measured['tail_third'], 7):>7}")
         lines.append(line)
     if "validation" in document:
         lines += ["", validation_text(document["validation"])]
@@ -92,4 +124,4 @@ def write_csv(path: Path, document: dict[str, Any]) -> Path:
     """Write :func:`csv_columns` atomically."""
     from featlt.heads.workflow import write_predictions_csv
 
-    return write_predictions_csv(path, csv_columns(document))
+    return write_predictions_csv(path, csv_columns(document), what="ranking CSV")
