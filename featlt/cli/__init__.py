@@ -2,8 +2,8 @@
 and print. Heavy imports happen inside the commands, so ``featlt --help`` is instant.
 
 Every command carries the common options (``--device --threads --seed --json -v
---allow-download``) through :func:`featlt_command`. Command modules register themselves on
-:data:`main` and are listed in ``_COMMAND_MODULES``.
+--allow-download --no-verify``) through :func:`featlt_command`. Command modules register
+themselves on :data:`main` and are listed in ``_COMMAND_MODULES``.
 """
 
 from __future__ import annotations
@@ -65,6 +65,11 @@ def featlt_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         is_flag=True,
         help="Allow timm to download weights from the hub (featlt is offline by default).",
     )
+    @click.option(
+        "--no-verify",
+        is_flag=True,
+        help="Read feature stores without checking their block digests.",
+    )
     @functools.wraps(fn)
     def wrapper(
         device: str,
@@ -75,6 +80,9 @@ def featlt_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         allow_download: bool,
         **kwargs: Any,
     ) -> Any:
+        from featlt.store.verification import default_set_to
+
+        verify = not kwargs.pop("no_verify", False)
         runtime = Runtime(
             device=device,  # type: ignore[arg-type]
             threads=threads,
@@ -85,7 +93,8 @@ def featlt_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         )
         try:
             runtime.apply()
-            return fn(runtime, **kwargs)
+            with default_set_to(verify):
+                return fn(runtime, **kwargs)
         except FeatltError as err:
             raise FeatltUsageError(str(err)) from err
         except OSError as err:  # a disk or permission fault that no writer caught by name
