@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +81,37 @@ def resolve_torch_device(requested: Device) -> str:
     return requested
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived: the run stops like after Ctrl-C, cleanup (``finally``) included."""
+
+
+@contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` (exit status 143) for the block.
+
+    Python's default SIGTERM kills the process without running ``finally`` blocks, so
+    :func:`atomic_outputs` could not discard its hidden temporary files (a killed
+    ``fit-classifier`` left a final-name folder of them). Outside the main thread (where no
+    handler can be set) nothing changes.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: Any) -> None:
+        print("featlt: stopped by SIGTERM; unfinished outputs are discarded", file=sys.stderr)
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cache_dir() -> Path:
     """The featlt cache folder: ``$FEATLT_CACHE`` or ``~/.cache/featlt`` (created on demand)."""
     path = Path(os.environ.get("FEATLT_CACHE", Path.home() / ".cache" / "featlt")).expanduser()
@@ -142,11 +173,57 @@ def write_error(path: str | Path, err: BaseException, what: str = "output") -> F
     return FeatltError(f"{what} {path}: cannot be written ({cause}); {fix}")
 
 
-def os_error_text(err: OSError) -> str:
-    """A one-line message for an OS error no featlt code caught: the path, the cause, a fix."""
-    cause, fix = fault_cause_and_fix(err)
-    where = err.filename if err.filename is not None else "a file featlt used"
-    return f"{where}: {cause}; {fix}"
+# Fixes by errno of a failed read; anything else gets the last, general one.
+_READ_FIXES = {
+    errno.ENOENT: "check the path (it may have been moved or deleted), then rerun",
+    errno.EACCES: "make it readable (e.g. chmod u+r) or pass a readable copy, then rerun",
+    errno.EPERM: "make it readable (e.g. chmod u+r) or pass a readable copy, then rerun",
+    errno.EIO: "the disk reported an I/O error; copy the file to a healthy disk, then rerun",
+    errno.EISDIR: "pass a file, not a folder, then rerun",
+}
+
+
+def read_error(path: str | Path, err: BaseException, what: str = "input") -> FeatltError:
+    """A :class:`FeatltError` for a failed read of ``path``: the path, the cause and the fix."""
+    code = os_error_errno(err)
+    cause = fault_cause_and_fix(err)[0]
+    fix = _READ_FIXES.get(code or 0, "check the file and the path, then rerun")
+    return FeatltError(f"{what} {path}: cannot be read ({cause}); {fix}")
+
+
+def error_filename(err: BaseException) -> str | None:
+    """The file an OS error names: its ``filename``, or the one HDF5 quotes ("name = '...'")."""
+    filename = getattr(err, "filename", None)
+    if filename is not None:
+        return os.fsdecode(filename) if isinstance(filename, bytes) else str(filename)
+    found = re.search(r"name = '([^']*)'", str(err))
+    return found.group(1) if found else None
+
+
+def os_error_text(err: OSError, outputs: Iterable[str | Path] = ()) -> str:
+    """A one-line message for an OS error no featlt code caught: the path, the cause, a fix.
+
+    ``outputs``: the files and folders the run writes; an error naming one of them, a file
+    inside one of their folders or one of their temporary names is worded as a failed write of
+    that output, an error naming any other file as a failed read of it.
+    """
+    filename = error_filename(err)
+    if filename is None:
+        cause, fix = fault_cause_and_fix(err)
+        return f"a file featlt used: {cause}; {fix}"
+    for output in outputs:
+        if _belongs_to(filename, Path(output)):
+            return str(write_error(output, err))
+    return str(read_error(filename, err, "file"))
+
+
+def _belongs_to(filename: str, output: Path) -> bool:
+    """True when ``filename`` is ``output``, its temporary or lock file, or lies inside it."""
+    name = Path(os.path.abspath(filename))
+    target = Path(os.path.abspath(output))
+    beside = name.name.startswith((f".{target.name}.tmp-", f"{target.name}.partial",
+                                   f"{target.name}.lock"))
+    return name == target or target in name.parents or (name.parent == target.parent and beside)
 
 
 def _make_folder(folder: Path) -> list[Path]:
@@ -221,9 +298,24 @@ class OutputBatch:
             os.replace(tmp, target)
         self._pending.clear()
 
+    def owns(self, filename: Any) -> bool:
+        """True when an OS error naming ``filename`` came from writing this batch: one of its
+        targets, their temporary names or the folders made for them (None: cannot tell, so
+        yes)."""
+        if filename is None:
+            return True
+        name = Path(os.path.abspath(os.fsdecode(filename)))
+        mine = {Path(os.path.abspath(p)) for pair in self._pending.items() for p in pair}
+        mine |= {Path(os.path.abspath(p)) for p in self._created}
+        mine |= {p.parent for p in mine}
+        return name in mine
+
     def discard(self) -> None:
+        """Remove every temporary file and the folders made for them; never raises (a read-only
+        disk must not turn the real error into one about a temporary name)."""
         for tmp in self._pending.values():
-            tmp.unlink(missing_ok=True)
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
         _remove_empty(sorted(self._created, key=lambda p: len(p.parts), reverse=True))
 
 
@@ -247,6 +339,9 @@ def atomic_outputs(what: str = "output") -> Iterator[OutputBatch]:
         batch.commit()
     except OSError as err:
         batch.discard()
+        filename = error_filename(err)
+        if not batch.owns(filename):  # reading an input inside the block failed, not a write
+            raise read_error(filename, err, "file") from err
         raise write_error(batch.target_of(err.filename), err, what) from err
     except BaseException:
         batch.discard()
@@ -263,18 +358,42 @@ def write_json_atomic(path: str | Path, payload: Any) -> Path:
     return Path(path)
 
 
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """True when ``a`` and ``b`` name one file or folder: the same path once symlinks are
+    resolved, or two hard links of one inode (``st_dev``/``st_ino``)."""
+    a, b = Path(a).expanduser(), Path(b).expanduser()
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samestat(os.stat(a), os.stat(b))
+    except (OSError, ValueError):  # either does not exist (yet): not the same file
+        return False
+
+
 def refuse_output_onto_inputs(
-    output: str | Path, inputs: Iterable[str | Path], option: str = "--output"
+    output: str | Path, inputs: Iterable[str | Path], option: str = "--output",
+    written: str | Path | None = None,
 ) -> None:
     """Refuse an output that is one of the run's inputs, before anything is written.
 
+    The one check of every output against every input (:func:`same_file`: the same path, a
+    symlink to it or a hard link of it).
+
+    Args:
+        output: the output as the user gave it.
+        inputs: the files (and folders) the run reads.
+        option: the option that names ``output``, for the message.
+        written: for an output folder, the file inside it that the run would replace (checked
+            instead of ``output`` itself).
     Raises:
         FeatltError: naming the option, the input and the fix.
     """
-    target = os.path.realpath(Path(output).expanduser())
+    target = output if written is None else written
     for item in inputs:
-        if target == os.path.realpath(Path(item).expanduser()):
+        if same_file(target, item):
+            what = "is also an input" if written is None else (
+                f"would replace {written}, which is also an input")
             raise FeatltError(
-                f"{option} {output}: is also an input of this run ({item}); writing it would "
-                "destroy the input; choose another output path"
+                f"{option} {output}: {what} of this run ({item}); writing it would destroy the "
+                "input; choose another output path"
             )

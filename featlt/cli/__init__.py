@@ -11,15 +11,17 @@ from __future__ import annotations
 import functools
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 
 from featlt import __version__
-from featlt.cli.option_types import SEED_RANGE, harden_numeric_options
+from featlt.cli.option_types import SEED_RANGE, THREADS_RANGE, harden_numeric_options
 from featlt.errors import FeatltError
-from featlt.runtime import Runtime, os_error_text, to_jsonable
+from featlt.runtime import Runtime, os_error_text, sigterm_as_exit, to_jsonable
 
 
 class FeatltUsageError(click.ClickException):
@@ -38,7 +40,9 @@ def featlt_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add the common options to a click command callback and turn featlt errors into messages.
 
     The callback receives a :class:`Runtime` as its first argument, already applied (offline hub,
-    logging, thread variables).
+    logging, thread variables). Before it starts, every output is checked against every input
+    and locked for the run (:mod:`featlt.cli.output_guard`); SIGTERM ends the run like Ctrl-C,
+    so unfinished outputs are discarded and locks released (:func:`featlt.runtime.sigterm_as_exit`).
     """
 
     @click.option(
@@ -48,7 +52,7 @@ def featlt_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Where torch and faiss run; 'cuda' without a GPU is an error.",
     )
-    @click.option("--threads", type=click.IntRange(min=1), default=None,
+    @click.option("--threads", type=THREADS_RANGE, default=None,
                   help="CPU threads (torch, faiss, BLAS).")
     @click.option(
         "--seed", type=SEED_RANGE, default=0, show_default=True, help="Seed of every random step."
@@ -91,16 +95,35 @@ def featlt_command(fn: Callable[..., Any]) -> Callable[..., Any]:
             verbosity=verbosity,
             allow_download=allow_download,
         )
+        outputs: list[Path] = []
         try:
             runtime.apply()
-            with default_set_to(verify):
+            with default_set_to(verify), sigterm_as_exit(), _guarded(kwargs) as outputs:
                 return fn(runtime, **kwargs)
         except FeatltError as err:
             raise FeatltUsageError(str(err)) from err
         except OSError as err:  # a disk or permission fault that no writer caught by name
-            raise FeatltUsageError(os_error_text(err)) from err
+            raise FeatltUsageError(os_error_text(err, outputs)) from err
 
     return wrapper
+
+
+@contextmanager
+def _guarded(kwargs: dict[str, Any]) -> Iterator[list[Path]]:
+    """Before the command body: refuse outputs onto inputs (:func:`guard_outputs`; computed
+    output defaults go into ``kwargs``), then hold every output's lock until the body ends.
+    Yields the output paths (to word OS errors as reads or writes)."""
+    from featlt.cli.output_guard import guard_outputs, output_locks
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:  # the callback called directly, not through click
+        yield []
+        return
+    params = {**ctx.params, **kwargs}
+    outputs = guard_outputs(ctx.command, params)
+    kwargs.update({name: params[name] for name in kwargs})
+    with output_locks(outputs):
+        yield [out.path for out in outputs]
 
 
 def emit(runtime: Runtime, document: Any, text: str) -> None:

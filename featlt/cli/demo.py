@@ -7,12 +7,19 @@ from pathlib import Path
 import click
 
 from featlt.cli import emit, featlt_command, main
+from featlt.cli.option_types import OutputFolder, Params
 from featlt.runtime import Runtime
+
+
+def demo_writes(params: Params) -> tuple[str, ...]:
+    """What ``featlt demo`` writes inside its folder (glob patterns): one folder per step and the
+    summary."""
+    return ("demo_summary.json", "features/*", "separability/**/*", "heads/**/*", "rank/**/*")
 
 
 @main.command("demo")
 @click.option("--quick", is_flag=True, help="A smaller run (about 2-3 minutes on 2 CPU cores).")
-@click.option("-o", "--out-dir", type=click.Path(path_type=Path), default=Path("featlt-demo"),
+@click.option("-o", "--out-dir", type=OutputFolder(writes=demo_writes), default=Path("featlt-demo"),
               show_default=True, help="Folder for every output of the demo.")
 @click.option("--only", "only", multiple=True,
               help="Run only this step (repeatable); later steps need the files of earlier ones.")

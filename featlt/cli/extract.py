@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from featlt.cli import emit, featlt_command, main
-from featlt.cli.option_types import POSITIVE, OutputPath, finite_float
+from featlt.cli.option_types import POSITIVE, WORKERS_RANGE, OutputPath, finite_float
 from featlt.cli.view_options import build_protocol, view_options
 from featlt.errors import FeatltError
 from featlt.extract.augment import DEFAULT_POLICY, policy_names
@@ -81,7 +81,7 @@ def _seeds(value: str | None) -> tuple[int, ...] | None:
               help="Rows per forward pass and per write (resume needs the same).")
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16",
               show_default=True, help="Stored feature dtype (float16 overflow is refused).")
-@click.option("--workers", type=click.IntRange(0, 256), default=None,
+@click.option("--workers", type=WORKERS_RANGE, default=None,
               help="DataLoader decode workers [default: CPU cores/4 (1..4); CUDA cores-1].")
 @click.option("--limit", default=None,
               help="At most N images per split (a seeded random subset): N, or per split as "

@@ -11,12 +11,13 @@ from typing import Any
 import click
 
 from featlt.cli import emit, featlt_command, main
+from featlt.cli.option_types import InputPath
 from featlt.errors import FeatltError
 from featlt.runtime import Runtime
 
 
 @main.command("info")
-@click.argument("feature_file", type=click.Path(path_type=Path))
+@click.argument("feature_file", type=InputPath())
 @click.option("--verify", "verify_all", is_flag=True,
               help="Check the digest of every block of every array (reads the whole file).")
 @featlt_command

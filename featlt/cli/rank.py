@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Any
 
 import click
 
 from featlt.cli import emit, featlt_command, main
+from featlt.cli.heads import head_folder_writes
+from featlt.cli.option_types import BOOTSTRAP_RANGE, InputPath, OutputFolder, OutputPath, Params
 from featlt.cli.view_options import build_protocol, view_options
 from featlt.runtime import Runtime
 
 SCORES = ("featlt", "logme", "gbc", "sfda", "knn", "ncm", "params", "imagenet_top1", "measured")
 
 
+def rank_heads_writes(params: Params) -> list[str]:
+    """What ``rank --full`` writes inside ``--heads-dir``: one ``<stem>-<settings key>`` folder
+    of ``fit-classifier`` output per feature file (glob patterns)."""
+    return [f"{glob.escape(Path(path).stem)}-*/{pattern}"
+            for path in params["feature_files"] for pattern in head_folder_writes(params)]
+
+
 @main.command("rank")
-@click.argument("feature_files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("feature_files", nargs=-1, required=True, type=InputPath())
 @view_options
 @click.option("--by", type=click.Choice(SCORES), default="featlt", show_default=True,
               help="The score that sorts the table (measured: the best head's balanced "
                    "accuracy, with --full).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+@click.option("-o", "--output", type=OutputPath("ranking.csv"), default=None,
               help="Write the ranking as CSV (one row per feature file).")
-@click.option("--plot", "plot_file", type=click.Path(path_type=Path), default=None,
+@click.option("--plot", "plot_file", type=OutputPath("ranking.png"), default=None,
               help="Write a PNG: each score against measured balanced accuracy (--full), else "
                    "the scores as bars.")
 @click.option("--full", is_flag=True,
@@ -33,11 +43,12 @@ SCORES = ("featlt", "logme", "gbc", "sfda", "knn", "ncm", "params", "imagenet_to
                    "every score against the measured ranking.")
 @click.option("--head", "heads", multiple=True, default=("all",), show_default=True,
               help="Heads fitted in --full mode (repeatable, or 'all').")
-@click.option("--heads-dir", type=click.Path(path_type=Path), default=Path("featlt-rank-heads"),
+@click.option("--heads-dir", default=Path("featlt-rank-heads"),
+              type=OutputFolder(writes=rank_heads_writes, active=lambda params: params["full"]),
               show_default=True, help="Where --full keeps its heads; equal settings are reused.")
 @click.option("--max-epochs", type=int, default=None,
               help="Cap the epochs of every trainable head in --full mode.")
-@click.option("--bootstrap", type=int, default=1000, show_default=True,
+@click.option("--bootstrap", type=BOOTSTRAP_RANGE, default=1000, show_default=True,
               help="Bootstrap resamples of every interval and probability.")
 @featlt_command
 def rank_command(

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Any
 
 import click
 
 from featlt.cli import emit, featlt_command, main
-from featlt.cli.option_types import POSITIVE, finite_float
+from featlt.cli.option_types import (
+    POSITIVE,
+    InputPath,
+    OutputFolder,
+    OutputPath,
+    Params,
+    finite_float,
+)
 from featlt.cli.view_options import build_protocol, view_options
 from featlt.runtime import Runtime, atomic_outputs
 
 
+def plot_writes(params: Params) -> list[str]:
+    """What ``--plots`` gets: ``<stem>[_<n>]_per_class.png`` and ``..._bins.png`` per file."""
+    return [f"{glob.escape(Path(path).stem)}*_{kind}.png"
+            for path in params["feature_files"] for kind in ("per_class", "bins")]
+
+
 @main.command("evaluate-separability")
-@click.argument("feature_files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("feature_files", nargs=-1, required=True, type=InputPath())
 @view_options
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+@click.option("-o", "--output", type=OutputPath("report.json"), default=None,
               help="Write the full report (JSON) here.")
-@click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--plots", "plots_dir", type=OutputFolder(writes=plot_writes), default=None,
               help="Write PNG plots into this folder.")
 @click.option("--knn-queries", type=POSITIVE, default=2000, show_default=True,
               help="Stratified training queries for kNN (every few-shot sample included).")

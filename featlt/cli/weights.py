@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from featlt.cli import emit, featlt_command, main
+from featlt.cli.option_types import InputPath, OutputPath
 from featlt.errors import FeatltError
 from featlt.runtime import Runtime
 
@@ -47,11 +48,11 @@ weights_group.add_command(zoo_list_command, "list")
 
 
 @weights_group.command("convert")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source", type=InputPath())
 @click.option("--model", "-m", default=None,
               help="Target timm ARCH[.TAG]. Required for .pth/.bin sources; for an .onnx source "
                    "[default: vit_small_patch14_dinov2.lvd142m].")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+@click.option("-o", "--output", type=OutputPath("weights.safetensors"), default=None,
               help="The .safetensors to write [default: <cache>/weights/<model>-<sha>"
                    ".safetensors].")
 @click.option("--num-classes", type=int, default=None,
