@@ -30,6 +30,7 @@ Rule ``featlt-decode-2`` (docs/data-formats.md, "Decoding"):
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -107,8 +108,10 @@ def decode_image(data: str | Path | BinaryIO, what: str) -> Any:
         raise FeatltError(
             f"{what}: not found ({err}); restore it or re-create the dataset"
         ) from err
-    except Image.DecompressionBombError as err:
-        raise FeatltError(_bomb_message(what, str(err), limit)) from err
+    except Image.DecompressionBombError as err:  # above twice featlt's limit: Pillow's check
+        size = re.search(r"\((\d+) pixels\)", str(err))
+        detail = f"{size.group(1)} pixels" if size else str(err)
+        raise FeatltError(_bomb_message(what, detail, limit)) from err
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
         raise FeatltError(
             f"{what}: cannot be decoded as an image ({err}); replace or remove the file"

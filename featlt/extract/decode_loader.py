@@ -159,6 +159,8 @@ def check_batch_memory(batch_size: int, input_size: tuple[int, int, int], n_view
     numbers and the fix (a smaller ``--batch-size`` or ``--resolution``).
 
     Args:
+        batch_size: images per batch (``--batch-size``, or fewer when no split has as many).
+        input_size: (3, H, W), the backbone's input.
         available: {"host": bytes, "device": bytes or None}; None: measured now.
     Returns:
         the estimate, when it fits (or the available memory cannot be read).
@@ -183,8 +185,9 @@ def check_batch_memory(batch_size: int, input_size: tuple[int, int, int], n_view
                f"{max(1, int(height * math.sqrt(have / getattr(one, where))))} or less")
         label = "this machine's" if where == "host" else f"{device} free"
         raise FeatltError(
-            f"--batch-size {batch_size} at {height}x{width} px (--views {n_views}, "
-            f"{workers} workers) needs at least {_gib(needed)} of {label} memory, but "
+            f"a batch of {batch_size} images at {height}x{width} px (--batch-size, --resolution; "
+            f"--views {n_views}, {workers} workers) needs at least {_gib(needed)} of {label} "
+            "memory, but "
             f"{_gib(have)} is available (forward pass {_gib(need.forward)}: the float32 batch "
             f"{_gib(batch_size * height * width * 12)} and at least {ACTIVATION_FACTOR}x it in "
             f"activations; decoded batches queued: {_gib(need.queued)}); {fix}, or a smaller "
@@ -219,4 +222,4 @@ def available_memory(device: str) -> dict[str, int | None]:
 
 
 def _gib(n_bytes: int) -> str:
-    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**27 else f"{n_bytes / 2**20:.1f} MiB"
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"

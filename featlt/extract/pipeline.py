@@ -213,9 +213,12 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
     if mode == "keep":
         log.info("kept %s: complete, same provenance (--skip-existing)", config.output)
         return _kept(config.output, backbone.dim)
-    # before the first image is decoded and forwarded at this size
-    check_batch_memory(config.batch_size, tuple(backbone.data_config["input_size"]),
-                       config.views, workers, device, amp=backbone.amp_dtype is not None)
+    # before the first image is decoded and forwarded at this size; a batch holds at most a
+    # split's rows
+    largest = max((int(r.size) for r in plan.rows.values()), default=1)
+    check_batch_memory(min(config.batch_size, max(largest, 1)),
+                       tuple(backbone.data_config["input_size"]), config.views, workers, device,
+                       amp=backbone.amp_dtype is not None)
     forward, forward_record, threads = _choose_forward(config, source, plan, backbone, fixed,
                                                        cores, workers)
     forward_check = forward_record.pop("check")
