@@ -51,8 +51,8 @@ def info_command(runtime: Runtime, feature_file: Path, verify_all: bool) -> None
             "verification": verification_record,
             "provenance": store.provenance,
         }
-    lines = [f"{feature_file}  ({'complete' if store.complete else 'INCOMPLETE'}, schema "
-             f"{store.schema_version})"]
+    lines = [f"{feature_file}  ({'complete' if store.complete else 'INCOMPLETE'})  schema "
+             f"{store.schema_version}"]
     for info in splits.values():
         lines.append(
             f"  {info.name:<6} rows {info.n_written}/{info.n_rows}  dim {info.dim}  {info.dtype}"

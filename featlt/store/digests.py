@@ -179,3 +179,20 @@ class BlockHasher:
         self.next_row = first_row + count
         empty = np.zeros((0, DIGEST_SIZE), np.uint8)
         return first_block, (np.stack(digests) if digests else empty)
+
+
+def rewrite_digests(group: Any, array: str) -> None:
+    """Recompute the digests of ``group[array]`` from its stored rows (all ``n_written``).
+
+    For tools and tests that change an array on purpose (a fabricated degenerate store). It is
+    what anyone who rewrites a file can do, which is why digests are no signature.
+
+    Args:
+        group: an h5py group of a split, open for writing, with ``digests/<array>``.
+    """
+    table = group[GROUP][array]
+    block_rows = int(table.attrs["block_rows"])
+    split = group.name.strip("/")
+    dset = group[array]
+    rows = int(group.attrs["n_written"]) if array in BATCH_ARRAYS else int(dset.shape[0])
+    table[:n_blocks(rows, block_rows)] = whole_digests(split, array, dset[:rows], block_rows)

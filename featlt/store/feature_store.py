@@ -733,6 +733,9 @@ class FeatureStore:
             )
         for name, mappings in self.layout.virtual.items():
             self._check_virtual(name, mappings)
+        if self.complete:
+            for split in self.splits:
+                self._check_row_counts(split)
         if not self.verify:
             return
         if self.schema_version < 2:
@@ -750,6 +753,25 @@ class FeatureStore:
             for array in DIGESTED_ARRAYS:
                 if array in group and not group[array].is_virtual:
                     self._digests(split, array)
+
+    def _check_row_counts(self, split: str) -> None:
+        """In a complete store every row array of a split holds ``n_rows`` rows, all written
+        (rows beyond them would be read without a digest covering them)."""
+        group = self._file[split]
+        if not isinstance(group, h5py.Group) or "n_rows" not in group.attrs:
+            return
+        n_rows = int(group.attrs["n_rows"])
+        counts = {"n_written": int(group.attrs.get("n_written", n_rows))}
+        counts.update({array: int(group[array].shape[0]) for array in
+                       ("features", "views", "logits", "labels", "index") if array in group})
+        wrong = {k: v for k, v in counts.items() if v != n_rows}
+        if wrong:
+            name, rows = next(iter(wrong.items()))
+            raise StoreError(
+                f"feature file {self.path}: split '{split}' says n_rows {n_rows} but "
+                f"{'n_written is' if name == 'n_written' else name + ' holds'} {rows}; the "
+                f"file was edited or damaged; {REEXTRACT}"
+            )
 
     # -- virtual datasets ----------------------------------------------------------------------
     def _check_virtual(self, name: str, mappings: tuple[SourceRows, ...]) -> None:
@@ -793,8 +815,8 @@ class FeatureStore:
                 held = min(held, int(group.attrs.get("n_written", 0)))
             if mapping.source_start + n > held:
                 raise StoreError(
-                    f"{src}: the source holds {held} rows, fewer than the rows mapped (a short "
-                    "source reads as zeros); join the stores again from complete sources"
+                    f"{src}: the source holds {held} rows, fewer than the rows mapped (HDF5 would "
+                    "read the rest as zeros); join the stores again from complete sources"
                 )
             self._mappings[(parts[0], parts[1])] = mappings
 
@@ -805,9 +827,9 @@ class FeatureStore:
             return self._sources[key]
         if not mapping.file.is_file():
             raise StoreError(
-                f"{where}: not found (a missing source reads as zeros; relative source names "
-                f"resolve against the folder of {self.path.name}); put the source store back "
-                "or join the stores again"
+                f"{where}: the source file {mapping.file} is not found (HDF5 would read its "
+                "rows as zeros; relative source names resolve against the folder of "
+                f"{self.path.name}); put the source store back or join the stores again"
             )
         try:
             source = FeatureStore(mapping.file, verify=self.verify, allow_virtual=False)
@@ -862,10 +884,11 @@ class FeatureStore:
         return digests
 
     def _written(self, split: str, array: str) -> int:
-        """Rows of ``array`` that hold data: ``n_written`` for batch-written arrays."""
+        """Rows of ``array`` that hold data: all in a complete store, else ``n_written`` for
+        batch-written arrays."""
         group = self._file[split]
         rows = int(group[array].shape[0])
-        if array in BATCH_ARRAYS:
+        if array in BATCH_ARRAYS and not self.complete:
             rows = min(rows, int(group.attrs.get("n_written", rows)))
         return rows
 
