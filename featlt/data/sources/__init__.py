@@ -8,8 +8,9 @@ each a sequence of RGB images with integer labels. ``featlt extract`` asks a sou
 - ``class_names``: list of C names; labels are ids 0..C-1 into it, shared by all splits.
 - ``split_names()``: the splits this source has, e.g. ``("train", "test")``.
 - ``labels(split)``: (N,) int64 labels of a split, in the source's order.
-- ``load_image(split, i)``: image ``i`` (0 <= i < N) of a split as an RGB ``PIL.Image.Image``;
-  a corrupt or missing image raises :class:`~featlt.errors.FeatltError` naming the file or item.
+- ``load_image(split, i)``: image ``i`` (0 <= i < N) of a split as an RGB ``PIL.Image.Image``,
+  decoded by :mod:`featlt.data.decode` (one rule for files and arrays); a corrupt, missing or
+  oversized image raises :class:`~featlt.errors.FeatltError` naming the file or item.
 - ``describe()``: a JSON-able dict (scheme, path, fingerprint, split sizes, any split rule) that
   goes into the feature store's provenance.
 
