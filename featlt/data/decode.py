@@ -144,7 +144,9 @@ def to_rgb(image: Any, what: str) -> Any:
     if not isinstance(rgb, Image.Image):
         rgb = Image.fromarray(rgb, "RGB")
     if orientation in _TRANSPOSE_NAMES:
-        rgb = rgb.transpose(getattr(Image.Transpose, _TRANSPOSE_NAMES[orientation]))
+        # Image.Transpose from Pillow 9.1; the same names are Image attributes before it
+        methods = getattr(Image, "Transpose", Image)
+        rgb = rgb.transpose(getattr(methods, _TRANSPOSE_NAMES[orientation]))
     return rgb
 
 
@@ -189,6 +191,8 @@ def high_byte(values: np.ndarray, bits: int, what: str) -> np.ndarray:
     Returns:
         uint8 array of the same shape.
     """
+    if values.dtype.kind == "u" and values.dtype.itemsize * 8 <= bits:  # in range by its type
+        return (values >> (bits - 8)).astype(np.uint8)
     wide = values.astype(np.int64)
     if wide.size and (wide.min() < 0 or wide.max() >= 2**bits):
         raise FeatltError(
