@@ -61,11 +61,17 @@ def write_store(path: Path, n: int, dim: int, seed: int = 0, provenance: dict | 
 
 
 def join(out: Path, sources: list[tuple[Path, int]], dim: int, relative: bool = True,
-         declared_extra: int = 0) -> None:
+         declared_extra: int = 0, skip: int = 0) -> None:
     """A joined store: root attributes from the first source, ``train`` arrays as virtual
-    datasets over each source's ``train`` rows (``declared_extra`` more rows than the last
-    source holds)."""
-    total = sum(n for _, n in sources) + declared_extra
+    datasets over each source's ``train`` rows.
+
+    Args:
+        declared_extra: map this many more rows than the last source holds (whole-source
+            selection with a larger declared shape).
+        skip: leave out the first ``skip`` rows of the first source (a row slice of it), or
+            with ``declared_extra`` shift the last source's rows by it (a slice past its end).
+    """
+    total = sum(n for _, n in sources) + declared_extra - (0 if declared_extra else skip)
     with h5py.File(out, "w") as joined, h5py.File(sources[0][0], "r") as first:
         for key, value in first.attrs.items():
             joined.attrs[key] = value
@@ -79,10 +85,20 @@ def join(out: Path, sources: list[tuple[Path, int]], dim: int, relative: bool = 
             layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
             row = 0
             for index, (path, n) in enumerate(sources):
-                rows = n + (declared_extra if index == len(sources) - 1 else 0)
+                last = index == len(sources) - 1
+                rows = n + (declared_extra if last else 0)
                 name = os.path.relpath(path, out.parent) if relative else str(path.resolve())
-                layout[row:row + rows] = h5py.VirtualSource(name, f"train/{array}",
-                                                            shape=(rows, *shape[1:]))
+                if declared_extra and last and skip:  # declared larger than it is
+                    selected = h5py.VirtualSource(name, f"train/{array}", shape=(
+                        skip + rows, *shape[1:]))[skip:skip + rows]
+                elif skip and index == 0 and not declared_extra:
+                    selected = h5py.VirtualSource(name, f"train/{array}",
+                                                  shape=(n, *shape[1:]))[skip:n]
+                    rows = n - skip
+                else:
+                    selected = h5py.VirtualSource(name, f"train/{array}",
+                                                  shape=(rows, *shape[1:]))
+                layout[row:row + rows] = selected
                 row += rows
             group.create_virtual_dataset(array, layout)
 
@@ -168,7 +184,8 @@ REFUSED = {
     "soft_link_to_another_split": "do not match their digest",
     "external_storage": "external raw storage",
     "virtual_missing_source": "is not found",
-    "virtual_short_source": "rows|fewer than the rows mapped",
+    "virtual_short_source": "does not select whole rows of the source",
+    "virtual_slice_past_the_end": "fewer than the rows mapped",
     "virtual_source_without_provenance": "not a featlt feature store",
     "virtual_source_schema_1": "schema 1",
     "virtual_source_digests_mismatch": "do not match their digest",
@@ -176,7 +193,7 @@ REFUSED = {
     "virtual_rows_without_source": "have no source",
     "virtual_join_of_joins": "does not join joined stores",
 }
-ACCEPTED = ("in_file_soft_link", "virtual_relative", "virtual_absolute")
+ACCEPTED = ("in_file_soft_link", "virtual_relative", "virtual_absolute", "virtual_row_slice")
 
 
 def _build(kind: str, folder: Path, n_a: int, n_b: int, dim: int,
@@ -222,6 +239,12 @@ def _build(kind: str, folder: Path, n_a: int, n_b: int, dim: int,
     if kind == "virtual_short_source":
         join(out, sources, dim, declared_extra=2)
         return out, None
+    if kind == "virtual_slice_past_the_end":
+        join(out, sources, dim, declared_extra=1, skip=1)
+        return out, None
+    if kind == "virtual_row_slice" and n_a > 1:  # rows 1.. of a, all of b
+        join(out, sources, dim, skip=1)
+        return out, {a: np.concatenate([written_a[a][1:], written_b[a]]) for a in JOINED}
     if kind == "virtual_rows_without_source":
         join(out, sources, dim)
         with h5py.File(out, "r+") as handle:  # a layout whose last rows name no source

@@ -951,8 +951,12 @@ class FeatureStore:
             source = self._sources[Path(os.path.abspath(mapping.file))]
             source_split, source_array = mapping.dataset.strip("/").split("/")
             offset = mapping.source_start - mapping.start
-            parts.append(source._read_rows(source_split, source_array, first + offset,
-                                           last + offset))
+            try:
+                parts.append(source._read_rows(source_split, source_array, first + offset,
+                                               last + offset))
+            except StoreError as err:
+                raise StoreError(f"feature file {self.path}: virtual dataset "
+                                 f"'/{split}/{array}' {mapping.describe()}: {err}") from err
         if not parts:
             return np.empty((0, *dset.shape[1:]), dtype=dset.dtype)
         return np.concatenate(parts)
