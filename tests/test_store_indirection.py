@@ -404,3 +404,19 @@ def test_a_failed_write_removes_the_folders_it_made_and_says_what_is_left(
     with pytest.raises(StoreError, match=r"removed and f\.h5 is as it was before"):
         StoreWriter(existing, PROV, mode="overwrite")
     assert existing.read_bytes() == before and existing.parent.exists()
+
+
+def test_resume_never_writes_through_an_external_link(tmp_path: Path) -> None:
+    target = tmp_path / "other.h5"
+    write_store(target, 10, 2)
+    before = target.read_bytes()
+    path = tmp_path / "f.h5"
+    with StoreWriter(path, PROV, chunk_bytes=64) as writer:  # interrupted after 5 rows
+        writer.begin_split("train", np.zeros(10, int), np.arange(10), NAMES, 2)
+        writer.write_rows("train", 0, np.ones((5, 2)))
+    with h5py.File(tmp_path / "f.h5.partial", "r+") as handle:
+        del handle["train/features"]
+        handle["train/features"] = h5py.ExternalLink(str(target), "/train/features")
+    with pytest.raises(StoreError, match="is an external link to"):
+        StoreWriter(path, PROV, mode="resume")
+    assert target.read_bytes() == before

@@ -277,6 +277,11 @@ class StoreWriter:
                     f"output {existing}: exists but is not a featlt feature store; "
                     "choose another output or pass --overwrite"
                 )
+            if walk(file, existing).virtual:  # external links and storage are refused by walk
+                raise StoreError(
+                    f"output {existing}: a joined store (virtual datasets) cannot be resumed; "
+                    "choose another output or pass --overwrite"
+                )
             stored = json.loads(file.attrs["provenance"])
             diffs = provenance_diff(stored, self.provenance)
             if RESTART_KEY in diffs and all(d == RESTART_KEY or d.startswith(RESTART_FOLLOWERS)
