@@ -101,7 +101,13 @@ def sigterm_as_exit() -> Iterator[None]:
         yield
         return
 
+    owner = os.getpid()
+
     def stop(signum: int, _frame: Any) -> None:
+        if os.getpid() != owner:  # a forked child (a decode worker): die as it would have
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         print("featlt: stopped by SIGTERM; unfinished outputs are discarded", file=sys.stderr)
         raise Terminated(128 + signum)
 
@@ -200,20 +206,20 @@ def error_filename(err: BaseException) -> str | None:
     return found.group(1) if found else None
 
 
-def os_error_text(err: OSError, outputs: Iterable[str | Path] = ()) -> str:
+def os_error_text(err: OSError, outputs: Iterable[tuple[str, str | Path]] = ()) -> str:
     """A one-line message for an OS error no featlt code caught: the path, the cause, a fix.
 
-    ``outputs``: the files and folders the run writes; an error naming one of them, a file
-    inside one of their folders or one of their temporary names is worded as a failed write of
-    that output, an error naming any other file as a failed read of it.
+    ``outputs``: (option, path) of the files and folders the run writes; an error naming one of
+    them, a file inside one of their folders or one of their temporary names is worded as a
+    failed write of that output, an error naming any other file as a failed read of it.
     """
     filename = error_filename(err)
     if filename is None:
         cause, fix = fault_cause_and_fix(err)
         return f"a file featlt used: {cause}; {fix}"
-    for output in outputs:
+    for option, output in outputs:
         if _belongs_to(filename, Path(output)):
-            return str(write_error(output, err))
+            return str(write_error(output, err, option))
     return str(read_error(filename, err, "file"))
 
 

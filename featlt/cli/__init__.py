@@ -95,7 +95,7 @@ def featlt_command(fn: Callable[..., Any]) -> Callable[..., Any]:
             verbosity=verbosity,
             allow_download=allow_download,
         )
-        outputs: list[Path] = []
+        outputs: list[tuple[str, Path]] = []
         try:
             runtime.apply()
             with default_set_to(verify), sigterm_as_exit(), _guarded(kwargs) as outputs:
@@ -109,10 +109,10 @@ def featlt_command(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def _guarded(kwargs: dict[str, Any]) -> Iterator[list[Path]]:
+def _guarded(kwargs: dict[str, Any]) -> Iterator[list[tuple[str, Path]]]:
     """Before the command body: refuse outputs onto inputs (:func:`guard_outputs`; computed
     output defaults go into ``kwargs``), then hold every output's lock until the body ends.
-    Yields the output paths (to word OS errors as reads or writes)."""
+    Yields (option, path) of every output (to word OS errors as reads or writes)."""
     from featlt.cli.output_guard import guard_outputs, output_locks
 
     ctx = click.get_current_context(silent=True)
@@ -123,7 +123,7 @@ def _guarded(kwargs: dict[str, Any]) -> Iterator[list[Path]]:
     outputs = guard_outputs(ctx.command, params)
     kwargs.update({name: params[name] for name in kwargs})
     with output_locks(outputs):
-        yield [out.path for out in outputs]
+        yield [(out.option, out.path) for out in outputs]
 
 
 def emit(runtime: Runtime, document: Any, text: str) -> None:
