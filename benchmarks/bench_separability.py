@@ -178,7 +178,7 @@ def bench_split(X: np.ndarray, y: np.ndarray, repeats: int, device: str) -> dict
 
 
 def write_store(path: Path, X: np.ndarray, y: np.ndarray, X_val, y_val, provenance: dict) -> Path:
-    from featlt.store.feature_store import StoreWriter
+    from featlt.store.writer import StoreWriter
 
     names = [f"class_{c}" for c in range(int(y.max()) + 1)]
     with StoreWriter(path, provenance, mode="overwrite") as writer:
@@ -209,7 +209,7 @@ def bench_report(path: Path, repeats: int, device: str) -> dict:
 def write_scaling_store(path: Path, n_rows: int, dim: int = 512, n_classes: int = 100) -> dict:
     """A long-tailed (IF 100) store of about ``n_rows`` rows, generated chunk by chunk."""
     from featlt.data.profiles import long_tail_counts
-    from featlt.store.feature_store import StoreWriter
+    from featlt.store.writer import StoreWriter
 
     ratio = long_tail_counts(10**6, n_classes, 100.0).sum() / 10**6
     counts = long_tail_counts(round(n_rows / ratio), n_classes, 100.0)

@@ -40,7 +40,7 @@ N_CLASSES = 10
 
 def write_store(path: Path, rows: int, dim: int) -> float:
     """Write the synthetic store through StoreWriter; return the seconds it took."""
-    from featlt.store.feature_store import StoreWriter
+    from featlt.store.writer import StoreWriter
 
     rng = np.random.default_rng(SEED)
     labels = np.arange(rows) % N_CLASSES

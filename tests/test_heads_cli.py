@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from featlt.cli import main
 from featlt.data.synthetic import write_synthetic_store
 from featlt.heads.registry import list_heads
-from featlt.store.feature_store import StoreWriter
+from featlt.store.writer import StoreWriter
 
 QUICK = ("--max-epochs", "5", "--bootstrap", "50", "--device", "cpu")
 

@@ -23,7 +23,7 @@ from featlt.heads.dlsa_router import leave_one_out_histograms
 from featlt.heads.io import SEAL_KEY, load_head, save_head, seal
 from featlt.heads.linear import LinearHead
 from featlt.heads.registry import make_head
-from featlt.store.feature_store import StoreWriter
+from featlt.store.writer import StoreWriter
 
 # Head classes made of separate modes: class 0 on both sides of class 1 and vice versa, so no
 # single linear boundary (a convex region per class) can separate them; sub-classes can.

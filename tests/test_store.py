@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from featlt.errors import ProvenanceMismatchError, StoreError
-from featlt.store.feature_store import FeatureStore, StoreWriter, backbone_identity, provenance_diff
+from featlt.store.feature_store import FeatureStore
+from featlt.store.provenance import backbone_identity, provenance_diff
+from featlt.store.writer import StoreWriter
 
 PROV = {"backbone": {"arch": "toy", "weights_sha256": "abc"}, "extract": {"batch_size": 4},
         "run": {"host": "a"}}

@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 from featlt.cli import main
 from featlt.data.synthetic import write_synthetic_store
 from featlt.errors import StoreError
-from featlt.store.feature_store import FeatureStore, StoreWriter
+from featlt.store.feature_store import FeatureStore
+from featlt.store.writer import StoreWriter
 
 PROV = {"backbone": {"arch": "toy", "weights_sha256": "abc"}, "run": {"host": "a"}}
 NAMES = ["a", "b", "c"]

@@ -21,7 +21,9 @@ from featlt.cli import main
 from featlt.data.synthetic import write_synthetic_store
 from featlt.errors import StoreError
 from featlt.store import digests as block_digests
-from featlt.store.feature_store import SCHEMA_VERSION, FeatureStore, StoreWriter
+from featlt.store.feature_store import FeatureStore
+from featlt.store.files import SCHEMA_VERSION
+from featlt.store.writer import StoreWriter
 
 PROV = {"backbone": {"arch": "toy", "weights_sha256": "abc"}, "run": {"host": "a"}}
 NAMES = ["a", "b", "c"]
@@ -244,7 +246,7 @@ import h5py
 import numpy as np
 sys.path.insert(0, sys.argv[3])
 from test_store_integrity import PROV, NAMES, _arrays
-from featlt.store.feature_store import StoreWriter
+from featlt.store.writer import StoreWriter
 
 path, when = sys.argv[1], sys.argv[2]
 arrays = _arrays(50, 4, views=2)

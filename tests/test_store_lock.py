@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from featlt.cli import main
 from featlt.data.synthetic import write_synthetic_store
 from featlt.errors import FeatltError
-from featlt.store.feature_store import FeatureStore, partial_path
+from featlt.store.feature_store import FeatureStore
+from featlt.store.files import partial_path
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() == "FALSE",

@@ -8,7 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from featlt.cli import main
-from featlt.store.feature_store import StoreWriter
+from featlt.store.writer import StoreWriter
 
 VIEW_ARGS = ["--profile", "first", "--imbalance-factor", "5", "--decay", "step",
              "--n-max", "60", "--val-per-class", "5"]

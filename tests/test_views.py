@@ -16,7 +16,8 @@ from featlt.data.protocol import (
 )
 from featlt.data.validation import split_validation
 from featlt.errors import FeatltError
-from featlt.store.feature_store import FeatureStore, StoreWriter
+from featlt.store.feature_store import FeatureStore
+from featlt.store.writer import StoreWriter
 
 
 def balanced_store(path, n_classes=10, per_class=100, dim=4, with_val=False):

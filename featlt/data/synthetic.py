@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from featlt.data.profiles import long_tail_counts
-from featlt.store.feature_store import StoreWriter
+from featlt.store.writer import StoreWriter
 
 
 @dataclass(frozen=True)

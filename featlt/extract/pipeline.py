@@ -42,7 +42,8 @@ from featlt.extract.decode_loader import (
 from featlt.extract.thread_policy import fixed_threads, measured_threads
 from featlt.output_lock import output_lock
 from featlt.runtime import Runtime, log, refuse_output_onto_inputs
-from featlt.store.feature_store import FLOAT16_MAX, StoreWriter, WriteMode, partial_path
+from featlt.store.files import partial_path
+from featlt.store.writer import FLOAT16_MAX, StoreWriter, WriteMode
 
 FAULT_ENV = "FEATLT_FAULT_AFTER_BATCHES"
 # Images of the first batch the forward path is checked on against eager and the thread count is
@@ -384,7 +385,8 @@ def _write_mode(config: ExtractConfig, provenance: dict[str, Any]) -> str:
     if not config.skip_existing or not config.output.exists():
         # resume: continues an interrupted OUT.h5.partial, or creates the store
         return "resume" if config.skip_existing else config.mode
-    from featlt.store.feature_store import FeatureStore, require_same_provenance
+    from featlt.store.feature_store import FeatureStore
+    from featlt.store.provenance import require_same_provenance
 
     with FeatureStore(config.output, allow_incomplete=True) as store:
         stored, complete = store.provenance, store.complete

@@ -179,7 +179,7 @@ def evaluate_and_save(name: str, result: Any, arrays: Any, config: dict[str, Any
 
 
 def _check_compatible(document: dict[str, Any], store: Any, split: str, head_dir: Path) -> None:
-    from featlt.store.feature_store import backbone_identity, require_same_provenance
+    from featlt.store.provenance import backbone_identity, require_same_provenance
 
     stored = document.get("provenance", {}).get("features", {})
     require_same_provenance(

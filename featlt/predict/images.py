@@ -111,7 +111,7 @@ def predict_images(
     from featlt.evaluation.metrics import evaluate
     from featlt.extractors.backbones import create_backbone
     from featlt.runtime import resolve_torch_device
-    from featlt.store.feature_store import backbone_identity, require_same_provenance
+    from featlt.store.provenance import backbone_identity, require_same_provenance
 
     if batch_size < 1:
         raise FeatltError(f"--batch-size {batch_size}: must be at least 1")

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from featlt.errors import FeatltError
-from featlt.store.feature_store import FeatureStore, backbone_identity, require_same_provenance
+from featlt.store.feature_store import FeatureStore
+from featlt.store.provenance import backbone_identity, require_same_provenance
 
 # Data provenance keys that say where a dataset sits on this machine, how a run read it, or which
 # of its rows a file holds (a full extraction and a view extraction of one dataset compare),

@@ -17,9 +17,9 @@ none of these. :func:`walk` visits every object of a store and
   would read as zeros) or two sources mapped onto the same rows.
 
 Whether each source file exists, is a complete featlt store with digests, holds the mapped rows
-and matches the joined store's backbone is checked by :class:`featlt.store.feature_store.
-FeatureStore`, which then reads virtual rows from the source stores itself (their digests
-checked), never through HDF5's virtual-dataset layer.
+and matches the joined store's backbone is checked by :mod:`featlt.store.joined`, applied by
+:class:`featlt.store.feature_store.FeatureStore`, which then reads virtual rows from the source
+stores itself (their digests checked), never through HDF5's virtual-dataset layer.
 """
 
 from __future__ import annotations
