@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,11 @@ def test_demo_ends_with_the_ranking_and_names_a_backbone_and_head(
     assert document["recommendation"]["head"] in ("ncm_cosine", "la_loss")
     assert (out / "rank" / "ranking.csv").is_file() and (out / "rank" / "ranking.png").is_file()
     assert "ranking by featlt" in result.output
+
+
+def test_steps_run_in_the_listed_order_whichever_step_module_was_imported_first() -> None:
+    code = ("import featlt.demo.rank_step, featlt.demo.heads_step\n"
+            "from featlt.demo import registered_steps\n"
+            "print(','.join(step.name for step in registered_steps()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "extract,separability,heads,rank"

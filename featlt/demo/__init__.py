@@ -54,10 +54,12 @@ def demo_step(name: str, description: str) -> Callable[[StepFn], StepFn]:
 
 
 def registered_steps() -> list[DemoStep]:
-    """Import every step module once and return the steps in run order."""
+    """Import every step module once and return the steps in run order (the order of
+    ``STEP_MODULES``, whichever module another caller imported first)."""
     for module in STEP_MODULES:
         importlib.import_module(f"featlt.demo.{module}")
-    return list(_REGISTRY)
+    order = {f"featlt.demo.{module}": rank for rank, module in enumerate(STEP_MODULES)}
+    return sorted(_REGISTRY, key=lambda step: order.get(step.run.__module__, len(order)))
 
 
 def run_demo(
