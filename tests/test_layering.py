@@ -13,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-BASE = {"featlt", "featlt.errors", "featlt.runtime", "featlt.file_hash", "featlt.progress"}
+BASE = {"featlt", "featlt.errors", "featlt.runtime", "featlt.file_hash", "featlt.progress",
+        "featlt.output_lock"}
 STORE = BASE | {"featlt.store"}
 DATA = STORE | {"featlt.data"}
 EVALUATION = DATA | {"featlt.evaluation"}
@@ -30,7 +31,7 @@ CLI = DEMO | {"featlt.cli"}
 #: layer (the package a module belongs to) -> the featlt packages it may import
 ALLOWED: dict[str, set[str]] = {
     "featlt": BASE, "featlt.errors": BASE, "featlt.runtime": BASE, "featlt.file_hash": BASE,
-    "featlt.progress": BASE,
+    "featlt.progress": BASE, "featlt.output_lock": BASE,
     "featlt.store": STORE, "featlt.data": DATA, "featlt.evaluation": EVALUATION,
     "featlt.cluster": CLUSTER, "featlt.extractors": EXTRACTORS, "featlt.extract": EXTRACT,
     "featlt.separability": SEPARABILITY, "featlt.heads": HEADS, "featlt.predict": PREDICT,
