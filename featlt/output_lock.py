@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from featlt.errors import FeatltError
-from featlt.runtime import write_error
+from featlt.runtime import make_folders, remove_empty_folders, write_error
 
 FOLDER_LOCK_NAME = ".featlt.lock"
 _ATTEMPTS = 20  # a lock file removed and recreated under us this often in a row: give up
@@ -83,21 +83,6 @@ def _holder(fd: int) -> str:
     return "unknown"
 
 
-def _make_parents(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents; return the ones created, deepest first."""
-    created: list[Path] = []
-    current = folder
-    while not current.exists() and current != current.parent:
-        created.append(current)
-        current = current.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        _remove_empty(created)
-        raise
-    return created
-
-
 def _acquire(lock: Path, output: Path, what: str) -> int:
     """Open and flock ``lock``; return its descriptor with this process's PID written in it."""
     for _ in range(_ATTEMPTS):
@@ -145,16 +130,7 @@ def _release(lock: Path, fd: int, created: list[Path]) -> None:
     with suppress(OSError):
         fcntl.flock(fd, fcntl.LOCK_UN)  # also for forked children still sharing the descriptor
     os.close(fd)
-    _remove_empty(created)
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove the folders made for a lock file, deepest first, while they are empty."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
+    remove_empty_folders(created)
 
 
 @contextmanager
@@ -186,14 +162,14 @@ def output_lock(
     fd: int | None = None
     created: list[Path] = []
     try:
-        created = _make_parents(lock.parent)
+        created = make_folders(lock.parent)
         fd = _acquire(lock, Path(output), what)
     except OSError as err:
-        _remove_empty(created)
+        remove_empty_folders(created)
         if unwritable == "raise":
             raise write_error(output, err, what) from err
     except BaseException:
-        _remove_empty(created)
+        remove_empty_folders(created)
         raise
     if fd is None:  # unwritable == "skip": the caller's own checks say why
         yield None

@@ -232,19 +232,26 @@ def _belongs_to(filename: str, output: Path) -> bool:
     return name == target or target in name.parents or (name.parent == target.parent and beside)
 
 
-def _make_folder(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents; return the ones created, deepest first."""
+def make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the ones created, deepest first.
+
+    If creating them fails, the ones already made are removed again before the error propagates.
+    """
     created: list[Path] = []
     current = folder
     while not current.exists() and current != current.parent:
         created.append(current)
         current = current.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        remove_empty_folders(created)
+        raise
     return created
 
 
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove the folders a failed write created, deepest first, where they are still empty."""
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove folders a failed write created, deepest first, while they are still empty."""
     for folder in folders:
         try:
             folder.rmdir()
@@ -287,7 +294,7 @@ class OutputBatch:
         """The temporary path to write ``target`` under (its folder is created)."""
         target = Path(target)
         if target not in self._pending:
-            self._created += _make_folder(target.parent)
+            self._created += make_folders(target.parent)
             self._pending[target] = temporary_name(target)
         return self._pending[target]
 
@@ -322,7 +329,7 @@ class OutputBatch:
         for tmp in self._pending.values():
             with suppress(OSError):
                 tmp.unlink(missing_ok=True)
-        _remove_empty(sorted(self._created, key=lambda p: len(p.parts), reverse=True))
+        remove_empty_folders(sorted(self._created, key=lambda p: len(p.parts), reverse=True))
 
 
 _BATCH: ContextVar[OutputBatch | None] = ContextVar("featlt_output_batch", default=None)

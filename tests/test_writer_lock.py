@@ -109,9 +109,12 @@ with ExitStack() as stack:
         kind, path = arg.split("=", 1)
         stack.enter_context(output_lock(path, folder=kind == "folder"))
     if os.environ.get("FORK_AND_DIE"):
+        ready, started = os.pipe()
         if os.fork() == 0:  # a child (like a decode worker) outlives its killed parent
+            os.write(started, b"1")  # featlt's after-fork hook has run by now
             time.sleep(60)
             os._exit(0)
+        os.read(ready, 1)
         print("held", flush=True)
         os.kill(os.getpid(), 9)
     print("held", flush=True)

@@ -23,7 +23,13 @@ import numpy as np
 
 from featlt import __version__
 from featlt.errors import StoreError
-from featlt.runtime import fault_cause_and_fix, log, write_error
+from featlt.runtime import (
+    fault_cause_and_fix,
+    log,
+    make_folders,
+    remove_empty_folders,
+    write_error,
+)
 from featlt.store import digests as block_digests
 from featlt.store.digests import DIGESTED_ARRAYS, WHOLE_ARRAYS, BlockHasher
 from featlt.store.files import (
@@ -47,26 +53,6 @@ RESTART_KEY, RESTART_FOLLOWERS = "data.skip_bad", ("forward.",)
 def rows_per_chunk(row_bytes: int, target_bytes: int = 1 << 20) -> int:
     """Rows in one ~1 MiB HDF5 chunk."""
     return max(1, target_bytes // max(1, row_bytes))
-
-
-def _make_folders(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents; return the ones created, deepest first."""
-    created: list[Path] = []
-    current = folder
-    while not current.exists() and current != current.parent:
-        created.append(current)
-        current = current.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    return created
-
-
-def _remove_empty_folders(folders: list[Path]) -> None:
-    """Remove folders a failed write created, deepest first, while they are empty."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
 
 
 class StoreWriter:
@@ -162,14 +148,14 @@ class StoreWriter:
     def _create(self) -> h5py.File:
         """A new, empty unfinished file (replacing an older unfinished one)."""
         try:
-            self._made_folders = _make_folders(self.path.parent)
+            self._made_folders = make_folders(self.path.parent)
         except OSError as err:
             raise StoreError(
                 f"output {self.path}: cannot create folder {self.path.parent} ({err.strerror}); "
                 "choose a writable output path"
             ) from err
         if not os.access(self.path.parent, os.W_OK):
-            _remove_empty_folders(self._made_folders)
+            remove_empty_folders(self._made_folders)
             raise StoreError(
                 f"output {self.path}: folder {self.path.parent} is not writable; "
                 "choose a writable output path"
@@ -178,7 +164,7 @@ class StoreWriter:
         try:
             self._file = self._open(self.partial, "w")
         except StoreError:
-            _remove_empty_folders(self._made_folders)
+            remove_empty_folders(self._made_folders)
             raise
         with self._writing():
             attrs = self._file.attrs
@@ -237,7 +223,7 @@ class StoreWriter:
         with suppress(OSError, RuntimeError, ValueError):
             self._file.close()
         self.partial.unlink(missing_ok=True)
-        _remove_empty_folders(self._made_folders)
+        remove_empty_folders(self._made_folders)
         removed = [f for f in self._made_folders if not f.exists()]
         self._made_folders = []
         return removed
