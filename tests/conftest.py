@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,3 +35,16 @@ def synthetic_store(tmp_path: Path) -> Path:
     from featlt.data.synthetic import write_synthetic_store
 
     return write_synthetic_store(tmp_path / "synthetic.h5")
+
+
+def mount_tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """Mount a tmpfs with ``options`` (e.g. ``size=64k,ro``) on a new ``folder`` for a fixture;
+    skipped where this process cannot mount one (it needs root or CAP_SYS_ADMIN)."""
+    folder.mkdir()
+    if shutil.which("mount") is None or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+            capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+

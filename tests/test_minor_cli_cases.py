@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner, Result
+from conftest import mount_tmpfs
 
 from featlt.cli import main
 
@@ -191,16 +191,9 @@ def test_a_read_only_error_names_the_output_not_its_temporary(
 
 
 @pytest.fixture
-def read_only_disk(tmp_path: Path) -> Any:
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
     """A read-only tmpfs; skipped where this process cannot mount one."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    if shutil.which("mount") is None or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(mount)],
-            capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    yield from mount_tmpfs(tmp_path / "ro", "size=64k,ro")
 
 
 @pytest.mark.parametrize("args", [

@@ -10,12 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from conftest import mount_tmpfs
 
 from featlt.cli import main
 from featlt.extract.pipeline import FAULT_ENV
@@ -211,16 +213,9 @@ def test_4_purity_and_nmi_do_not_move_with_the_seed() -> None:
 
 # 5 -------------------------------------------------------------------------------------------
 @pytest.fixture
-def full_disk(tmp_path: Path) -> object:
+def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A 256 KiB tmpfs; skipped where this process cannot mount one."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if shutil.which("mount") is None or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-            capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    yield from mount_tmpfs(tmp_path / "tiny", "size=256k")
 
 
 def test_5_full_disk_during_extraction_is_a_message_not_a_segfault(
