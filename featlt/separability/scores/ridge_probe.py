@@ -1,0 +1,223 @@
+"""Class-balanced ridge probe scored by exact leave-one-out predictions. Higher is better.
+
+[featlt's design; a candidate cheap score of issue 17] The score estimates what a linear probe
+on the frozen features reaches on the rare classes, without training one per held-out row:
+
+- features: centred on the training mean and L2-normalised
+  (:func:`featlt.cluster.prototypes.centred_unit`, the kNN/NCM preprocessing);
+- targets: one-hot class indicators ``Y`` (n, C);
+- sample weights ``s_i = 1 / n_{y_i}`` (every class carries total weight 1);
+- a weighted ridge regression with an *unpenalised* intercept,
+  ``min_{W, b} sum_i s_i |y_i - b - W^T x_i|^2 + lam |W|^2``, for a grid of ``lam``;
+- the prediction of row i by the model fitted without row i, in closed form:
+  ``yhat_(-i) = (yhat_i - h_i y_i) / (1 - h_i)`` with ``h_i = s_i / sum(s) + s_i xc_i^T
+  (Xc^T S Xc + lam I)^{-1} xc_i`` and ``xc_i`` the row minus the *weighted* feature mean; the
+  predicted class is the argmax. The intercept is exact, not approximated: the derivation is in
+  docs/methods.md ("Candidate probe scores").
+
+One eigendecomposition serves the whole grid: with ``Xs = S^{1/2} Xc`` and ``G`` the
+coordinates of ``Xs`` in the eigenbasis of ``Xs^T Xs`` (D x D, when n >= D) or ``G = U diag(sqrt
+e)`` from the eigenbasis of ``Xs Xs^T`` (n x n, when n < D), every ``lam`` costs one (n, r) x
+(r, C) product and one (n, r) x (r,) product, r = min(n, D).
+
+What leave-one-out leaves in: the centring mean, the normalisation and the class weights are
+computed once on all rows (the row left out keeps none of its own weight in the refit, but the
+other rows of its class keep ``1 / n_c``, not ``1 / (n_c - 1)``). A class with a single row has
+no example left when that row is held out, so its column is predicted as exactly 0 for it; such a
+row is never scored: the class gets NaN recall and is listed in ``excluded_classes`` (as for
+kNN / NCM), but it still competes as a candidate class for every other row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from featlt.cluster.prototypes import centred_unit
+from featlt.errors import FeatltError
+from featlt.evaluation.metrics import mean_over_classes, per_class_recall
+from featlt.evaluation.shots import shot_groups
+from featlt.separability.scores.common import check_xy, n_classes_of
+
+#: ridge strengths relative to the mean nonzero eigenvalue of the weighted Gram matrix:
+#: 1e-6 ... 1e3, four per decade (37 values)
+RELATIVE_GRID: tuple[float, ...] = tuple(float(v) for v in np.logspace(-6.0, 3.0, 37))
+EIGEN_FLOOR = 1e-12  # eigenvalues below this times the largest are treated as 0
+LEVERAGE_CEILING = 1.0 - 1e-10  # h_i above this would make (1 - h_i) meaningless
+
+
+@dataclass(frozen=True)
+class RidgeProbeResult:
+    """The leave-one-out class-balanced ridge probe over a grid of ridge strengths."""
+
+    balanced_accuracy: float  # best leave-one-out balanced accuracy over the grid
+    tail_recall: float | None  # mean LOO recall of the tail-third classes at the best lam
+    best_lambda: float  # the (absolute) ridge strength that gave it; ties: the largest lam
+    at_grid_edge: bool  # the first or the last lam of the grid attains the best value
+    grid: np.ndarray  # (L,) float64 absolute ridge strengths, ascending
+    balanced_accuracies: np.ndarray  # (L,) float64 LOO balanced accuracy at every lam
+    per_class_recall: np.ndarray  # (C,) float64 LOO recall at the best lam; NaN: not scored
+    excluded_classes: list[int]  # classes with a single row (cannot be scored by LOO)
+    eigen_scale: float  # mean nonzero eigenvalue of Xc^T S Xc; grid = eigen_scale * relative
+    form: str  # "primal" (D x D eigendecomposition) or "kernel" (n x n)
+
+
+@dataclass(frozen=True)
+class RidgeBasis:
+    """What one eigendecomposition leaves for every ridge strength.
+
+    With ``Xs = S^{1/2} Xc`` (n, D) and its thin SVD ``Xs = U diag(sqrt(e)) V^T``:
+    ``G = U diag(sqrt(e))`` (n, r), ``e`` (r,) eigenvalues of ``Xs^T Xs`` (= of ``Xs Xs^T``).
+    """
+
+    G: np.ndarray  # (n, r) float64
+    eigvals: np.ndarray  # (r,) float64, >= 0
+    GtT: np.ndarray  # (r, C) float64: G^T S^{1/2} (Y - 1 ybar_s^T)
+    G2: np.ndarray  # (n, r) float64: G ** 2
+    y_bar: np.ndarray  # (C,) float64 weighted target mean (the intercept's share)
+    s: np.ndarray  # (n,) float64 sample weights
+    form: str
+
+
+def _prepare(X: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocessed features (n, D) float64 and sample weights (n,) float64 ``1 / n_{y_i}``."""
+    Z = centred_unit(X, X.mean(axis=0, dtype=np.float64), np.float64)
+    counts = np.bincount(y, minlength=n_classes)
+    return Z, 1.0 / counts[y]
+
+
+def ridge_basis(Z: np.ndarray, y: np.ndarray, s: np.ndarray, n_classes: int) -> RidgeBasis:
+    """The eigenbasis of the weighted, weighted-centred features, shared by every ridge strength.
+
+    Args:
+        Z: (n, D) float64 features (already preprocessed); y: (n,) int64 class ids in 0..C-1;
+        s: (n,) float64 positive sample weights; n_classes: C.
+    """
+    n, dim = Z.shape
+    total = float(s.sum())
+    x_bar = (s @ Z) / total  # (D,) weighted mean: the exact intercept centres on it
+    Y = np.zeros((n, n_classes))
+    Y[np.arange(n), y] = 1.0
+    y_bar = (s @ Y) / total
+    root = np.sqrt(s)
+    Xs = (Z - x_bar) * root[:, None]
+    if n >= dim:
+        eigvals, V = np.linalg.eigh(Xs.T @ Xs)
+        G = Xs @ V
+        form = "primal"
+    else:
+        eigvals, U = np.linalg.eigh(Xs @ Xs.T)
+        eigvals = np.clip(eigvals, 0.0, None)
+        G = U * np.sqrt(eigvals)[None, :]
+        form = "kernel"
+    eigvals = np.clip(eigvals, 0.0, None)
+    keep = eigvals > EIGEN_FLOOR * max(float(eigvals.max()), EIGEN_FLOOR)
+    G, eigvals = G[:, keep], eigvals[keep]
+    T = (Y - y_bar) * root[:, None]
+    return RidgeBasis(G=G, eigvals=eigvals, GtT=G.T @ T, G2=G * G, y_bar=y_bar, s=s, form=form)
+
+
+def loo_predictions(basis: RidgeBasis, y: np.ndarray, lam: float) -> np.ndarray:
+    """Leave-one-out predictions of the weighted ridge with intercept at strength ``lam``.
+
+    Args:
+        basis: from :func:`ridge_basis`; y: (n,) int64 class ids; lam: ridge strength > 0.
+    Returns:
+        (n, C) float64: row i is the model fitted without row i, evaluated at row i.
+    """
+    inverse = 1.0 / (basis.eigvals + lam)  # (r,)
+    s = basis.s
+    fitted = basis.y_bar + (basis.G @ (basis.GtT * inverse[:, None])) / np.sqrt(s)[:, None]
+    leverage = s / s.sum() + basis.G2 @ inverse  # (n,)
+    if (leverage > LEVERAGE_CEILING).any():
+        raise FeatltError(
+            f"ridge probe: a row has leverage {float(leverage.max()):.12f} at lambda {lam:g} "
+            "(its leave-one-out refit is undefined); use a larger ridge strength"
+        )
+    loo = fitted
+    loo[np.arange(y.size), y] -= leverage
+    loo /= (1.0 - leverage)[:, None]
+    return loo
+
+
+def _check(X: np.ndarray, y: np.ndarray, n_classes: int | None) -> tuple[np.ndarray, np.ndarray,
+                                                                         int]:
+    X32, y = check_xy(X, y, "ridge probe features")  # shapes, finite rows, labels
+    # float64 input keeps its precision; float32/float16 input is upcast once
+    X = X32 if np.asarray(X).dtype != np.float64 else np.asarray(X)
+    C = n_classes_of(y, n_classes)
+    counts = np.bincount(y, minlength=C)
+    if np.count_nonzero(counts) < 2:
+        raise FeatltError(
+            f"ridge probe: the labels hold a single class ({int(np.flatnonzero(counts)[0])}); a "
+            "probe needs at least 2 classes: pass a view with several classes"
+        )
+    if np.count_nonzero(counts >= 2) == 0:
+        raise FeatltError(
+            "ridge probe: every class has a single row, so leave-one-out cannot score any of "
+            "them; pass a view with at least 2 rows in some class"
+        )
+    return X, y, C
+
+
+def _relative_grid(relative_grid: Sequence[float] | None) -> np.ndarray:
+    grid = np.asarray(RELATIVE_GRID if relative_grid is None else relative_grid, dtype=np.float64)
+    if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)) or (grid <= 0).any():
+        raise FeatltError(
+            f"ridge probe: relative_grid must be a non-empty list of finite positive ridge "
+            f"strengths, got {grid.tolist()!r}; pass e.g. numpy.logspace(-6, 3, 37)"
+        )
+    return np.unique(grid)  # sorted ascending, duplicates dropped
+
+
+def ridge_probe(
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int | None = None,
+    relative_grid: Sequence[float] | None = None,
+) -> RidgeProbeResult:
+    """The best leave-one-out balanced accuracy of a class-balanced ridge probe over a grid.
+
+    Args:
+        X: (n, D) finite features (any float dtype; computed in float64).
+        y: (n,) non-negative int class ids.
+        n_classes: C (default ``y.max() + 1``); absent classes get NaN recall.
+        relative_grid: (L,) positive ridge strengths as multiples of the mean nonzero eigenvalue
+            of the weighted Gram matrix (default :data:`RELATIVE_GRID`, 1e-6 ... 1e3).
+    Returns:
+        :class:`RidgeProbeResult`; the tail recall is over the tail third of classes by training
+        count (:func:`featlt.evaluation.shots.shot_groups`).
+    Raises:
+        FeatltError: non-finite or mis-shaped input, a single class, no class with 2 rows, a bad
+        grid.
+    """
+    X, y, C = _check(X, y, n_classes)
+    relative = _relative_grid(relative_grid)
+    Z, s = _prepare(X, y, C)
+    basis = ridge_basis(Z, y, s, C)
+    counts = np.bincount(y, minlength=C)
+    eigen_scale = float(basis.eigvals.mean()) if basis.eigvals.size else 1.0
+    grid = eigen_scale * relative
+    scored = counts[y] >= 2
+    recalls = np.empty((grid.size, C))
+    for k, lam in enumerate(grid):
+        predicted = loo_predictions(basis, y, float(lam)).argmax(axis=1)
+        recalls[k] = per_class_recall(y[scored], predicted[scored], C)
+    accuracies = np.array([mean_over_classes(r) for r in recalls], dtype=np.float64)
+    best_value = float(accuracies.max())
+    best = int(np.flatnonzero(accuracies == best_value)[-1])  # ties: the strongest ridge
+    tail = shot_groups(counts)["tail_third"]
+    return RidgeProbeResult(
+        balanced_accuracy=best_value,
+        tail_recall=None if tail is None else mean_over_classes(recalls[best][tail]),
+        best_lambda=float(grid[best]),
+        at_grid_edge=bool(accuracies[0] == best_value or accuracies[-1] == best_value),
+        grid=grid,
+        balanced_accuracies=accuracies,
+        per_class_recall=recalls[best],
+        excluded_classes=[int(c) for c in np.flatnonzero(counts == 1)],
+        eigen_scale=eigen_scale,
+        form=basis.form,
+    )
