@@ -11,8 +11,9 @@ from scipy.special import softmax
 from scipy.stats import kendalltau, weightedtau
 
 from featlt.data.synthetic import write_synthetic_store
-from featlt.rank.bootstrap import class_mean, percentile_interval, resampled_recall
-from featlt.rank.ranking import RankConfig, rank_files
+from featlt.evaluation.bootstrap import class_mean, paired_bootstrap, percentile_interval
+from featlt.rank.model import RankConfig
+from featlt.rank.ranking import rank_files
 from featlt.rank.validation import rank_agreement, tie_grouped, tie_matrix, validate_score
 from featlt.separability.scores.sfda import sfda
 
@@ -70,7 +71,7 @@ def _predictions(rates: list[float], n_per_class: int = 60, n_classes: int = 4, 
 
 def test_bootstrap_intervals_cover_their_point_estimates():
     labels, correct = _predictions([0.5, 0.6, 0.62, 0.8, 0.9])
-    resampled = class_mean(resampled_recall(labels, correct, 4, 300, seed=1))
+    resampled = class_mean(paired_bootstrap(labels, correct, 4, 300, seed=1).recall)
     point = np.array([np.mean([c[labels == k].mean() for k in range(4)]) for c in correct])
     for m in range(5):
         low, high = percentile_interval(resampled[:, m])

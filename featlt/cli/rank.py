@@ -35,6 +35,10 @@ def rank_heads_writes(params: Params) -> list[str]:
 @click.option("--plot", "plot_file", type=OutputPath("ranking.png"), default=None,
               help="Write a PNG: each score against measured balanced accuracy (--full), else "
                    "the scores as bars.")
+@click.option("--json-output", "json_file", type=OutputPath("ranking.json"), default=None,
+              help="Write the JSON document that --json prints (kind featlt.rank, version 2: "
+                   "every score, the measured and validation fields when computed), "
+                   "atomically.")
 @click.option("--full", is_flag=True,
               help="Also fit the established heads on each file (selection on validation, "
                    "test scored once) and report the best one's accuracy.")
@@ -53,7 +57,8 @@ def rank_heads_writes(params: Params) -> list[str]:
 @featlt_command
 def rank_command(
     runtime: Runtime, feature_files: tuple[Path, ...], protocol_options: dict[str, Any],
-    by: str, output: Path | None, plot_file: Path | None, full: bool, validate: bool,
+    by: str, output: Path | None, plot_file: Path | None, json_file: Path | None, full: bool,
+    validate: bool,
     heads: tuple[str, ...], heads_dir: Path, max_epochs: int | None, bootstrap: int,
 ) -> None:
     """Rank FEATURE_FILES (one backbone each, same dataset) for long-tailed data.
@@ -62,9 +67,10 @@ def rank_command(
     heads and measures each backbone on the test split. Ends with the backbone and head to use.
     """
     from featlt.heads.workflow import expand_head_names
-    from featlt.rank.measured import HeadSettings
-    from featlt.rank.ranking import RankConfig, rank_files
+    from featlt.rank.model import HeadSettings, RankConfig
+    from featlt.rank.ranking import rank_files
     from featlt.rank.table import ranking_text, write_csv
+    from featlt.runtime import to_jsonable, write_json_atomic
 
     config = RankConfig(
         by=by, full=full, validate=validate, heads_dir=heads_dir, n_bootstrap=bootstrap,
@@ -77,7 +83,8 @@ def rank_command(
 
     document = rank_files(list(feature_files), build_protocol(protocol_options, runtime.seed),
                           config, device=runtime.device, threads=runtime.threads, log=progress)
-    document["outputs"] = {"csv": None, "plot": None}
+    document["outputs"] = {"csv": None, "plot": None,
+                           "json": None if json_file is None else str(json_file)}
     if output is not None:
         document["outputs"]["csv"] = str(write_csv(output, document))
         progress(f"ranking written to {output}")
@@ -86,4 +93,8 @@ def rank_command(
 
         document["outputs"]["plot"] = str(write_ranking_plot(document, plot_file))
         progress(f"plot written to {plot_file}")
+    document = to_jsonable(document)
+    if json_file is not None:  # last, so it holds every output; the same document --json prints
+        write_json_atomic(json_file, document)
+        progress(f"JSON written to {json_file}")
     emit(runtime, document, ranking_text(document))

@@ -15,7 +15,8 @@ Definitions (all on one evaluation split; classes are 0..C-1, C = ``len(train_co
   ``(k/15, (k+1)/15]``: ``sum_b |acc_b - conf_b| * n_b / n``; per-group ECE uses the rows whose
   *true* class is in the group.
 - Bootstrap: ``n_bootstrap`` resamples of the evaluation rows (with replacement, seeded); the
-  interval is the 2.5th-97.5th percentile of accuracy and balanced accuracy.
+  interval is the 2.5th-97.5th percentile of accuracy and balanced accuracy
+  (:mod:`featlt.evaluation.bootstrap`, shared with ``featlt rank``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from featlt.errors import FeatltError
+from featlt.evaluation.bootstrap import class_mean, paired_bootstrap, percentile_interval
 from featlt.evaluation.shots import ALL_GROUPS, shot_groups
 
 if TYPE_CHECKING:
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 
 N_BOOTSTRAP = 1000
 ECE_BINS = 15
-BOOTSTRAP_CHUNK = 50  # resamples drawn at once (bounds memory at chunk x n)
 PROB_FLOOR = float(np.finfo(np.float64).eps)
 
 
@@ -115,11 +116,11 @@ def balanced_accuracy_torch(y_pred: torch.Tensor, y_true: torch.Tensor, n_classe
 def mean_over_classes(values: Any) -> float | None:
     """Mean of the finite entries of per-class ``values`` (C,); None when there are none.
 
-    NaN marks a class that was not evaluated (absent from ``y_true``), so it is skipped.
+    NaN marks a class that was not evaluated (absent from ``y_true``), so it is skipped. The
+    scalar form of :func:`featlt.evaluation.bootstrap.class_mean`, the one implementation.
     """
-    values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else None
+    value = float(class_mean(np.asarray(values, dtype=np.float64)))
+    return None if np.isnan(value) else value
 
 
 def group_means(
@@ -170,31 +171,14 @@ def bootstrap_intervals(
 
     Args:
         y_true: (n,) class ids; correct: (n,) bool, whether each row was predicted right.
-
-    The per-class recall of all resamples in a chunk comes from one ``bincount`` (a batched
-    :func:`per_class_recall`; a call per resample would be ~100x slower).
+    Returns:
+        ``{"accuracy": [low, high], "balanced_accuracy": [low, high]}``, from
+        :func:`featlt.evaluation.bootstrap.paired_bootstrap` (one model) and
+        :func:`~featlt.evaluation.bootstrap.percentile_interval`.
     """
-    rng = np.random.default_rng(np.random.SeedSequence(seed))
-    n = y_true.shape[0]
-    acc, bal = [], []
-    for start in range(0, n_bootstrap, BOOTSTRAP_CHUNK):
-        b = min(BOOTSTRAP_CHUNK, n_bootstrap - start)
-        rows = rng.integers(0, n, size=(b, n))
-        hit = correct[rows].astype(np.float64)
-        acc.append(hit.mean(axis=1))
-        cell = (np.arange(b)[:, None] * n_classes + y_true[rows]).ravel()
-        seen = np.bincount(cell, minlength=b * n_classes).reshape(b, n_classes)
-        hits = np.bincount(cell, weights=hit.ravel(), minlength=b * n_classes).reshape(
-            b, n_classes
-        )
-        with np.errstate(invalid="ignore", divide="ignore"):
-            bal.append(np.nanmean(np.where(seen > 0, hits / seen, np.nan), axis=1))
-    out = {}
-    for name, values in (("accuracy", np.concatenate(acc)), ("balanced_accuracy",
-                                                             np.concatenate(bal))):
-        low, high = np.percentile(values, [2.5, 97.5])
-        out[name] = [float(low), float(high)]
-    return out
+    resampled = paired_bootstrap(y_true, correct, n_classes, n_bootstrap, seed)
+    return {"accuracy": percentile_interval(resampled.accuracy[:, 0]),
+            "balanced_accuracy": percentile_interval(class_mean(resampled.recall[:, 0]))}
 
 
 def evaluate(

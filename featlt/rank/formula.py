@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from featlt.rank.bootstrap import class_mean
+from featlt.evaluation.bootstrap import class_mean
 
 FORMULA = ("featlt = 1/2 mean_c r_c + 1/2 mean_{c in tail third} r_c, "
            "r_c = (kNN recall_c + NCM recall_c) / 2 (leave-one-out on the training view)")

@@ -12,13 +12,13 @@ images compare, and a ``--limit`` subset does not).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from featlt.errors import FeatltError
+from featlt.rank.model import RankInput
 from featlt.store.feature_store import FeatureStore
 from featlt.store.provenance import backbone_identity, require_same_provenance
 
@@ -27,37 +27,6 @@ from featlt.store.provenance import backbone_identity, require_same_provenance
 # not which dataset it is.
 MACHINE_DATA_KEYS = frozenset({"path", "uri", "extracted_splits", "layouts", "skip_bad",
                                "limit", "view"})
-
-
-@dataclass(frozen=True)
-class RankInput:
-    """One feature file to rank."""
-
-    path: Path
-    label: str  # short unique name (the file stem)
-    provenance: dict[str, Any] = field(repr=False)
-    identity: str  # JSON of what makes two files' features the same (backbone + store settings)
-    backbone: dict[str, Any] = field(repr=False)  # the provenance's backbone record
-    has_test: bool = False  # the file holds the test split
-
-    @property
-    def pretrained(self) -> bool:
-        """Whether the features come from trained weights (not random init, not raw pixels)."""
-        weights = self.backbone.get("weights") or {}
-        source = weights.get("source") if isinstance(weights, dict) else weights
-        return source not in (None, "random", "none") and not str(
-            self.backbone.get("model", "")).startswith("pixels")
-
-    def describe(self) -> str:
-        """The backbone in words: zoo name or timm model, resolution, inner layer."""
-        name = self.backbone.get("zoo") or self.backbone.get("model") or self.label
-        parts = [str(name)]
-        if self.backbone.get("resolution"):
-            parts.append(f"{self.backbone['resolution']} px")
-        layer = (self.backbone.get("feature") or {}).get("layer")
-        if layer and layer != "pre_logits":
-            parts.append(f"layer {layer}")
-        return ", ".join(parts)
 
 
 def dataset_record(provenance: dict[str, Any]) -> dict[str, Any]:

@@ -21,51 +21,14 @@ import csv
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from featlt.errors import FeatltError
-from featlt.rank.inputs import RankInput
-
-
-@dataclass(frozen=True)
-class HeadSettings:
-    """What full mode fits; part of the reuse key."""
-
-    heads: tuple[str, ...] = ("all",)
-    seed: int = 0
-    n_bootstrap: int = 1000
-    max_epochs: int | None = None  # cap on every trainable head's epochs (None: each head's own)
-
-    def overrides(self) -> dict[str, Any] | None:
-        return None if self.max_epochs is None else {"max_epochs": self.max_epochs}
-
-
-@dataclass(frozen=True)
-class Measured:
-    """One backbone's best validation-selected head and its test results."""
-
-    head: str
-    head_dir: str
-    val_balanced_accuracy: float
-    balanced_accuracy: float
-    balanced_accuracy_ci: list[float] | None
-    tail_third: float | None
-    reused: bool
-    summary: str  # path of the summary.json
-    positions: np.ndarray = field(repr=False)  # (n_test,) source positions, ascending
-    labels: np.ndarray = field(repr=False)  # (n_test,) true class of each test image
-    predictions: np.ndarray = field(repr=False)  # (n_test,) predicted class of each test image
-
-    def record(self) -> dict[str, Any]:
-        return {"head": self.head, "head_dir": self.head_dir,
-                "val_balanced_accuracy": self.val_balanced_accuracy,
-                "balanced_accuracy": self.balanced_accuracy,
-                "balanced_accuracy_ci": self.balanced_accuracy_ci,
-                "tail_third": self.tail_third, "reused": self.reused, "summary": self.summary}
+from featlt.rank.inputs import feature_identity
+from featlt.rank.model import HeadSettings, Measured, RankInput
 
 
 def heads_key(entry: RankInput, view_record: dict[str, Any], settings: HeadSettings) -> str:
@@ -91,7 +54,6 @@ def reuse_problem(summary_path: Path, entry: RankInput, view_record: dict[str, A
     from featlt.file_hash import file_sha256
     from featlt.heads.io import canonical_sha256
     from featlt.heads.workflow import SUMMARY_SEAL_KEY, expand_head_names
-    from featlt.rank.inputs import feature_identity
 
     if not summary_path.is_file():
         return f"{summary_path} does not exist"

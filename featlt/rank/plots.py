@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from featlt.rank.model import SCORE_COLUMNS
 from featlt.rank.table import SHORT
 
 
@@ -37,8 +38,6 @@ def write_ranking_plot(document: dict[str, Any], path: Path) -> Path:
 
 
 def _scatter(plt: Any, document: dict[str, Any]) -> Any:
-    from featlt.rank.ranking import SCORE_COLUMNS
-
     rows = document["rows"]
     validation = document.get("validation", {}).get("scores", {})
     n_cols = 4

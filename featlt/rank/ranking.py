@@ -9,93 +9,37 @@ the evidence is (:mod:`featlt.rank.recommend`). The document it returns is what 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from featlt.data.protocol import Protocol, resolve_view
 from featlt.errors import FeatltError
-from featlt.rank.inputs import RankInput, open_inputs, require_same_images
-from featlt.rank.measured import HeadSettings, Measured, measure
-
-KIND = "featlt.rank"
-VERSION = 1
-#: The ranked scores, in table order: featlt's, then the comparators (every one: higher is better).
-SCORE_COLUMNS: tuple[str, ...] = ("featlt", "logme", "gbc", "sfda", "knn", "ncm", "params",
-                                  "imagenet_top1")
-STATIC = ("params", "imagenet_top1")
-
-
-@dataclass(frozen=True)
-class RankConfig:
-    """Every setting of a ranking; echoed into its document."""
-
-    by: str = "featlt"  # the score that sorts the table
-    full: bool = False  # also fit the heads and measure each backbone
-    validate: bool = False  # rank correlation of every score with the measured ranking
-    heads: HeadSettings = field(default_factory=HeadSettings)
-    heads_dir: Path = Path("featlt-rank-heads")  # full mode's head folders (reused when equal)
-    # other fit-classifier summary.json files full mode may reuse (same features, view, settings)
-    reuse_summaries: tuple[Path, ...] = ()
-    n_bootstrap: int = 1000  # resamples of every interval and probability
-    seed: int = 0
-
-    def check(self) -> None:
-        if self.by not in (*SCORE_COLUMNS, "measured"):
-            raise FeatltError(f"--by {self.by}: unknown score; use one of "
-                              f"{', '.join(SCORE_COLUMNS)} or measured (with --full)")
-        if self.by == "measured" and not self.full:
-            raise FeatltError("--by measured: needs --full (the heads are fitted there)")
-        if self.validate and not self.full:
-            raise FeatltError("--validate: needs --full, which measures the accuracy the "
-                              "scores are validated against")
-        if self.n_bootstrap < 1:
-            raise FeatltError(f"--bootstrap {self.n_bootstrap}: must be at least 1")
-
-
-@dataclass
-class RankedFile:
-    """One row of the ranking."""
-
-    entry: RankInput
-    scores: dict[str, float | None]
-    static_source: str
-    report: dict[str, Any] = field(repr=False)
-    seconds: float = 0.0
-    measured: Measured | None = None
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "label": self.entry.label, "file": str(self.entry.path),
-            "backbone": self.entry.describe(), "pretrained": self.entry.pretrained,
-            "scores": self.scores, "imagenet_top1_source": self.static_source,
-            "measured": None if self.measured is None else self.measured.record(),
-            "score_seconds": self.seconds,
-        }
+from featlt.extractors.static_baselines import static_baselines
+from featlt.rank.inputs import open_inputs, require_same_images
+from featlt.rank.measured import measure
+from featlt.rank.model import KIND, VERSION, RankConfig, RankedFile, RankInput, defined, sort_key
+from featlt.rank.quality import missing_scores, quality_notes, quality_record, saturated_scores
+from featlt.rank.recommend import recommend
+from featlt.rank.scoring import score_file
+from featlt.rank.validate_rows import validate_rows
+from featlt.runtime import to_jsonable
+from featlt.store.feature_store import FeatureStore
 
 
 def _score_entry(entry: RankInput, protocol: Any, separability_config: Any, device: str,
                  threads: int | None) -> RankedFile:
-    from featlt.extractors.static_baselines import static_baselines
-    from featlt.rank.scoring import score_file
-
     scored = score_file(entry.path, protocol, separability_config, device, threads)
     try:
         static = static_baselines(entry.provenance)
         params, top1, source = float(static.params), static.imagenet_top1, static.source
     except FeatltError as err:  # no backbone record (e.g. synthetic features): both absent
         params, top1, source = None, None, str(err)
-    scores = {**scored.scores, "params": params, "imagenet_top1": top1}
+    # NaN or inf (a score undefined on this file) becomes None: missing, never 0
+    scores = {name: defined(value) for name, value in
+              {**scored.scores, "params": params, "imagenet_top1": top1}.items()}
     return RankedFile(entry=entry, scores=scores, static_source=source,
                       report=scored.report, seconds=scored.seconds)
-
-
-def sort_key(row: RankedFile, by: str) -> float:
-    """Ascending sort key for a descending ``by`` value; missing values last, stable."""
-    value = (row.measured.balanced_accuracy if row.measured else None) if by == "measured" \
-        else row.scores.get(by)
-    return np.inf if value is None else -float(value)
 
 
 def rank_files(
@@ -109,11 +53,7 @@ def rank_files(
         protocol: the index view (:class:`featlt.data.protocol.Protocol`) applied to every file.
         log: called with a line of progress per file (None: silent).
     """
-    from featlt.data.protocol import Protocol, resolve_view
-    from featlt.rank.recommend import recommend
-    from featlt.runtime import to_jsonable
-    from featlt.separability.evaluate import SeparabilityConfig
-    from featlt.store.feature_store import FeatureStore
+    from featlt.separability.evaluate import SeparabilityConfig  # torch and faiss: load late
 
     config = config or RankConfig()
     config.check()
@@ -133,14 +73,15 @@ def rank_files(
         if log is not None:
             log(_progress(row))
     rows.sort(key=lambda r: sort_key(r, config.by))
+    missing, saturated = missing_scores(rows), saturated_scores(rows)
+    notes += quality_notes(missing, saturated, config.by, len(rows))
     document: dict[str, Any] = {
         "kind": KIND, "version": VERSION, "config": _config_record(config),
         "view": rows[0].report["input"]["view"], "rows": [r.record() for r in rows],
+        **quality_record(missing, saturated),
         "separability": {r.entry.label: r.report for r in rows}, "notes": notes,
     }
     if config.validate and len(rows) > 1:
-        from featlt.rank.validate_rows import validate_rows
-
         document["validation"] = validate_rows(rows, config.n_bootstrap, config.seed)
     elif config.validate:
         notes.append("--validate: a single backbone has no ranking to validate")

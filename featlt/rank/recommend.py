@@ -4,7 +4,8 @@
   accuracy (choices are made on validation, never on test), with that head's test balanced
   accuracy, its interval, and the share of paired bootstrap resamples of the test images in
   which it is the best backbone on test.
-- Cheap mode: the first backbone by the sorting score. For featlt's score, how sure is the
+- Cheap mode: the first backbone by the sorting score (a score equal on every file says that it
+  cannot separate them, :mod:`featlt.rank.quality`). For featlt's score, how sure is the
   share of resamples in which it stays first (each class's kNN/NCM recall redrawn,
   :func:`featlt.rank.formula.resampled_featlt_score`). No head has been measured, so the
   sentence names featlt's default long-tail head, logit-adjusted linear (``la_loss``), and
@@ -13,14 +14,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from featlt.rank.bootstrap import class_mean, probability_best
-
-if TYPE_CHECKING:
-    from featlt.rank.ranking import RankConfig, RankedFile
+from featlt.evaluation.bootstrap import class_mean, probability_best
+from featlt.rank.formula import resampled_featlt_score
+from featlt.rank.model import RankConfig, RankedFile
+from featlt.rank.paired import measured_recall
+from featlt.rank.quality import saturated_scores
 
 # The best head by validation on CIFAR-10-LT (results/heads_cifar10lt.json).
 DEFAULT_HEAD = "la_loss"
@@ -34,8 +36,6 @@ def recommend(rows: list[RankedFile], config: RankConfig) -> dict[str, Any]:
 
 
 def _measured(rows: list[RankedFile], config: RankConfig) -> dict[str, Any]:
-    from featlt.rank.validate_rows import measured_recall
-
     index = max(range(len(rows)),
                 key=lambda i: rows[i].measured.val_balanced_accuracy)  # type: ignore[union-attr]
     best = rows[index]
@@ -65,8 +65,6 @@ def _measured(rows: list[RankedFile], config: RankConfig) -> dict[str, Any]:
 
 
 def _cheap(rows: list[RankedFile], config: RankConfig) -> dict[str, Any]:
-    from featlt.rank.formula import resampled_featlt_score
-
     best = rows[0]
     probability = None
     if config.by == "featlt" and len(rows) > 1:
@@ -76,6 +74,8 @@ def _cheap(rows: list[RankedFile], config: RankConfig) -> dict[str, Any]:
         probability = float(probability_best(draws)[0])
     value = best.scores.get(config.by)
     how_sure = (
+        f"{config.by} is the same on every file, so it cannot separate them: this is only the "
+        "first file given" if config.by in saturated_scores(rows) else
         f"bootstrap probability that it stays first by featlt's score: {probability:.2f}"
         if probability is not None else
         "nothing else was ranked, so there is no comparison" if len(rows) == 1 else

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from featlt.rank.model import SCORE_COLUMNS
+
 SHORT = {"featlt": "featlt", "logme": "LogME", "gbc": "GBC", "sfda": "SFDA", "knn": "kNN-bacc",
          "ncm": "NCM-bacc", "params": "params(M)", "imagenet_top1": "IN-top1"}
 CSV_MEASURED = ("head", "val_balanced_accuracy", "balanced_accuracy", "tail_third")
@@ -56,15 +58,18 @@ def _cells(values: list[str], width: int = SCORE_WIDTH) -> str:
 def ranking_text(document: dict[str, Any]) -> str:
     """One line per backbone (rank order), the validation table when present, notes, sentence.
 
+    A score undefined on a file shows as ``-``; a score equal on every file has ``*`` after its
+    column name and a note saying it cannot separate the files (:mod:`featlt.rank.quality`).
+
     Columns have fixed widths and are separated by at least one space; numbers are formatted
     to fit their column (:func:`fit_number`), so no two values ever run together.
     """
-    from featlt.rank.ranking import SCORE_COLUMNS
-
     rows = document["rows"]
     width = max(len("backbone"), *(len(r["label"]) for r in rows))
     full = any(r["measured"] for r in rows)
-    header = f"{'#':>2} {'backbone':<{width}}" + _cells([SHORT[c] for c in SCORE_COLUMNS])
+    saturated = set(document.get("saturated", ()))  # same on every file: flagged with *
+    header = f"{'#':>2} {'backbone':<{width}}" + _cells(
+        [SHORT[c] + ("*" if c in saturated else "") for c in SCORE_COLUMNS])
     if full:
         header += f"  {'best head':<{HEAD_WIDTH}} {'bal.acc':>7} {'tail':>7}"
     lines = [f"ranking by {document['config']['by']} (every score: higher is better)", header]
@@ -104,8 +109,6 @@ def validation_text(validation: dict[str, Any]) -> str:
 
 def csv_columns(document: dict[str, Any]) -> dict[str, list[Any]]:
     """Equal-length columns, one row per backbone in rank order."""
-    from featlt.rank.ranking import SCORE_COLUMNS
-
     rows = document["rows"]
     columns: dict[str, list[Any]] = {
         "rank": list(range(1, len(rows) + 1)),

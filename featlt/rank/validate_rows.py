@@ -8,53 +8,20 @@ Validated on all backbones and on the pretrained ones alone (not random init, no
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from featlt.errors import FeatltError
-from featlt.rank.bootstrap import class_mean, probability_best, resampled_recall
+from featlt.evaluation.bootstrap import class_mean, probability_best
+from featlt.rank.model import SCORE_COLUMNS, RankedFile
+from featlt.rank.paired import measured_recall
 from featlt.rank.validation import tie_matrix, validate_score
-
-if TYPE_CHECKING:
-    from featlt.rank.ranking import RankedFile
 
 TARGETS = ("balanced_accuracy", "tail_third")
 
 
-def measured_recall(rows: list[RankedFile], n_bootstrap: int, seed: int) -> tuple[
-    np.ndarray, np.ndarray, np.ndarray
-]:
-    """(point recall (M, C), resampled recall (B, M, C), tail-third class ids) of the heads."""
-    from featlt.evaluation.metrics import per_class_recall
-    from featlt.evaluation.shots import shot_groups
-
-    measured = [row.measured for row in rows]
-    if any(m is None for m in measured):
-        raise FeatltError("--validate: every backbone needs measured heads; rank with --full")
-    labels = measured[0].labels  # type: ignore[union-attr]
-    positions = measured[0].positions  # type: ignore[union-attr]
-    for row, m in zip(rows, measured, strict=True):
-        if not (np.array_equal(m.positions, positions)  # type: ignore[union-attr]
-                and np.array_equal(m.labels, labels)):  # type: ignore[union-attr]
-            raise FeatltError(
-                f"feature files {rows[0].entry.path} and {row.entry.path}: the heads were scored "
-                "on different test images, so the backbones cannot be compared image by image; "
-                "rank them with the same view (--test-per-class) on files of the same test rows"
-            )
-    n_classes = len(rows[0].report["data"]["class_names"])
-    correct = np.stack([m.predictions == labels for m in measured])  # type: ignore[union-attr]
-    point = np.stack([per_class_recall(labels, m.predictions, n_classes)  # type: ignore[union-attr]
-                      for m in measured])
-    resampled = resampled_recall(labels, correct, n_classes, n_bootstrap, seed)
-    counts = np.asarray(rows[0].report["data"]["train_counts"], dtype=np.int64)
-    return point, resampled, shot_groups(counts)["tail_third"]
-
-
 def validate_rows(rows: list[RankedFile], n_bootstrap: int, seed: int) -> dict[str, Any]:
     """Rank correlation, intervals and top-1 regret of every score (see the module docstring)."""
-    from featlt.rank.ranking import SCORE_COLUMNS
-
     point, resampled, tail = measured_recall(rows, n_bootstrap, seed)
     values = {"balanced_accuracy": (class_mean(point), class_mean(resampled)),
               "tail_third": (class_mean(point, tail), class_mean(resampled, tail))}

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from featlt.rank.bootstrap import percentile_interval
+from featlt.evaluation.bootstrap import percentile_interval
 
 
 def tie_matrix(resampled: np.ndarray) -> np.ndarray:

@@ -1,0 +1,162 @@
+"""The data model of ``featlt rank``: its settings, inputs, results and sort order.
+
+A leaf: it imports no other ``featlt.rank`` module, and every other one imports it (so
+:mod:`featlt.rank.ranking`, :mod:`featlt.rank.recommend` and :mod:`featlt.rank.validate_rows`
+need not import each other; ``tests/test_rank_imports.py`` holds that).
+
+- :data:`SCORE_COLUMNS`: the ranked scores, in table order;
+- :class:`RankInput`: one feature file to rank; :class:`HeadSettings`: what full mode fits;
+  :class:`Measured`: one backbone's best validation-selected head; :class:`RankConfig`: every
+  setting; :class:`RankedFile`: one row of the ranking;
+- :func:`sort_key`: the order of the table (descending, missing values last).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featlt.errors import FeatltError
+
+KIND = "featlt.rank"
+#: 2: every score is null (never 0) where undefined, and ``missing`` / ``saturated`` say which.
+VERSION = 2
+#: The ranked scores, in table order: featlt's, then the comparators (every one: higher is better).
+SCORE_COLUMNS: tuple[str, ...] = ("featlt", "logme", "gbc", "sfda", "knn", "ncm", "params",
+                                  "imagenet_top1")
+STATIC = ("params", "imagenet_top1")
+
+
+@dataclass(frozen=True)
+class RankInput:
+    """One feature file to rank."""
+
+    path: Path
+    label: str  # short unique name (the file stem)
+    provenance: dict[str, Any] = field(repr=False)
+    identity: str  # JSON of what makes two files' features the same (backbone + store settings)
+    backbone: dict[str, Any] = field(repr=False)  # the provenance's backbone record
+    has_test: bool = False  # the file holds the test split
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the features come from trained weights (not random init, not raw pixels)."""
+        weights = self.backbone.get("weights") or {}
+        source = weights.get("source") if isinstance(weights, dict) else weights
+        return source not in (None, "random", "none") and not str(
+            self.backbone.get("model", "")).startswith("pixels")
+
+    def describe(self) -> str:
+        """The backbone in words: zoo name or timm model, resolution, inner layer."""
+        name = self.backbone.get("zoo") or self.backbone.get("model") or self.label
+        parts = [str(name)]
+        if self.backbone.get("resolution"):
+            parts.append(f"{self.backbone['resolution']} px")
+        layer = (self.backbone.get("feature") or {}).get("layer")
+        if layer and layer != "pre_logits":
+            parts.append(f"layer {layer}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """What full mode fits; part of the reuse key."""
+
+    heads: tuple[str, ...] = ("all",)
+    seed: int = 0
+    n_bootstrap: int = 1000
+    max_epochs: int | None = None  # cap on every trainable head's epochs (None: each head's own)
+
+    def overrides(self) -> dict[str, Any] | None:
+        return None if self.max_epochs is None else {"max_epochs": self.max_epochs}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One backbone's best validation-selected head and its test results."""
+
+    head: str
+    head_dir: str
+    val_balanced_accuracy: float
+    balanced_accuracy: float
+    balanced_accuracy_ci: list[float] | None
+    tail_third: float | None
+    reused: bool
+    summary: str  # path of the summary.json
+    positions: np.ndarray = field(repr=False)  # (n_test,) source positions, ascending
+    labels: np.ndarray = field(repr=False)  # (n_test,) true class of each test image
+    predictions: np.ndarray = field(repr=False)  # (n_test,) predicted class of each test image
+
+    def record(self) -> dict[str, Any]:
+        return {"head": self.head, "head_dir": self.head_dir,
+                "val_balanced_accuracy": self.val_balanced_accuracy,
+                "balanced_accuracy": self.balanced_accuracy,
+                "balanced_accuracy_ci": self.balanced_accuracy_ci,
+                "tail_third": self.tail_third, "reused": self.reused, "summary": self.summary}
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    """Every setting of a ranking; echoed into its document."""
+
+    by: str = "featlt"  # the score that sorts the table
+    full: bool = False  # also fit the heads and measure each backbone
+    validate: bool = False  # rank correlation of every score with the measured ranking
+    heads: HeadSettings = field(default_factory=HeadSettings)
+    heads_dir: Path = Path("featlt-rank-heads")  # full mode's head folders (reused when equal)
+    # other fit-classifier summary.json files full mode may reuse (same features, view, settings)
+    reuse_summaries: tuple[Path, ...] = ()
+    n_bootstrap: int = 1000  # resamples of every interval and probability
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.by not in (*SCORE_COLUMNS, "measured"):
+            raise FeatltError(f"--by {self.by}: unknown score; use one of "
+                              f"{', '.join(SCORE_COLUMNS)} or measured (with --full)")
+        if self.by == "measured" and not self.full:
+            raise FeatltError("--by measured: needs --full (the heads are fitted there)")
+        if self.validate and not self.full:
+            raise FeatltError("--validate: needs --full, which measures the accuracy the "
+                              "scores are validated against")
+        if self.n_bootstrap < 1:
+            raise FeatltError(f"--bootstrap {self.n_bootstrap}: must be at least 1")
+
+
+@dataclass
+class RankedFile:
+    """One row of the ranking."""
+
+    entry: RankInput
+    scores: dict[str, float | None]  # None where a score is undefined on this file
+    static_source: str
+    report: dict[str, Any] = field(repr=False)
+    seconds: float = 0.0
+    measured: Measured | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "label": self.entry.label, "file": str(self.entry.path),
+            "backbone": self.entry.describe(), "pretrained": self.entry.pretrained,
+            "scores": self.scores, "imagenet_top1_source": self.static_source,
+            "measured": None if self.measured is None else self.measured.record(),
+            "score_seconds": self.seconds,
+        }
+
+
+def defined(value: Any) -> float | None:
+    """``value`` as a float, or None when it is absent or not finite (NaN, inf): undefined."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def sort_key(row: RankedFile, by: str) -> float:
+    """Ascending sort key for a descending ``by`` value; missing values last, stable."""
+    value = defined((row.measured.balanced_accuracy if row.measured else None)
+                    if by == "measured" else row.scores.get(by))
+    return np.inf if value is None else -value
