@@ -128,7 +128,7 @@ def design_candidates(report: dict[str, Any]) -> dict[str, float | None]:
     """Candidate long-tail-aware formulas from one separability report (design step only)."""
     import numpy as np
 
-    from featlt.rank.bootstrap import class_mean
+    from featlt.evaluation.bootstrap import class_mean
 
     knn = np.asarray(report["per_class"]["knn_recall"], dtype=np.float64)
     ncm = np.asarray(report["per_class"]["ncm_recall"], dtype=np.float64)
@@ -153,8 +153,8 @@ def design(document: dict[str, Any], n_bootstrap: int, seed: int = 0) -> dict[st
     """Every candidate formula validated like the scores (CIFAR-10-LT only, before fixing)."""
     import numpy as np
 
+    from featlt.evaluation.bootstrap import class_mean, paired_bootstrap
     from featlt.heads.workflow import TEST_PREDICTIONS_FILE
-    from featlt.rank.bootstrap import class_mean, resampled_recall
     from featlt.rank.measured import read_test_predictions
     from featlt.rank.validation import tie_matrix, validate_score
 
@@ -164,7 +164,7 @@ def design(document: dict[str, Any], n_bootstrap: int, seed: int = 0) -> dict[st
     labels = predictions[0][1]
     correct = np.stack([p[2] == p[1] for p in predictions])
     n_classes = len(document["separability"][rows[0]["label"]]["data"]["class_names"])
-    resampled = class_mean(resampled_recall(labels, correct, n_classes, n_bootstrap, seed))
+    resampled = class_mean(paired_bootstrap(labels, correct, n_classes, n_bootstrap, seed).recall)
     measured = np.array([r["measured"]["balanced_accuracy"] for r in rows])
     ties = tie_matrix(resampled)
     candidates = [design_candidates(document["separability"][r["label"]]) for r in rows]
