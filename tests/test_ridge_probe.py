@@ -10,6 +10,7 @@ from featlt.separability.scores.ridge_probe import (
     RELATIVE_GRID,
     _prepare,
     loo_predictions,
+    loo_predictions_grid,
     ridge_basis,
     ridge_probe,
 )
@@ -47,12 +48,13 @@ def test_closed_form_loo_equals_refits_for_every_lambda(n: int, dim: int) -> Non
     Z, s = _prepare(X, y, C)
     basis = ridge_basis(Z, y, s, C)
     assert basis.form == ("primal" if n >= dim else "kernel")
-    scale = float(basis.eigvals.mean())
-    for relative in (1e-4, 1e-2, 1.0, 1e2):
-        lam = scale * relative
-        loo = loo_predictions(basis, y, lam)
+    lambdas = float(basis.eigvals.mean()) * np.array([1e-4, 1e-2, 1.0, 1e2])
+    grid = loo_predictions_grid(basis, y, lambdas)  # all strengths in one pass
+    assert grid.shape == (4, n, C)
+    for loo, lam in zip(grid, lambdas, strict=True):
         brute = np.array([refit_without(Z, y, s, C, i, lam) for i in range(n)])
         np.testing.assert_allclose(loo, brute, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(loo_predictions(basis, y, lam), brute, rtol=0, atol=1e-8)
 
 
 def test_singleton_class_is_predicted_zero_for_its_own_row_and_excluded() -> None:
@@ -108,6 +110,20 @@ def test_score_matches_brute_force_balanced_accuracy() -> None:
     brute = np.array([refit_without(Z, y, s, 3, i, result.best_lambda) for i in range(60)])
     assert result.balanced_accuracy == pytest.approx(
         balanced_accuracy_score(y, brute.argmax(axis=1)), abs=1e-12)
+    # the per-lam bincount recall and featlt's per_class_recall agree at the best lam
+    assert result.balanced_accuracy == pytest.approx(
+        float(np.nanmean(result.per_class_recall)), abs=1e-12)
+
+
+def test_lambda_chunks_give_the_same_scores(monkeypatch) -> None:
+    import featlt.separability.scores.ridge_probe as module
+
+    X, y = problem(200, 10, 4, seed=11)
+    whole = ridge_probe(X, y)
+    monkeypatch.setattr(module, "CHUNK_ENTRIES", 200 * 4 * 3)  # 3 strengths per chunk
+    assert module._grid_chunks(200, 4, 37) == 3
+    chunked = ridge_probe(X, y)
+    np.testing.assert_allclose(chunked.balanced_accuracies, whole.balanced_accuracies, atol=0)
 
 
 def test_deterministic_and_independent_of_row_order() -> None:
