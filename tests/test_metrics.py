@@ -168,3 +168,76 @@ def test_means_skip_unevaluated_classes_and_empty_groups():
     assert mean_over_classes(np.full(3, np.nan)) is None
     means = group_means(values, {"a": np.array([0, 1]), "b": np.array([1]), "c": None})
     assert means == {"a": pytest.approx(0.2), "b": None, "c": None}
+
+
+def _pinned_input() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 12, size=157)
+    correct = rng.random((3, 157)) < np.array([[0.5], [0.6], [0.7]])
+    return y, correct
+
+
+def test_the_one_bootstrap_gives_the_numbers_both_old_copies_gave():
+    """Pinned from featlt/rank/bootstrap.py (resampled_recall, class_mean, percentile_interval,
+    probability_best) and metrics.bootstrap_intervals / evaluate before they became
+    featlt.evaluation.bootstrap: the same seed and rows give the same numbers, to the bit."""
+    from featlt.evaluation.bootstrap import (
+        class_mean,
+        paired_bootstrap,
+        percentile_interval,
+        probability_best,
+    )
+    from featlt.evaluation.metrics import evaluate
+
+    y, correct = _pinned_input()
+    means = class_mean(paired_bootstrap(y, correct, 12, 120, seed=3).recall)
+    assert means[[0, 57, 119]].tolist() == [
+        [0.4817268351130581, 0.5913404105354568, 0.6818957716403536],
+        [0.4791931784675592, 0.6056508249232708, 0.6860713643511631],
+        [0.4829525264896782, 0.557773475449559, 0.7252115842963366]]
+    recall = paired_bootstrap(y, correct, 12, 120, seed=3).recall
+    assert class_mean(recall, np.array([9, 10, 11]))[[5, 88]].tolist() == [
+        [0.6666666666666666, 0.4666666666666666, 0.5037037037037037],
+        [0.5634920634920635, 0.4365079365079365, 0.5436507936507936]]
+    assert percentile_interval(means[:, 1]) == [0.5289274974842408, 0.6621289259899457]
+    assert probability_best(means).tolist() == [0.0, 0.008333333333333333, 0.9916666666666667]
+    assert bootstrap_intervals(y, correct[2], 12, 120, seed=3) == {
+        "accuracy": [0.6431528662420382, 0.7643312101910829],
+        "balanced_accuracy": [0.6433391817000079, 0.7650487965193847]}
+    proba = np.full((157, 12), 0.5 / 11)
+    proba[np.arange(157), np.where(correct[1], y, (y + 1) % 12)] = 0.5
+    result = evaluate(y, proba, np.arange(12, 0, -1) * 10, n_bootstrap=200, seed=5)
+    assert result["balanced_accuracy"] == 0.5972328869387694
+    assert result["balanced_accuracy_ci"] == [0.5302146508856068, 0.6759340361776024]
+    assert result["accuracy_ci"] == [0.5286624203821656, 0.6691082802547771]
+    assert result["tail_third"] == 0.5060876623376623
+
+
+def test_one_model_of_the_paired_bootstrap_is_the_same_resample_as_several():
+    """Row m of a paired bootstrap of M models equals the bootstrap of model m alone: the
+    resampled row indices depend on the seed and the number of rows only."""
+    from featlt.evaluation.bootstrap import paired_bootstrap
+
+    y, correct = _pinned_input()
+    several = paired_bootstrap(y, correct, 12, 75, seed=11)
+    alone = paired_bootstrap(y, correct[1], 12, 75, seed=11)
+    np.testing.assert_array_equal(several.recall[:, 1], alone.recall[:, 0])
+    np.testing.assert_array_equal(several.accuracy[:, 1], alone.accuracy[:, 0])
+    with pytest.raises(FeatltError, match="do not match 157 labels"):
+        paired_bootstrap(y, correct[:, :10], 12, 5, seed=0)
+
+
+def test_mean_over_classes_is_the_scalar_class_mean():
+    from featlt.evaluation.bootstrap import class_mean
+
+    rng = np.random.default_rng(3)
+    values = rng.random((40, 23))
+    values[rng.random(values.shape) < 0.25] = np.nan
+    values[5] = np.nan  # a row without any evaluated class
+    rows = class_mean(values)
+    for row, expected in zip(values, rows, strict=True):
+        got = mean_over_classes(row)
+        assert (got is None) if np.isnan(expected) else got == float(expected)
+    # and the mean of the classes present, up to summation order (a few ulp)
+    finite = values[0][np.isfinite(values[0])]
+    assert mean_over_classes(values[0]) == pytest.approx(finite.mean(), rel=1e-15, abs=0)
