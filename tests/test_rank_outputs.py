@@ -1,0 +1,144 @@
+"""``featlt rank``'s outputs others read (``--json-output``) and its bad input: a score that is
+undefined on a file (missing, never 0) or the same on every file (saturated)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+import featlt.rank.ranking as ranking
+from featlt.cli import main
+from featlt.data.synthetic import write_synthetic_store
+from featlt.rank.model import KIND, SCORE_COLUMNS, VERSION
+
+FAST = ("--device", "cpu", "--bootstrap", "50")
+
+
+def _run(*args: object) -> Result:
+    return CliRunner().invoke(main, ["rank", *[str(a) for a in args]])
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("rank_outputs")
+    return [write_synthetic_store(folder / f"b{s:g}.h5", n_classes=5, n_max=60,
+                                  imbalance_factor=10, dim=12, separation=s,
+                                  n_test_per_class=20, n_val_per_class=8)
+            for s in (1.5, 3.0, 5.0)]
+
+
+def _patch_scores(monkeypatch: pytest.MonkeyPatch, changes: dict[str, dict[str, float]]) -> None:
+    """Make ``score_file`` return ``changes[label][score]`` for the files named there."""
+    real = ranking.score_file
+
+    def patched(path: Any, *args: Any, **kwargs: Any) -> Any:
+        scored = real(path, *args, **kwargs)
+        scored.scores.update(changes.get(Path(path).stem, {}))
+        return scored
+
+    monkeypatch.setattr(ranking, "score_file", patched)
+
+
+def _table_rows(output: str) -> dict[str, list[str]]:
+    """label -> the table's cells of that row (rank, label, one per score)."""
+    return {line.split()[1]: line.split() for line in output.splitlines()
+            if line[:2].strip().isdigit()}
+
+
+def test_json_output_holds_what_json_prints(stores, tmp_path):
+    out = tmp_path / "ranking.json"
+    result = _run(*stores, *FAST, "--json", "--json-output", out)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    written = json.loads(out.read_text())
+    assert written == printed
+    assert written["kind"] == KIND == "featlt.rank" and written["version"] == VERSION == 2
+    assert written["outputs"]["json"] == str(out)
+    assert set(SCORE_COLUMNS) <= set(written["rows"][0]["scores"])
+    assert written["recommendation"]["sentence"].startswith("Use b5")
+    assert not list(tmp_path.glob("*.tmp*")) and sorted(p.name for p in tmp_path.iterdir()) == [
+        "ranking.json"]
+
+
+def test_json_output_in_full_mode_holds_the_measured_and_validation_fields(stores, tmp_path):
+    out = tmp_path / "full.json"
+    result = _run(*stores, *FAST, "--full", "--validate", "--head", "ncm_cosine",
+                  "--heads-dir", tmp_path / "heads", "--json-output", out)
+    assert result.exit_code == 0, result.output
+    written = json.loads(out.read_text())
+    assert all(row["measured"]["head"] == "ncm_cosine" for row in written["rows"])
+    assert set(written["validation"]["scores"]) == set(SCORE_COLUMNS)
+    assert written["recommendation"]["basis"].endswith("(full mode)")
+    assert result.output.strip().splitlines()[-1] == written["recommendation"]["sentence"]
+
+
+def test_an_existing_json_output_is_replaced_only_on_success(stores, tmp_path):
+    out = tmp_path / "ranking.json"
+    out.write_text("earlier\n")
+    failed = _run(*stores, *FAST, "--by", "measured", "--json-output", out)
+    assert failed.exit_code != 0 and "--by measured: needs --full" in failed.output
+    assert out.read_text() == "earlier\n"
+    done = _run(*stores, *FAST, "--json-output", out)
+    assert done.exit_code == 0, done.output
+    assert json.loads(out.read_text())["kind"] == "featlt.rank"
+
+
+def test_a_score_undefined_on_one_file_is_missing_not_zero(stores, monkeypatch):
+    _patch_scores(monkeypatch, {"b3": {"logme": math.nan, "sfda": math.inf}})
+    document = json.loads(_run(*stores, *FAST, "--json").stdout)
+    by_label = {row["label"]: row for row in document["rows"]}
+    assert by_label["b3"]["scores"]["logme"] is None and by_label["b3"]["scores"]["sfda"] is None
+    assert by_label["b5"]["scores"]["logme"] is not None
+    assert document["missing"]["logme"] == ["b3"] and document["missing"]["sfda"] == ["b3"]
+    # still ranked by featlt's score, where b3 keeps its place
+    assert [row["label"] for row in document["rows"]] == ["b5", "b3", "b1.5"]
+    assert any(note.startswith("LogME: undefined on b3") and "never 0" in note
+               for note in document["notes"])
+    text = _run(*stores, *FAST).output
+    cells = _table_rows(text)["b3"]
+    logme = 2 + SCORE_COLUMNS.index("logme")
+    assert cells[logme] == "-" and cells[2 + SCORE_COLUMNS.index("sfda")] == "-"
+    assert _table_rows(text)["b5"][logme] != "-"
+    # sorting by the score: the file without it ranks below every file that has it
+    by_logme = json.loads(_run(*stores, *FAST, "--json", "--by", "logme").stdout)
+    assert by_logme["rows"][-1]["label"] == "b3"
+
+
+def test_a_file_without_the_sorting_score_ranks_last_and_is_not_recommended(stores, monkeypatch):
+    _patch_scores(monkeypatch, {"b5": {"featlt": math.nan}})
+    result = _run(*stores, *FAST, "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert [row["label"] for row in document["rows"]] == ["b3", "b1.5", "b5"]
+    assert document["rows"][-1]["scores"]["featlt"] is None
+    assert document["recommendation"]["label"] == "b3"
+    assert "nan" not in document["recommendation"]["sentence"]
+
+
+def test_a_score_equal_on_every_file_is_flagged_and_not_ranked_on_silently(stores, monkeypatch):
+    _patch_scores(monkeypatch, {label: {"sfda": 1.0} for label in ("b1.5", "b3", "b5")})
+    text = _run(*stores, *FAST).output
+    header = next(line for line in text.splitlines() if line.lstrip().startswith("#"))
+    assert "SFDA*" in header.split() and "LogME*" not in header.split()
+    assert "note: SFDA*: the same on every file (1; saturated on this data): uninformative " \
+           "here, it cannot separate these backbones, not used to rank" in text
+    document = json.loads(_run(*stores, *FAST, "--json").stdout)
+    assert document["saturated"] == ["sfda"]
+    assert [row["scores"]["sfda"] for row in document["rows"]] == [1.0, 1.0, 1.0]
+    # asked to sort by it: it still does, and says plainly that it cannot separate the files
+    by_sfda = json.loads(_run(*stores, *FAST, "--json", "--by", "sfda").stdout)
+    assert [row["label"] for row in by_sfda["rows"]] == ["b1.5", "b3", "b5"]  # as given
+    assert any("the table keeps the order the files were given in" in note
+               for note in by_sfda["notes"])
+    sentence = by_sfda["recommendation"]["sentence"]
+    assert "sfda is the same on every file, so it cannot separate them" in sentence
+
+
+def test_a_score_that_differs_is_not_flagged(stores):
+    document = json.loads(_run(*stores, *FAST, "--json").stdout)
+    assert "featlt" not in document["saturated"] and "knn" not in document["saturated"]
