@@ -137,6 +137,8 @@ CASES = [
     Case("rank", "--output", lambda i: i.store,
          lambda i, out: ["rank", i.store, "--full", "-o", out]),
     Case("rank", "--plot", lambda i: i.store, lambda i, out: ["rank", i.store, "--plot", out]),
+    Case("rank", "--json-output", lambda i: i.store,
+         lambda i, out: ["rank", i.store, "--json-output", out]),
     Case("rank", "--heads-dir", lambda i: i.store,
          lambda i, out: ["rank", i.store, "--full", "--heads-dir", out]),
     Case("weights convert", "--output", lambda i: i.weights,
