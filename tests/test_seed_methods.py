@@ -21,7 +21,10 @@ from featlt.heads.cws import CWSHead
 from featlt.heads.dlsa import DLSAHead
 from featlt.heads.dlsa_router import leave_one_out_histograms
 from featlt.heads.io import SEAL_KEY, load_head, save_head, seal
+from featlt.heads.ldam import LDAMDRWHead
 from featlt.heads.linear import LinearHead
+from featlt.heads.ncm import NCMHead
+from featlt.heads.posthoc import TauNorm
 from featlt.heads.registry import make_head
 from featlt.store.writer import StoreWriter
 
@@ -161,8 +164,9 @@ def test_dlsa_stage_heads_cannot_copy_labels_from_the_histogram():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(600, 8)).astype(np.float32)
     y = rng.integers(0, 3, 600)
-    head = DLSAHead(rho=0.5, depth=1, points_per_cluster=2, max_epochs=40, device="cpu",
-                    head_params={"early_stopping": False, "lr": 0.03}).fit(X, y)
+    stage_head = LinearHead(loss="balanced_softmax", early_stopping=False, lr=0.03)
+    head = DLSAHead(stage_head, rho=0.5, depth=1, points_per_cluster=2, max_epochs=40,
+                    device="cpu").fit(X, y)
     assert head.stages_[0]["train"]["n"] == 300
     assert head.stage_report(X, y)[0]["accuracy"] < 0.45
 
@@ -185,7 +189,7 @@ def test_dlsa_routing_prior_adds_the_log_share_of_each_class_routed_to_the_stage
         np.testing.assert_allclose((with_prior - without)[np.ix_(rows, seen)],
                                    np.broadcast_to(np.log(routing[s, seen]),
                                                    (int(rows.sum()), int(seen.sum()))), atol=1e-5)
-    plain = DLSAHead(rho=0.3, depth=1, final_head="linear", **FAST).fit(train.X, train.y)
+    plain = DLSAHead(LinearHead(), rho=0.3, depth=1, **FAST).fit(train.X, train.y)
     np.testing.assert_allclose(plain._raw_logits(val.X),
                                plain.set_params(routing_prior=False)._raw_logits(val.X))
 
@@ -315,12 +319,89 @@ def test_dlsa_stage_left_without_rows_is_skipped_and_reported(long_tail):
 
 @pytest.mark.parametrize("params, name", [
     ({"rho": 1.0}, "rho"), ({"rho": 0.0}, "rho"), ({"depth": -1}, "depth"),
-    ({"final_head": "tau_norm"}, "final_head"), ({"final_head": "ldam_drw"}, "final_head"),
+    ({"stage_head": TauNorm(LinearHead())}, "stage_head"),
+    ({"stage_head": LDAMDRWHead()}, "stage_head"), ({"stage_head": CIBLHead()}, "stage_head"),
+    ({"stage_head": NCMHead()}, "stage_head"), ({"stage_head": "balanced_softmax"}, "stage_head"),
 ])
 def test_dlsa_rejects_bad_options_by_name(long_tail, params, name):
     train, _, _ = long_tail
     with pytest.raises(FeatltError, match=f"The '{name}' parameter of DLSAHead"):
         DLSAHead(**params).fit(train.X, train.y)
+
+
+def test_dlsa_rows_of_weight_zero_change_nothing(long_tail):
+    # Zero-weight rows are left out of the router too (k-means, peeling quantile, histograms),
+    # so adding far-away rows of weight 0 gives exactly the head fitted without them.
+    train, val, test = long_tail
+    rng = np.random.default_rng(3)
+    extra = rng.normal(0, 20, (60, train.X.shape[1])).astype(np.float32)
+    X = np.concatenate([train.X, extra])
+    y = np.concatenate([train.y, rng.integers(0, 10, 60)])
+    weights = np.concatenate([np.ones(train.y.size), np.zeros(60)])
+    with_zeros = DLSAHead(rho=0.3, depth=1, **SHORT).fit(X, y, sample_weight=weights,
+                                                         X_val=val.X, y_val=val.y)
+    without = DLSAHead(rho=0.3, depth=1, **SHORT).fit(train.X, train.y, X_val=val.X,
+                                                      y_val=val.y)
+    np.testing.assert_array_equal(with_zeros.logits(test.X), without.logits(test.X))
+    assert with_zeros.stages_[0]["entering"]["n"] == train.y.size
+
+
+@pytest.mark.parametrize("val, match", [
+    ({"y_val": np.zeros(5)}, "pass both X_val and y_val"),
+    ({"X_val": np.zeros((5, 32)), "y_val": np.zeros(4)}, "X_val has 5 rows and y_val 4"),
+    ({"X_val": np.zeros((2, 32)), "y_val": np.array([0, 99])}, r"labels \[99\] do not occur"),
+])
+def test_dlsa_refuses_validation_data_that_does_not_fit(long_tail, val, match):
+    train, _, _ = long_tail
+    with pytest.raises(FeatltError, match=match):
+        DLSAHead(depth=1, **SHORT).fit(train.X, train.y, **val)
+
+
+@pytest.mark.parametrize("name", ["tau_norm", "ldam_drw", "cibl", "ncm_cosine"])
+def test_staging_a_head_dlsa_cannot_stage_is_refused_by_name(name):
+    with pytest.raises(FeatltError, match=f"head '{name}' cannot be staged"):
+        make_head(name, stages=1)
+
+
+def test_stages_option_clones_the_named_head_per_stage(long_tail):
+    # make_head(name, stages=k): the registry builds the named head with the given parameters
+    # and DLSA clones it per stage with its own device, seed and epoch budget; the template
+    # itself stays unfitted and unchanged.
+    train, val, _ = long_tail
+    head = make_head("la_loss", stages=1, lr=0.01, tau=1.5, **FAST)
+    template = head.stage_head
+    assert isinstance(template, LinearHead) and template.get_params()["loss"] == "la"
+    before = template.get_params()
+    head.fit(train.X, train.y, X_val=val.X, y_val=val.y)
+    assert template.get_params() == before and not hasattr(template, "state_")
+    assert len(head.sub_heads_) == 2 and all(sub is not template for sub in head.sub_heads_)
+    for sub in head.sub_heads_:
+        params = sub.get_params()
+        assert (params["loss"], params["lr"], params["tau"]) == ("la", 0.01, 1.5)
+        assert (params["device"], params["max_epochs"]) == ("cpu", FAST["max_epochs"])
+    assert head.sub_heads_[0].random_state != head.sub_heads_[1].random_state
+    # Two heads built by the registry never share a stage head (set_params on one is local).
+    a, b = make_head("dlsa"), make_head("dlsa")
+    a.set_params(stage_head__lr=0.5)
+    assert b.stage_head.lr != 0.5 and a.stage_head is not b.stage_head
+
+
+def test_dlsa_head_saved_with_a_family_name_loads_with_identical_predictions(long_tail, tmp_path):
+    # A DLSA head saved before the stage head became an estimator recorded the family's name
+    # (final_head, head_params); it loads, with that family as its stage_head, and predicts the
+    # same (the fitted stage heads are saved in full).
+    train, val, test = long_tail
+    head = make_head("la_loss", stages=1, lr=0.01, **FAST).fit(train.X, train.y)
+    save_head(head, tmp_path / "dlsa")
+    path = tmp_path / "dlsa" / "head.json"
+    document = json.loads(path.read_text())
+    assert document["head"]["estimators"]["stage_head"]["class"] == "LinearHead"
+    del document["head"]["estimators"]
+    document["head"]["params"].update(final_head="la_loss", head_params={"lr": 0.01})
+    path.write_text(json.dumps(seal(document, SEAL_KEY)))
+    loaded, _ = load_head(tmp_path / "dlsa")
+    assert loaded.stage_head.get_params() == make_head("la_loss", lr=0.01).get_params()
+    np.testing.assert_array_equal(loaded.logits(test.X), head.logits(test.X))
 
 
 def test_class_smaller_than_its_subclasses_stays_whole_and_is_reported(modes):

@@ -12,6 +12,9 @@ import pytest
 from sklearn.utils.estimator_checks import check_classifiers_train, parametrize_with_checks
 
 from featlt.heads import LWS, CosineHead, LDAMDRWHead, LinearHead, NCMHead, PostHocLA, TauNorm
+from featlt.heads.cibl import CIBLHead
+from featlt.heads.cws import CWSHead
+from featlt.heads.dlsa import DLSAHead
 from featlt.heads.registry import HEADS as REGISTRY
 from featlt.heads.selection import runtime_params
 
@@ -34,6 +37,12 @@ HEADS = [
     TauNorm(LinearHead(**FAST), tau=1.0),
     LWS(LinearHead(**FAST), max_epochs=1, device="cpu"),
     PostHocLA(LinearHead(**FAST), tau=1.0),
+    # Small stages (min_stage_rows=2, 5 rows per router component), so the checks' small sets
+    # (often 20-40 rows) run through a peeling stage and not only the final head.
+    DLSAHead(LinearHead(loss="balanced_softmax", lr=0.05), depth=1, min_stage_rows=2,
+             points_per_cluster=5, max_epochs=1, device="cpu"),
+    CWSHead(**FAST),
+    CIBLHead(hidden=8, **FAST),
 ]
 
 

@@ -10,12 +10,12 @@ regions are dominated by head classes, so what remains is progressively more bal
    max_clusters)``), on standardised features. Rows with ``log p(z)`` at or above the
    ``(1 - rho)`` quantile of the active training rows are peeled; the threshold is kept and
    applied unchanged to validation and test rows.
-2. Cluster-aided head: a head of the ``final_head`` family on ``[z ; P_k(z)]``, where ``P_k`` is
+2. Cluster-aided head: a clone of ``stage_head`` on ``[z ; P_k(z)]``, where ``P_k`` is
    the class histogram of the peeled training rows of the row's most likely component ``k``.
    On train the histogram is computed **leave-one-out** (the row's own label removed), so the
    head cannot learn to copy the label; a component with no other peeled row gives the stage's
    class shares.
-3. After ``depth`` stages a final head of the same family takes the remaining rows, with the
+3. After ``depth`` stages a final clone of ``stage_head`` takes the remaining rows, with the
    stage-local class counts as its prior (heads that use a prior count it from their labels).
 4. Routing prior [featlt's correction]: a stage head trained with the stage-local prior removed
    estimates ``log p(z | c, stage s)``; what a balanced test needs is ``log p(z | c) =
@@ -44,28 +44,58 @@ from featlt import __version__
 from featlt.errors import FeatltError
 from featlt.heads.base import (
     BaseHead,
+    HeadInputError,
     check_features,
 )
-from featlt.heads.linear import LOSSES, prior_removed
+from featlt.heads.linear import LOSSES, LinearHead, prior_removed
 from featlt.heads.trainable import param_error
 
 ABSENT_MARGIN = 50.0  # logit gap below the row minimum for a class a stage never saw
 STAGE_FEATURES = ("z", "P_k")
 
 
+def default_stage_head() -> LinearHead:
+    """DLSA's stage head when none is given: a linear Balanced Softmax head."""
+    return LinearHead(loss="balanced_softmax")
+
+
+def stage_family_problem(estimator: Any) -> str | None:
+    """Why ``estimator`` cannot be DLSA's stage head, or None.
+
+    A stage head must be a trainable featlt head (it early-stops on the validation rows routed
+    to its stage) trained with a ``loss`` of ce, la or balanced_softmax, so that how much of its
+    training prior its logits remove (:func:`~featlt.heads.linear.prior_removed`) is known.
+    Post-hoc wrappers (a ``base``), LDAM-DRW (margins + deferred re-weighting, no ``loss``) and
+    CIBL (cosine + contrast, no ``loss``) are refused.
+    """
+    if not isinstance(estimator, BaseHead):
+        return f"a featlt head estimator, not {type(estimator).__name__}"
+    params = estimator.get_params(deep=False)
+    if "base" in params:
+        return f"{type(estimator).__name__} is a post-hoc wrapper, not a trainable head"
+    if "early_stopping" not in params or params.get("loss") not in LOSSES:
+        return (f"{type(estimator).__name__} has no loss of {', '.join(LOSSES)} (its prior "
+                "removal is unknown)")
+    return None
+
+
 class DLSAHead(BaseHead):
     """Balanced label-space stages over a head family [code + reconstruction].
 
     Parameters:
+        stage_head: the unfitted head every stage clones (``sklearn.base.clone``, as the
+            post-hoc wrappers do with ``base``): a trainable head with a ``loss`` of ce, la or
+            balanced_softmax (its prior removal must be known), e.g. ``LinearHead(loss="la")``.
+            None: ``LinearHead(loss="balanced_softmax")``. Its own ``device``,
+            ``random_state`` and (when ``max_epochs`` is set) ``max_epochs`` are replaced by
+            this head's, one seed per stage.
         rho: share of the active training rows peeled at each stage, in (0, 1).
         depth: number of peeling stages (0: the final head alone).
-        final_head: registry name of the head family of every stage (a trainable head with a
-            ``loss`` of ce, la or balanced_softmax: its prior removal must be known).
         routing_prior: add ``tau_eff * log r_{c,s}`` to each stage's logits (step 4).
-        head_params: constructor parameters for every stage's head (e.g. ``{"lr": 1e-3}``).
         points_per_cluster, max_clusters: the router's ``K = clip(N / points_per_cluster, C,
             max_clusters)``.
         prior_strength: pseudo-samples shrinking each component's variance to the global one.
+        min_stage_rows: the fewest rows a stage may leave on either side.
         max_epochs: overrides the stage heads' epoch budget when set.
         class_counts: per-class counts for ``class_counts_`` (the stages use their own counts).
         device, random_state, temperature: as for the other heads.
@@ -77,10 +107,9 @@ class DLSAHead(BaseHead):
 
     def __init__(
         self,
+        stage_head: Any = None,
         rho: float = 0.3,
         depth: int = 1,
-        final_head: str = "balanced_softmax",
-        head_params: dict[str, Any] | None = None,
         routing_prior: bool = True,
         points_per_cluster: int = 100,
         max_clusters: int = 256,
@@ -92,10 +121,9 @@ class DLSAHead(BaseHead):
         device: str = "auto",
         random_state: int | None = 0,
     ):
+        self.stage_head = stage_head
         self.rho = rho
         self.depth = depth
-        self.final_head = final_head
-        self.head_params = head_params
         self.routing_prior = routing_prior
         self.points_per_cluster = points_per_cluster
         self.max_clusters = max_clusters
@@ -112,57 +140,87 @@ class DLSAHead(BaseHead):
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
         checks = [
-            ("rho", isinstance(self.rho, (int, float)) and 0 < self.rho < 1,
+            ("rho", isinstance(self.rho, (int, float, np.floating)) and 0 < self.rho < 1,
              "a float in (0, 1) (the share peeled per stage)"),
             ("depth", is_int(self.depth) and self.depth >= 0, "an int >= 0"),
             ("points_per_cluster", is_int(self.points_per_cluster)
              and self.points_per_cluster >= 1, "an int >= 1"),
             ("max_clusters", is_int(self.max_clusters) and self.max_clusters >= 1,
              "an int >= 1"),
-            ("prior_strength", isinstance(self.prior_strength, (int, float))
+            ("prior_strength", isinstance(self.prior_strength, (int, float, np.floating))
              and self.prior_strength >= 0, "a float >= 0"),
             ("min_stage_rows", is_int(self.min_stage_rows) and self.min_stage_rows >= 2,
              "an int >= 2"),
+            ("max_epochs", self.max_epochs is None or (is_int(self.max_epochs)
+                                                       and self.max_epochs >= 1),
+             "None or an int >= 1"),
         ]
         for name, ok, rule in checks:
             if not ok:
                 raise param_error(self, name, rule, getattr(self, name))
-        from featlt.heads.registry import head_spec
-
-        spec = head_spec(self.final_head)
-        params = spec.build().get_params()
-        if spec.base is not None or "early_stopping" not in params or params.get(
-                "loss") not in LOSSES:
-            raise param_error(self, "final_head", "the name of a trainable head trained with "
-                              f"a loss of {', '.join(LOSSES)} (e.g. balanced_softmax, la_loss, "
-                              "linear, crt, mlp_la)", self.final_head)
+        if self.stage_head is not None:
+            problem = stage_family_problem(self.stage_head)
+            if problem is not None:
+                raise param_error(
+                    self, "stage_head", "a trainable head trained with a loss of "
+                    f"{', '.join(LOSSES)} (e.g. LinearHead(loss='balanced_softmax'), "
+                    f"LinearHead(loss='la'), CWSHead()): {problem}", self.stage_head)
 
     def _stage_head(self, seed: int) -> BaseHead:
-        from featlt.heads.registry import make_head
+        """A fresh, unfitted clone of ``stage_head`` with this head's runtime settings."""
+        from sklearn.base import clone
 
-        params = dict(self.head_params or {})
-        params.update(device=self.device, random_state=seed)
+        template = self.stage_head if self.stage_head is not None else default_stage_head()
+        head = clone(template)
+        params: dict[str, Any] = {"device": self.device, "random_state": seed}
         if self.max_epochs is not None:
             params["max_epochs"] = self.max_epochs
-        return make_head(self.final_head, **params)
+        return head.set_params(**params)
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None, X_val: Any = None,
             y_val: Any = None) -> DLSAHead:
         """Fit the router and the stage heads on ``X`` (n, D), ``y`` (n,); the stage heads
-        early-stop on the validation rows routed to them (or carve their own without X_val)."""
+        early-stop on the validation rows ``X_val`` (m, D), ``y_val`` (m,) routed to them (or
+        carve their own without them).
+
+        ``sample_weight`` (n,) weighs the stage heads' losses. Rows of weight 0 are left out
+        of the whole fit (router included), so they change nothing; the router's k-means and
+        peeling quantile count the other rows once each, whatever their weight.
+        """
         from featlt.heads.dlsa_router import fit_stages
 
         self._check_params()
         X, y_index, weights = self._start_fit(X, y, sample_weight)
-        val = None
-        if X_val is not None and y_val is not None:
-            Xv = check_features(self, X_val, reset=False, what="X_val")
-            yv = np.searchsorted(self.classes_, np.asarray(y_val).reshape(-1))
-            val = (Xv, yv)
+        val = self._check_val(X_val, y_val)
+        kept = weights > 0
+        if not kept.all():
+            X, y_index, weights = X[kept], y_index[kept], weights[kept]
         seed = 0 if self.random_state is None else int(self.random_state)
         fitted = fit_stages(self, X, y_index, weights, val, seed)
         self.router_state_, self.sub_heads_, self.stages_ = fitted
         return self
+
+    def _check_val(self, X_val: Any, y_val: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """Validation rows as ``(X_val (m, D) float64, y_val (m,) class indices)``, or None."""
+        if X_val is None and y_val is None:
+            return None
+        if X_val is None or y_val is None:
+            raise HeadInputError(f"{type(self).__name__}.fit: pass both X_val and y_val, or "
+                                 "neither")
+        Xv = check_features(self, X_val, reset=False, what="X_val")
+        yv = np.asarray(y_val).reshape(-1)
+        if yv.shape[0] != Xv.shape[0] or yv.shape[0] == 0:
+            raise HeadInputError(
+                f"validation data for {type(self).__name__}: X_val has {Xv.shape[0]} rows and "
+                f"y_val {yv.shape[0]}; pass one label per row and at least one row"
+            )
+        unknown = np.setdiff1d(yv, self.classes_)
+        if unknown.size:
+            raise HeadInputError(
+                f"y_val for {type(self).__name__}: labels {unknown[:5].tolist()} do not occur "
+                "in the training labels; validate on the training classes only"
+            )
+        return Xv, np.searchsorted(self.classes_, yv)
 
     def route(self, X: Any) -> np.ndarray:
         """Stage of every row of ``X`` (n, D): (n,) int64, ``len(sub_heads_) - 1`` = final."""

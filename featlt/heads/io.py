@@ -179,12 +179,81 @@ def _resolve(value: Any, tensors: dict[str, np.ndarray], plain: bool) -> Any:
     return to_jsonable(array) if plain else array
 
 
+def _describe(estimator: BaseHead) -> dict[str, Any]:
+    """The JSON description of an unfitted estimator parameter (DLSA's ``stage_head``):
+    ``{"class", "params"}``, estimator-valued parameters nested under ``"estimators"``."""
+    params = estimator.get_params(deep=False)
+    nested = {k: _describe(v) for k, v in params.items() if isinstance(v, BaseHead)}
+    description: dict[str, Any] = {
+        "class": type(estimator).__name__,
+        "params": to_jsonable({k: v for k, v in params.items() if k not in nested}),
+    }
+    if nested:
+        description["estimators"] = nested
+    return description
+
+
+def _build(description: dict[str, Any]) -> BaseHead:
+    """The unfitted estimator :func:`_describe` described."""
+    cls = _head_class(description)
+    params = dict(description["params"])
+    params.update({k: _build(v) for k, v in description.get("estimators", {}).items()})
+    return _construct(cls, description["class"], params)
+
+
+def _head_class(config: dict[str, Any]) -> Any:
+    from featlt.heads.registry import HEAD_CLASSES
+
+    cls = HEAD_CLASSES.get(config.get("class", ""))
+    if cls is None:
+        raise FeatltError(
+            f"saved head class {config.get('class')!r}: unknown to featlt {__version__}; "
+            "re-fit the head with this version"
+        )
+    return cls
+
+
+def _construct(cls: Any, name: str, params: dict[str, Any]) -> BaseHead:
+    try:
+        return cls(**params)
+    except TypeError as err:
+        raise FeatltError(
+            f"saved head class {name}: its parameters do not match featlt "
+            f"{__version__} ({err}); re-fit the head with this version"
+        ) from err
+
+
+def _upgrade_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters saved by an older featlt in today's form.
+
+    A DLSAHead saved before issue 17 named its stage family (``final_head``, a registry name,
+    with ``head_params``); it now takes the head itself (``stage_head``), built here from the
+    name as the registry builds it. The fitted stage heads are
+    saved in full, so predictions do not depend on this; ``stage_head`` only matters to a re-fit.
+    """
+    if name != "DLSAHead" or "final_head" not in params:
+        return params
+    from featlt.heads.registry import head_spec
+
+    params = dict(params)
+    family = params.pop("final_head")
+    params["stage_head"] = head_spec(family).build(**(params.pop("head_params", None) or {}))
+    return params
+
+
 def _export(head: BaseHead, prefix: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Collect ``head``'s fitted arrays into ``tensors``; return its JSON description."""
+    """Collect ``head``'s fitted arrays into ``tensors``; return its JSON description.
+
+    An unfitted estimator parameter (DLSA's ``stage_head``) is described under
+    ``"estimators"``; a fitted ``base`` (post-hoc wrappers) is exported in full under ``"base"``.
+    """
     params = head.get_params(deep=False)
+    estimators = {k: _describe(v) for k, v in params.items()
+                  if k != "base" and isinstance(v, BaseHead)}
     config: dict[str, Any] = {
         "class": type(head).__name__,
-        "params": to_jsonable({k: v for k, v in params.items() if k != "base"}),
+        "params": to_jsonable({k: v for k, v in params.items()
+                               if k != "base" and k not in estimators}),
         "classes": to_jsonable(np.asarray(head.classes_)),
         "fitted": {k: to_jsonable(getattr(head, k)) for k in SCALAR_ATTRS if hasattr(head, k)},
         "dicts": [attr for attr in DICT_ATTRS if hasattr(head, attr)],
@@ -195,6 +264,8 @@ def _export(head: BaseHead, prefix: str, tensors: dict[str, np.ndarray]) -> dict
     for attr in DICT_ATTRS:
         for key, value in getattr(head, attr, {}).items():
             tensors[f"{prefix}{attr}.{key}"] = np.ascontiguousarray(value)
+    if estimators:
+        config["estimators"] = estimators
     if "base" in params:
         config["base"] = _export(head.base_, f"{prefix}base.", tensors)  # type: ignore[attr-defined]
     if hasattr(head, "sub_heads_"):  # composite heads (DLSA stages): one nested head each
@@ -204,25 +275,13 @@ def _export(head: BaseHead, prefix: str, tensors: dict[str, np.ndarray]) -> dict
 
 
 def _restore(config: dict[str, Any], prefix: str, tensors: dict[str, np.ndarray]) -> BaseHead:
-    from featlt.heads.registry import HEAD_CLASSES
-
-    cls = HEAD_CLASSES.get(config.get("class", ""))
-    if cls is None:
-        raise FeatltError(
-            f"saved head class {config.get('class')!r}: unknown to featlt {__version__}; "
-            "re-fit the head with this version"
-        )
-    params = dict(config["params"])
+    cls = _head_class(config)
+    params = _upgrade_params(config["class"], dict(config["params"]))
+    params.update({k: _build(v) for k, v in config.get("estimators", {}).items()})
     base = _restore(config["base"], f"{prefix}base.", tensors) if "base" in config else None
     if "base" in config:
         params["base"] = base
-    try:
-        head = cls(**params)
-    except TypeError as err:
-        raise FeatltError(
-            f"saved head class {config['class']}: its parameters do not match featlt "
-            f"{__version__} ({err}); re-fit the head with this version"
-        ) from err
+    head = _construct(cls, config["class"], params)
     head.classes_ = np.asarray(config["classes"])
     for key, value in config["fitted"].items():
         setattr(head, key, value)

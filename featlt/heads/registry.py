@@ -16,7 +16,7 @@ from featlt.heads.base import BaseHead
 from featlt.heads.cibl import CIBLHead
 from featlt.heads.cosine import CosineHead
 from featlt.heads.cws import CWSHead
-from featlt.heads.dlsa import DLSAHead
+from featlt.heads.dlsa import DLSAHead, stage_family_problem
 from featlt.heads.ldam import LDAMDRWHead
 from featlt.heads.linear import LinearHead
 from featlt.heads.ncm import NCMHead
@@ -40,7 +40,13 @@ class HeadSpec:
     base: str | None = None  # post-hoc wrappers: the registry name of the base head
 
     def build(self, **params: Any) -> BaseHead:
-        return self.cls(**{**self.defaults, **params})
+        """A new head of the recipe; estimator-valued defaults (DLSA's ``stage_head``) are
+        cloned, so no two built heads share one."""
+        from sklearn.base import BaseEstimator, clone
+
+        defaults = {k: clone(v) if isinstance(v, BaseEstimator) else v
+                    for k, v in self.defaults.items()}
+        return self.cls(**{**defaults, **params})
 
 
 HEADS: dict[str, HeadSpec] = {
@@ -77,7 +83,7 @@ HEADS: dict[str, HeadSpec] = {
                  "code: Kang et al. 2020", {"lr": (0.01, 0.1)}, base="linear"),
         HeadSpec("posthoc_la", PostHocLA, {}, "plain linear head, post-hoc f - tau log pi",
                  "paper+code: Menon et al. 2021", {"tau": TAU_GRID}, base="linear"),
-        HeadSpec("dlsa", DLSAHead, {},
+        HeadSpec("dlsa", DLSAHead, {"stage_head": LinearHead(loss="balanced_softmax")},
                  "DLSA stages: density router peels the densest rho per stage to cluster-aided "
                  "Balanced Softmax heads (leave-one-out histograms); a final head takes the rest",
                  "code (staging, cluster-aided head): Xu et al. 2022; router and leave-one-out "
@@ -113,14 +119,25 @@ def make_head(name: str, stages: int | None = None, **params: Any) -> BaseHead:
     """Build the named head; ``params`` override its recipe's defaults (e.g. ``lr=0.01``).
 
     ``stages=k`` wraps a trainable head in DLSA's balanced label-space stages: ``k`` peeling
-    stages of cluster-aided heads of that family and a final one (``params`` go to every stage
-    head; ``stages=0`` is the head alone, trained like a DLSA final head).
+    stages of cluster-aided heads of that family and a final one. The named head, built with
+    ``params``, is the :class:`DLSAHead`'s ``stage_head`` (cloned per stage); ``device``,
+    ``random_state`` and ``max_epochs`` go to the DLSA head, which passes them to every stage.
+    ``stages=0`` is the head alone, trained like a DLSA final head. A head whose family DLSA
+    cannot stage (post-hoc wrappers, LDAM-DRW, CIBL, NCM) is refused by name.
     """
+    spec = head_spec(name)
     if stages is None:
-        return head_spec(name).build(**params)
-    head_spec(name)
+        return spec.build(**params)
     runtime = {k: params.pop(k) for k in ("device", "random_state", "max_epochs") if k in params}
-    return DLSAHead(final_head=name, depth=stages, head_params=params, **runtime)
+    stage_head = spec.build(**params)
+    problem = stage_family_problem(stage_head) if spec.base is None else "a post-hoc wrapper"
+    if problem is not None:
+        raise FeatltError(
+            f"head '{name}' cannot be staged (stages={stages}): {problem}; stage a trainable "
+            "head trained with a loss of ce, la or balanced_softmax (e.g. balanced_softmax, "
+            "la_loss, linear, crt, mlp_la, cws)"
+        )
+    return DLSAHead(stage_head=stage_head, depth=stages, **runtime)
 
 
 HEAD_CLASSES: dict[str, Callable[..., BaseHead]] = {
