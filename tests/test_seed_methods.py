@@ -390,7 +390,7 @@ def test_dlsa_head_saved_with_a_family_name_loads_with_identical_predictions(lon
     # A DLSA head saved before the stage head became an estimator recorded the family's name
     # (final_head, head_params); it loads, with that family as its stage_head, and predicts the
     # same (the fitted stage heads are saved in full).
-    train, val, test = long_tail
+    train, _, test = long_tail
     head = make_head("la_loss", stages=1, lr=0.01, **FAST).fit(train.X, train.y)
     save_head(head, tmp_path / "dlsa")
     path = tmp_path / "dlsa" / "head.json"
