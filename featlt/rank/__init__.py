@@ -2,12 +2,16 @@
 
 One module per job:
 
+- :mod:`featlt.rank.model` — the data model (settings, inputs, rows, score columns, sort order);
+  a leaf: it imports no other ``featlt.rank`` module;
 - :mod:`featlt.rank.inputs` — open the files, refuse different datasets, say duplicates once;
 - :mod:`featlt.rank.formula` — featlt's long-tail-aware score from a separability report;
 - :mod:`featlt.rank.scoring` — cheap mode: the report, SFDA and featlt's score of one file;
 - :mod:`featlt.rank.measured` — full mode: fit (or reuse) the heads, the best validation-selected
   head's test predictions;
-- :mod:`featlt.rank.bootstrap` — paired bootstrap of per-class recall over test images;
+- :mod:`featlt.rank.paired` — the measured heads' recall on the shared test images, resampled
+  by the one bootstrap (:mod:`featlt.evaluation.bootstrap`);
+- :mod:`featlt.rank.quality` — scores missing on a file or saturated (equal on every file);
 - :mod:`featlt.rank.validation` — ties, Kendall tau-b, weighted tau, intervals, top-1 regret;
 - :mod:`featlt.rank.validate_rows` — every score validated against the measured ranking;
 - :mod:`featlt.rank.recommend` — the closing sentence: backbone, head, how sure;
