@@ -9,6 +9,9 @@ The modules of this package:
 - ``gaussian``: PCA, GBC (Pandy et al. 2022), Bhattacharyya overlaps;
 - ``sfda``: SFDA (Shao et al. 2022), a comparator of ``featlt rank``;
 - ``neighbours``: stratified kNN and NCM balanced accuracy, kNN confusion;
+- ``ridge_probe``: the class-balanced ridge probe scored by exact leave-one-out predictions over
+  a grid of ridge strengths (a candidate of issue 17; its k-fold trained-head sibling is
+  :mod:`featlt.rank.cv_head_score`, since this package may not import the heads);
 - ``clustering``: purity and NMI of a global k-means;
 - ``bins``: class x class values reduced to shot-group x shot-group matrices.
 
