@@ -329,6 +329,26 @@ def test_dlsa_rejects_bad_options_by_name(long_tail, params, name):
         DLSAHead(**params).fit(train.X, train.y)
 
 
+def test_dlsa_modules_do_not_import_the_registry():
+    # The registry builds DLSA heads (make_head("dlsa"), stages=k); DLSA takes its stage head as
+    # an estimator, so neither DLSA module imports the registry, at the top or in a function.
+    import ast
+    import inspect
+
+    import featlt.heads.dlsa
+    import featlt.heads.dlsa_router
+
+    for module in (featlt.heads.dlsa, featlt.heads.dlsa_router):
+        imported = set()
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.ImportFrom):
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+        assert "numpy" in imported and "featlt.heads.base" in imported  # the walk sees imports
+        assert not {name for name in imported if name and "registry" in name}, module.__name__
+
+
 def test_dlsa_rows_of_weight_zero_change_nothing(long_tail):
     # Zero-weight rows are left out of the router too (k-means, peeling quantile, histograms),
     # so adding far-away rows of weight 0 gives exactly the head fitted without them.
