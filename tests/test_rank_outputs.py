@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -122,13 +123,19 @@ def test_a_file_without_the_sorting_score_ranks_last_and_is_not_recommended(stor
 
 def test_a_score_equal_on_every_file_is_flagged_and_not_ranked_on_silently(stores, monkeypatch):
     _patch_scores(monkeypatch, {label: {"sfda": 1.0} for label in ("b1.5", "b3", "b5")})
+    monkeypatch.setattr(ranking, "static_baselines", lambda provenance: SimpleNamespace(
+        params=3.4e6, imagenet_top1=None, source="one architecture, as in the quick demo"))
     text = _run(*stores, *FAST).output
     header = next(line for line in text.splitlines() if line.lstrip().startswith("#"))
     assert "SFDA*" in header.split() and "LogME*" not in header.split()
+    # "params(M)*" is wider than a cell: its column widens, and every row stays aligned
+    assert "params(M)*" in header.split()
+    assert {len(line) for line in text.splitlines() if line[:2].strip().isdigit()} == {
+        len(header)}
     assert "note: SFDA*: the same on every file (1; saturated on this data): uninformative " \
            "here, it cannot separate these backbones, not used to rank" in text
     document = json.loads(_run(*stores, *FAST, "--json").stdout)
-    assert document["saturated"] == ["sfda"]
+    assert document["saturated"] == ["params", "sfda"]
     assert [row["scores"]["sfda"] for row in document["rows"]] == [1.0, 1.0, 1.0]
     # asked to sort by it: it still does, and says plainly that it cannot separate the files
     by_sfda = json.loads(_run(*stores, *FAST, "--json", "--by", "sfda").stdout)

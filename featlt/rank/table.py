@@ -50,9 +50,11 @@ def _tau(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _cells(values: list[str], width: int = SCORE_WIDTH) -> str:
-    """Fixed-width right-aligned cells, each preceded by a space."""
-    return "".join(f" {value:>{width}}" for value in values)
+def _cells(values: list[str], widths: list[int] | None = None) -> str:
+    """Fixed-width right-aligned cells (``widths``, default :data:`SCORE_WIDTH` each), each
+    preceded by a space."""
+    widths = widths or [SCORE_WIDTH] * len(values)
+    return "".join(f" {value:>{w}}" for value, w in zip(values, widths, strict=True))
 
 
 def ranking_text(document: dict[str, Any]) -> str:
@@ -68,14 +70,15 @@ def ranking_text(document: dict[str, Any]) -> str:
     width = max(len("backbone"), *(len(r["label"]) for r in rows))
     full = any(r["measured"] for r in rows)
     saturated = set(document.get("saturated", ()))  # same on every file: flagged with *
-    header = f"{'#':>2} {'backbone':<{width}}" + _cells(
-        [SHORT[c] + ("*" if c in saturated else "") for c in SCORE_COLUMNS])
+    names = [SHORT[c] + ("*" if c in saturated else "") for c in SCORE_COLUMNS]
+    widths = [max(SCORE_WIDTH, len(name)) for name in names]  # "params(M)*" is one wider
+    header = f"{'#':>2} {'backbone':<{width}}" + _cells(names, widths)
     if full:
         header += f"  {'best head':<{HEAD_WIDTH}} {'bal.acc':>7} {'tail':>7}"
     lines = [f"ranking by {document['config']['by']} (every score: higher is better)", header]
     for rank, row in enumerate(rows, 1):
         line = f"{rank:>2} {row['label']:<{width}}" + _cells(
-            [_fmt(c, row["scores"].get(c)) for c in SCORE_COLUMNS])
+            [_fmt(c, row["scores"].get(c)) for c in SCORE_COLUMNS], widths)
         measured = row["measured"]
         if measured:
             line += (f"  {measured['head']:<{HEAD_WIDTH}} "
