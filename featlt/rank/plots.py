@@ -8,6 +8,7 @@ score) per backbone as horizontal bars.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,11 @@ def write_ranking_plot(document: dict[str, Any], path: Path) -> Path:
     else:
         by = document["config"]["by"]
         fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.5))
-        values = [r["scores"].get(by) or 0.0 for r in rows][::-1]
-        ax.barh([r["label"] for r in rows][::-1], values, color="tab:blue")
+        # a missing score draws no bar (never a bar of 0) and says so in its label
+        values = [math.nan if r["scores"].get(by) is None else r["scores"][by] for r in rows]
+        labels = [r["label"] + (" (missing)" if r["scores"].get(by) is None else "")
+                  for r in rows]
+        ax.barh(labels[::-1], values[::-1], color="tab:blue")
         ax.set_xlabel(f"{SHORT.get(by, by)} (higher is better)")
         ax.set_title("featlt rank (cheap mode: scores only)")
         fig.tight_layout()
