@@ -25,9 +25,19 @@ from featlt.errors import FeatltError
 KIND = "featlt.rank"
 #: 2: every score is null (never 0) where undefined, and ``missing`` / ``saturated`` say which.
 VERSION = 2
-#: The ranked scores, in table order: featlt's, then the comparators (every one: higher is better).
-SCORE_COLUMNS: tuple[str, ...] = ("featlt", "logme", "gbc", "sfda", "knn", "ncm", "params",
-                                  "imagenet_top1")
+#: The scores every ranking computes, in table order: featlt's, then the comparators.
+BASE_SCORES: tuple[str, ...] = ("featlt", "logme", "gbc", "sfda", "knn", "ncm", "params",
+                                "imagenet_top1")
+#: Issue 17's candidate scores (docs/methods.md, "Candidate probe scores"): ``logme_ncm`` (from
+#: the other scores of every ranked file, always computed), then the opt-in ones.
+CANDIDATE_SCORES: tuple[str, ...] = ("logme_ncm", "ridge", "ridge_tail", "cv_la")
+#: Opt-in scores (``featlt rank --with NAME``): NAME -> the columns it adds. A column not asked
+#: for is absent from the rows (not null), and sorting by it is refused.
+OPTIONAL_SCORES: dict[str, tuple[str, ...]] = {"ridge": ("ridge", "ridge_tail"),
+                                               "cv_la": ("cv_la",)}
+#: Every score a ranking may hold, in table order (every one: higher is better); a ranking shows
+#: the ones it computed.
+SCORE_COLUMNS: tuple[str, ...] = BASE_SCORES + CANDIDATE_SCORES
 STATIC = ("params", "imagenet_top1")
 
 

@@ -2,7 +2,8 @@
 
 Full mode: one panel per score, the score (x) against the measured balanced accuracy of each
 backbone's best validation-selected head (y, with its 95% interval), one labelled point per
-backbone, Kendall tau-b in the title when validated. Cheap mode: featlt's score (or the sorting
+backbone, Kendall tau-b in the title when validated; every score the ranking computed (an opt-in
+score not asked for has no panel). Cheap mode: featlt's score (or the sorting
 score) per backbone as horizontal bars.
 """
 
@@ -12,8 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from featlt.rank.model import SCORE_COLUMNS
-from featlt.rank.table import SHORT
+from featlt.rank.table import SHORT, score_columns
 
 
 def write_ranking_plot(document: dict[str, Any], path: Path) -> Path:
@@ -44,12 +44,13 @@ def write_ranking_plot(document: dict[str, Any], path: Path) -> Path:
 def _scatter(plt: Any, document: dict[str, Any]) -> Any:
     rows = document["rows"]
     validation = document.get("validation", {}).get("scores", {})
+    columns = score_columns(rows)
     n_cols = 4
-    n_rows = -(-len(SCORE_COLUMNS) // n_cols)
+    n_rows = -(-len(columns) // n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(4 * n_cols, 3.4 * n_rows), squeeze=False)
     measured = [r["measured"]["balanced_accuracy"] for r in rows]
     errors = [_error(r["measured"]) for r in rows]
-    for ax, name in zip(axes.ravel(), SCORE_COLUMNS, strict=False):
+    for ax, name in zip(axes.ravel(), columns, strict=False):
         scale = 1e-6 if name == "params" else 1.0  # the column is in millions
         points = [(None if r["scores"].get(name) is None else r["scores"][name] * scale, m, e, r)
                   for r, m, e in zip(rows, measured, errors, strict=True)]
@@ -65,7 +66,7 @@ def _scatter(plt: Any, document: dict[str, Any]) -> Any:
         ax.set_title(title + (f", {missing} absent" if missing else ""), fontsize=9)
         ax.set_xlabel(SHORT[name], fontsize=8)
         ax.set_ylabel("measured balanced accuracy", fontsize=8)
-    for ax in axes.ravel()[len(SCORE_COLUMNS):]:
+    for ax in axes.ravel()[len(columns):]:
         ax.set_visible(False)
     fig.suptitle("each score vs measured balanced accuracy (blue: pretrained, red: not)")
     fig.tight_layout()

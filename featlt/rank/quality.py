@@ -19,16 +19,20 @@ from featlt.rank.model import SCORE_COLUMNS, RankedFile
 
 #: Column names in notes (the table's short names live in :mod:`featlt.rank.table`).
 NAMES = {"featlt": "featlt", "logme": "LogME", "gbc": "GBC", "sfda": "SFDA", "knn": "kNN",
-         "ncm": "NCM", "params": "parameter count", "imagenet_top1": "ImageNet top-1"}
+         "ncm": "NCM", "params": "parameter count", "imagenet_top1": "ImageNet top-1",
+         "logme_ncm": "LogME+NCM rank average", "ridge": "ridge probe",
+         "ridge_tail": "ridge probe tail third", "cv_la": "cv logit-adjusted head"}
 #: Two values this close are "the same" (float noise of one computation, not a difference).
 REL_TOL, ABS_TOL = 1e-9, 1e-12
 
 
 def missing_scores(rows: list[RankedFile]) -> dict[str, list[str]]:
-    """``{score: [labels of the files where it is undefined]}`` for the ranked scores."""
+    """``{score: [labels of the files where it is undefined]}`` for the ranked scores (an opt-in
+    score not asked for is absent from every row, not missing)."""
     out: dict[str, list[str]] = {}
     for score in SCORE_COLUMNS:
-        labels = [row.entry.label for row in rows if row.scores.get(score) is None]
+        labels = [row.entry.label for row in rows
+                  if score in row.scores and row.scores[score] is None]
         if labels:
             out[score] = labels
     return out

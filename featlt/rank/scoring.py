@@ -4,44 +4,89 @@ The separability report (:func:`featlt.separability.evaluate.evaluate_separabili
 kNN and NCM balanced accuracy, LogME, class-balanced LogME and GBC with their per-class values;
 SFDA (:mod:`featlt.separability.scores.sfda`) is added on the same rows; featlt's long-tail-aware
 score is computed from the report (:mod:`featlt.rank.formula`). The test split is never read.
+
+Issue 17's candidate scores (docs/methods.md, "Candidate probe scores"):
+
+- opt-in, per file (``optional``, ``featlt rank --with NAME``): ``ridge`` / ``ridge_tail``, the
+  class-balanced ridge probe's best leave-one-out balanced accuracy and its tail-third recall
+  (:mod:`featlt.separability.scores.ridge_probe`), and ``cv_la``, the 5-fold cross-validated
+  logit-adjusted linear head's balanced accuracy (:mod:`featlt.rank.cv_head_score`), both on the
+  view's training rows; a score not asked for is absent from the scores (not None);
+- relative to the ranked files (:func:`add_relative_scores`, once every file is scored):
+  ``logme_ncm``, the mean of LogME's and NCM's ranks among the files (:func:`rank_average`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
+from featlt.errors import FeatltError
+from featlt.rank.cv_head_score import DEFAULT_FOLDS, cv_head_score
 from featlt.rank.formula import featlt_score
+from featlt.rank.model import OPTIONAL_SCORES, RankedFile
 from featlt.runtime import to_jsonable
+
+#: ``cv_la``'s fixed number of folds (a score's definition does not change with the run).
+CV_LA_FOLDS = DEFAULT_FOLDS
+#: The relative scores: column -> the two scores whose ranks among the files it averages.
+RANK_AVERAGES: dict[str, tuple[str, str]] = {"logme_ncm": ("logme", "ncm")}
 
 
 @dataclass(frozen=True)
 class FileScores:
     """The scores of one feature file."""
 
-    scores: dict[str, float | None]  # featlt, logme, gbc, sfda, knn, ncm, and the report's
-    report: dict[str, Any] = field(repr=False)  # the separability report (JSON form)
+    scores: dict[str, float | None]  # featlt, logme, gbc, sfda, knn, ncm, the report's, and
+    # the opt-in candidates asked for (absent when not asked for)
+    report: dict[str, Any] = field(repr=False)  # the separability report (JSON form), with
+    # "candidate_scores": each opt-in candidate's details and seconds
     seconds: float = 0.0
 
 
+def check_optional(optional: Sequence[str]) -> tuple[str, ...]:
+    """The opt-in score names, validated; unknown names are refused, listing the known ones."""
+    unknown = [name for name in optional if name not in OPTIONAL_SCORES]
+    if unknown:
+        raise FeatltError(f"--with {','.join(unknown)}: unknown optional score; use one of "
+                          f"{', '.join(OPTIONAL_SCORES)} (comma-separated or repeated)")
+    return tuple(dict.fromkeys(optional))
+
+
 def score_file(
-    path: Any, protocol: Any, separability_config: Any, device: str, threads: int | None
+    path: Any, protocol: Any, separability_config: Any, device: str, threads: int | None,
+    optional: Sequence[str] = (), seed: int = 0,
 ) -> FileScores:
-    """Scores of ``path`` under the index view ``protocol`` (training and validation rows)."""
+    """Scores of ``path`` under the index view ``protocol`` (training and validation rows).
+
+    Args:
+        optional: opt-in candidates to add (:data:`featlt.rank.model.OPTIONAL_SCORES` keys):
+            ``ridge`` adds ``ridge`` and ``ridge_tail``, ``cv_la`` adds ``cv_la``; both are
+            computed on the view's training rows (the rows of SFDA and the report's kNN / NCM).
+        seed: seeds ``cv_la``'s folds and heads.
+    Raises:
+        FeatltError: an unknown optional score; ``cv_la`` on a view with a class of fewer
+        training rows than its folds.
+    """
     from featlt.separability.evaluate import evaluate_store
     from featlt.separability.scores.sfda import sfda
 
+    optional = check_optional(optional)
     start = time.perf_counter()
     report = to_jsonable(evaluate_store(path, protocol, separability_config, device,
                                         threads).record())
     X, y = _training_rows(path, protocol)
     import threadpoolctl
 
+    n_classes = len(report["data"]["class_names"])
     with threadpoolctl.threadpool_limits(limits=threads):
-        sfda_score = sfda(X, y, len(report["data"]["class_names"])).score
+        sfda_score = sfda(X, y, n_classes).score
+        candidates, details = _optional_scores(X, y, report, optional, device, seed)
     raw = report["scores"]
     scores = {
         "featlt": featlt_score(report),
@@ -55,9 +100,93 @@ def score_file(
         "ncm_tail": raw["ncm_tail_recall"],
         "knn_val": raw["knn_balanced_accuracy_val"],
         "ncm_val": raw["ncm_balanced_accuracy_val"],
+        **candidates,
     }
+    if details:
+        report["candidate_scores"] = details
     return FileScores(scores=scores, report=report,
                       seconds=round(time.perf_counter() - start, 2))
+
+
+def _optional_scores(
+    X: np.ndarray, y: np.ndarray, report: dict[str, Any], optional: tuple[str, ...], device: str,
+    seed: int,
+) -> tuple[dict[str, float | None], dict[str, Any]]:
+    """The opt-in candidates on the training rows ``X`` (n, D), ``y`` (n,): their values and,
+    per name, what they chose and how long they took."""
+    from featlt.separability.scores.ridge_probe import ridge_probe
+
+    n_classes = len(report["data"]["class_names"])
+    scores: dict[str, float | None] = {}
+    details: dict[str, Any] = {}
+    if "ridge" in optional:
+        start = time.perf_counter()
+        ridge = ridge_probe(X, y, n_classes)
+        scores.update(ridge=ridge.balanced_accuracy, ridge_tail=ridge.tail_recall)
+        details["ridge"] = {
+            "balanced_accuracy": ridge.balanced_accuracy, "tail_recall": ridge.tail_recall,
+            "best_lambda": ridge.best_lambda, "at_grid_edge": ridge.at_grid_edge,
+            "excluded_classes": ridge.excluded_classes, "form": ridge.form, "rows": int(y.size),
+            "seconds": round(time.perf_counter() - start, 2)}
+    if "cv_la" in optional:
+        _check_cv_la_folds(y, n_classes, report["data"]["class_names"])
+        start = time.perf_counter()
+        cv = cv_head_score(X, y, n_classes, n_folds=CV_LA_FOLDS, seed=seed,
+                           device="cpu" if device == "auto" else device)
+        scores["cv_la"] = cv.balanced_accuracy
+        details["cv_la"] = {
+            "balanced_accuracy": cv.balanced_accuracy, "tail_recall": cv.tail_recall,
+            "fold_balanced_accuracies": cv.fold_balanced_accuracies.tolist(),
+            "n_folds": cv.n_folds, "seed": cv.seed, "rows": int(y.size),
+            "seconds": round(time.perf_counter() - start, 2)}
+    return scores, details
+
+
+def _check_cv_la_folds(y: np.ndarray, n_classes: int, names: Sequence[str]) -> None:
+    """Refuse ``cv_la`` when a class has fewer training rows than its folds (naming it)."""
+    counts = np.bincount(y, minlength=n_classes)
+    present = np.flatnonzero(counts)
+    short = present[counts[present] < CV_LA_FOLDS]
+    if short.size:
+        c = int(short[np.argmin(counts[short])])
+        raise FeatltError(
+            f"--with cv_la: class {c} ({names[c]}) has {int(counts[c])} training rows in this "
+            f"view, fewer than cv_la's {CV_LA_FOLDS} folds ({short.size} class(es) short; every "
+            f"class must be in every fold); drop --with cv_la, or use a view with at least "
+            f"{CV_LA_FOLDS} training rows in every class (e.g. a smaller --imbalance-factor)")
+
+
+def rank_average(columns: Sequence[Sequence[float | None]]) -> list[float | None]:
+    """The mean, per file, of its rank under each column (rank 1 the lowest value, M the
+    highest, so higher is better; tied values share their average rank).
+
+    The ranks are taken among the files that have every column; a file missing any (None) gets
+    None. The value is relative to the set of files: adding or removing a file can change it.
+
+    Args:
+        columns: K columns of M values each (None where a score is undefined).
+    Returns:
+        M values in [1, M'] (M' the files with every column), or None.
+    """
+    n = len(columns[0]) if columns else 0
+    known = [i for i in range(n) if all(column[i] is not None for column in columns)]
+    out: list[float | None] = [None] * n
+    if not known:
+        return out
+    ranks = np.mean([rankdata([float(column[i]) for i in known], method="average")  # type: ignore[arg-type]
+                     for column in columns], axis=0)
+    for i, value in zip(known, ranks, strict=True):
+        out[i] = float(value)
+    return out
+
+
+def add_relative_scores(rows: Sequence[RankedFile]) -> None:
+    """Add every :data:`RANK_AVERAGES` score to each row's scores (once every file is scored,
+    before sorting); None on a file where one of its two scores is undefined."""
+    for name, parts in RANK_AVERAGES.items():
+        values = rank_average([[row.scores.get(part) for row in rows] for part in parts])
+        for row, value in zip(rows, values, strict=True):
+            row.scores[name] = value
 
 
 def _training_rows(path: Any, protocol: Any) -> tuple[np.ndarray, np.ndarray]:

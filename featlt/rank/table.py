@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from featlt.rank.model import SCORE_COLUMNS
 
 SHORT = {"featlt": "featlt", "logme": "LogME", "gbc": "GBC", "sfda": "SFDA", "knn": "kNN-bacc",
-         "ncm": "NCM-bacc", "params": "params(M)", "imagenet_top1": "IN-top1"}
+         "ncm": "NCM-bacc", "params": "params(M)", "imagenet_top1": "IN-top1",
+         "logme_ncm": "LogME+NCM", "ridge": "ridge", "ridge_tail": "ridge-tail", "cv_la": "cv-LA"}
 CSV_MEASURED = ("head", "val_balanced_accuracy", "balanced_accuracy", "tail_third")
 
 
@@ -50,6 +52,12 @@ def _tau(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def score_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The :data:`~featlt.rank.model.SCORE_COLUMNS` this ranking computed, in table order: those
+    held by at least one row's ``scores`` (an opt-in score not asked for is absent, not null)."""
+    return [name for name in SCORE_COLUMNS if any(name in row["scores"] for row in rows)]
+
+
 def _cells(values: list[str], widths: list[int] | None = None) -> str:
     """Fixed-width right-aligned cells (``widths``, default :data:`SCORE_WIDTH` each), each
     preceded by a space."""
@@ -70,7 +78,8 @@ def ranking_text(document: dict[str, Any]) -> str:
     width = max(len("backbone"), *(len(r["label"]) for r in rows))
     full = any(r["measured"] for r in rows)
     saturated = set(document.get("saturated", ()))  # same on every file: flagged with *
-    names = [SHORT[c] + ("*" if c in saturated else "") for c in SCORE_COLUMNS]
+    columns = score_columns(rows)
+    names = [SHORT[c] + ("*" if c in saturated else "") for c in columns]
     widths = [max(SCORE_WIDTH, len(name)) for name in names]  # "params(M)*" is one wider
     header = f"{'#':>2} {'backbone':<{width}}" + _cells(names, widths)
     if full:
@@ -78,7 +87,7 @@ def ranking_text(document: dict[str, Any]) -> str:
     lines = [f"ranking by {document['config']['by']} (every score: higher is better)", header]
     for rank, row in enumerate(rows, 1):
         line = f"{rank:>2} {row['label']:<{width}}" + _cells(
-            [_fmt(c, row["scores"].get(c)) for c in SCORE_COLUMNS], widths)
+            [_fmt(c, row["scores"].get(c)) for c in columns], widths)
         measured = row["measured"]
         if measured:
             line += (f"  {measured['head']:<{HEAD_WIDTH}} "
@@ -118,7 +127,7 @@ def csv_columns(document: dict[str, Any]) -> dict[str, list[Any]]:
         "label": [r["label"] for r in rows], "backbone": [r["backbone"] for r in rows],
         "file": [r["file"] for r in rows], "pretrained": [r["pretrained"] for r in rows],
     }
-    for name in SCORE_COLUMNS:
+    for name in score_columns(rows):
         columns[name] = [r["scores"].get(name) for r in rows]
     if any(r["measured"] for r in rows):
         for key in CSV_MEASURED:
