@@ -58,7 +58,7 @@ def test_json_output_holds_what_json_prints(stores, tmp_path):
     printed = json.loads(result.stdout)
     written = json.loads(out.read_text())
     assert written == printed
-    assert written["kind"] == KIND == "featlt.rank" and written["version"] == VERSION == 2
+    assert written["kind"] == KIND == "featlt.rank" and written["version"] == VERSION == 3
     assert written["outputs"]["json"] == str(out)
     assert set(BASE_SCORES) <= set(written["rows"][0]["scores"])
     assert written["recommendation"]["sentence"].startswith("Use b5")

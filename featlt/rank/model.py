@@ -24,7 +24,8 @@ from featlt.errors import FeatltError
 
 KIND = "featlt.rank"
 #: 2: every score is null (never 0) where undefined, and ``missing`` / ``saturated`` say which.
-VERSION = 2
+#: 3: ``validation`` holds the resolvable pairs and every score's resolvable-pair accuracy.
+VERSION = 3
 #: The scores every ranking computes, in table order: featlt's, then the comparators.
 BASE_SCORES: tuple[str, ...] = ("featlt", "logme", "gbc", "sfda", "knn", "ncm", "params",
                                 "imagenet_top1")
