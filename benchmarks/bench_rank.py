@@ -2,6 +2,7 @@
 accuracy?
 
     python3 benchmarks/bench_rank.py --dataset cifar10lt_if100 [--dataset fmnistlt_if100]
+    python3 benchmarks/bench_rank.py --smoke            # synthetic stores, end to end, < 1 min
 
 For each dataset, every complete feature set of the zoo (``~/.cache/featlt/zoo/<dataset>/*.h5``,
 made by ``benchmarks/zoo_features.py``, which re-creates missing ones) is ranked by
@@ -19,12 +20,33 @@ validation-selected head. Each dataset runs in one turn of the shared lock
 (``/tmp/featlt-heavy.lock``); the heads of each feature set are saved under ``--heads-dir`` as soon
 as they are fitted (partial results: a rerun reuses them), then the ranking is validated.
 
+The truth (issue 17, item 2): the ranking is run once per view seed (``--view-seeds``, default
+0-2, all stored by the zoo's ``--view-seeds 0-4``). A view seed draws the 20 validation images
+per class (outside the long-tailed subset); the training subset (``cao2019``: Cao et al.'s fixed
+shuffle; ``first``: stored order) and the balanced test subset (``TEST_SUBSET_SEED`` in
+``featlt/data/protocol.py``) are the same images for every seed, which :func:`pooled_validation`
+checks. The heads' own seed is the view seed too, so the truth averages the noise of the
+validation draw and of the heads' initialisation. The measured accuracy of a backbone is the
+mean over the seeds of the test balanced accuracy of its validation-selected head, with a
+percentile interval from one paired bootstrap of the test images shared by every backbone and
+every seed; a pair is resolvable when the interval of the seed-pooled difference excludes 0
+(:mod:`featlt.rank.resolvable`). Every score (those of the first seed's document; the training
+rows they are computed on do not depend on the seed) is validated against it: tau-b, weighted
+tau, regret, and the resolvable-pair accuracy with its Wilson interval. The heads of every seed
+go to the same ``--heads-dir`` (each folder is keyed by its view), so seed 0 reuses the heads
+of earlier runs.
+
 Writes ``results/ranking_validation.json`` (updated per dataset: every score's Kendall tau-b,
 weighted tau, interval, pretrained-only and tail-third tau, top-1 regret; the formula and the
 commit that fixed it; the goal checks; the run record) and, under ``results/ranking/``, each
 dataset's ranking (``<dataset>.csv``, ``<dataset>.txt``, the full document ``<dataset>.json``),
 the plot of every score against measured balanced accuracy (``<dataset>_scores.png``) and the
-rank-correlation table (``rank_correlation.md``).
+rank-correlation table (``rank_correlation.md``). The seed-pooled validation is under
+``<dataset>.pooled``.
+
+``--smoke`` writes four synthetic stores (class separation 1, 2, 3, 5) under ``--work`` (default:
+a new temporary folder) and runs the same steps on them (one cheap head, a carved validation
+split that each view seed draws anew), writing every output there, never to ``results/``.
 """
 
 from __future__ import annotations
@@ -34,6 +56,7 @@ import fcntl
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,12 +75,24 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "fmnistlt_if100": {"profile": "first", "n_max": 6000, "imbalance_factor": 100.0,
                        "test_per_class": 500},
 }
-GOAL = {"kendall_tau_min": 0.8, "top1_regret_max_points": 0.5}
+GOAL = {"kendall_tau_min": 0.8, "top1_regret_max_points": 0.5, "min_resolvable_pairs": 15}
+SMOKE = "smoke"
+SMOKE_PROTOCOL: dict[str, Any] = {"val_source": "carve", "val_fraction": 0.25}
+SMOKE_HEADS = ("ncm_cosine",)
+SMOKE_SEPARATIONS = (1.0, 2.0, 3.0, 5.0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", action="append", choices=sorted(PROTOCOLS), required=True)
+    parser.add_argument("--dataset", action="append", choices=sorted(PROTOCOLS))
+    parser.add_argument("--view-seeds", type=parse_seeds, default=parse_seeds("0-2"),
+                        help="View seeds to pool the measured accuracy over (e.g. 0-2 or 0,2); "
+                             "the first one's document is the ranking written")
+    parser.add_argument("--smoke", action="store_true",
+                        help="Run end to end on synthetic stores under --work (no zoo)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="--smoke: folder of the stores, heads and outputs "
+                             "(default: a new temporary folder)")
     parser.add_argument("--zoo", type=Path, default=CACHE / "zoo")
     parser.add_argument("--heads-dir", type=Path, default=CACHE / "rank-heads")
     parser.add_argument("-o", "--output", type=Path, default=RESULTS / "ranking_validation.json")
@@ -69,7 +104,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Also validate the candidate formulas of the design step "
                              "(CIFAR-10-LT only; for information once the formula is fixed): "
                              "<tables>/design_<dataset>.json")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        if args.dataset or args.design:
+            parser.error("--smoke runs on synthetic stores: no --dataset, no --design")
+        args.work = args.work or Path(tempfile.mkdtemp(prefix="featlt-bench-rank-smoke-"))
+        args.zoo, args.heads_dir = args.work / "zoo", args.work / "heads"
+        args.output, args.tables = args.work / "ranking_validation.json", args.work / "ranking"
+        args.dataset = [SMOKE]
+    elif not args.dataset:
+        parser.error("--dataset is required (or --smoke)")
+    return args
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-2"`` -> [0, 1, 2]; ``"0,2"`` -> [0, 2] (distinct, in the order given)."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            seeds += range(int(low), int(high or low) + 1)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: view seeds are like 0-2 or 0,1,2") from err
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r}: no view seed")
+    return list(dict.fromkeys(seeds))
+
+
+def smoke_stores(folder: Path) -> list[Path]:
+    """Four small synthetic stores whose class separation grows (the smoke mode's zoo)."""
+    from featlt.data.synthetic import write_synthetic_store
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_synthetic_store(folder / f"sep{s:g}.h5", n_classes=5, n_max=120,
+                                  imbalance_factor=10, dim=12, separation=s, n_test_per_class=40)
+            for s in SMOKE_SEPARATIONS]
 
 
 @contextmanager
@@ -102,16 +171,31 @@ def complete_files(folder: Path) -> list[Path]:
     return files
 
 
-def rank_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Fit every file's heads (saved as they are fitted), then rank and validate all files."""
+def rank_seeds(name: str, files: list[Path], args: argparse.Namespace) -> dict[int, Any]:
+    """The full-mode ranking document of ``files`` for every view seed (heads seeded alike)."""
     from featlt.data.protocol import Protocol
     from featlt.rank.measured import HeadSettings
     from featlt.rank.ranking import RankConfig, rank_files
 
-    protocol = Protocol(**PROTOCOLS[name])
-    config = RankConfig(full=True, validate=True, heads_dir=args.heads_dir / name,
-                        n_bootstrap=args.bootstrap,
-                        heads=HeadSettings(heads=BENCH_HEADS, n_bootstrap=args.bootstrap))
+    spec, heads = ((SMOKE_PROTOCOL, SMOKE_HEADS) if name == SMOKE
+                   else (PROTOCOLS[name], BENCH_HEADS))
+    documents = {}
+    for seed in args.view_seeds:
+        config = RankConfig(full=True, validate=True, heads_dir=args.heads_dir / name,
+                            n_bootstrap=args.bootstrap,
+                            heads=HeadSettings(heads=heads, seed=seed,
+                                               n_bootstrap=args.bootstrap))
+        documents[seed] = rank_files(files, Protocol(**spec, seed=seed), config,
+                                     device=args.device, threads=args.threads,
+                                     log=lambda line, s=seed: log(f"{name} seed {s} {line}"))
+    return documents
+
+
+def rank_dataset(name: str, args: argparse.Namespace) -> dict[int, Any]:
+    """Fit every file's heads for every view seed (saved as they are fitted), then rank and
+    validate all files: one document per view seed."""
+    if name == SMOKE:
+        return rank_seeds(name, smoke_stores(args.zoo / name), args)
     # One turn of the lock per dataset (waiting in the queue once per feature set cost more than
     # the work); each set's heads are saved as soon as they are fitted, so a rerun resumes.
     # The files are listed once the lock is held: every set finished by then is ranked.
@@ -120,8 +204,131 @@ def rank_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         if len(files) < 2:
             raise SystemExit(f"{name}: {len(files)} complete feature sets in {args.zoo / name};"
                              " run benchmarks/zoo_features.py first")
-        return rank_files(files, protocol, config, device=args.device, threads=args.threads,
-                          log=lambda line: log(f"{name} {line}"))
+        return rank_seeds(name, files, args)
+
+
+def seed_correct(documents: dict[int, Any]) -> tuple[list[str], Any, Any, int]:
+    """Every seed's per-image test outcomes, aligned by backbone label.
+
+    Returns:
+        labels (M backbone labels, the first seed's order), true classes (n,), correct
+        (S, M, n) bool, and the number of classes C.
+    Raises:
+        SystemExit: the seeds ranked other backbones, or scored other test images.
+    """
+    import numpy as np
+
+    from featlt.heads.workflow import TEST_PREDICTIONS_FILE
+    from featlt.rank.measured import read_test_predictions
+
+    seeds = list(documents)
+    first = documents[seeds[0]]
+    labels = [row["label"] for row in first["rows"]]
+    reference: tuple[Any, Any] | None = None
+    correct = []
+    for seed in seeds:
+        rows = {row["label"]: row for row in documents[seed]["rows"]}
+        if sorted(rows) != sorted(labels):
+            raise SystemExit(f"view seed {seed} ranked {sorted(rows)}, seed {seeds[0]} "
+                             f"{sorted(labels)}: pool seeds over the same feature sets")
+        outcomes = []
+        for label in labels:
+            row = rows[label]
+            positions, truth, predicted = read_test_predictions(
+                Path(row["measured"]["head_dir"]) / TEST_PREDICTIONS_FILE, Path(row["file"]),
+                "test")
+            if reference is None:
+                reference = (positions, truth)
+            elif not (np.array_equal(positions, reference[0])
+                      and np.array_equal(truth, reference[1])):
+                raise SystemExit(f"{label}, view seed {seed}: its heads were scored on other "
+                                 "test images than the first seed's; the seeds cannot be pooled "
+                                 "image by image (use a fixed --test-per-class subset)")
+            outcomes.append(predicted == truth)
+        correct.append(outcomes)
+    assert reference is not None
+    n_classes = len(first["separability"][labels[0]]["data"]["class_names"])
+    return labels, reference[1], np.array(correct, dtype=bool), n_classes
+
+
+def pooled_validation(documents: dict[int, Any], n_bootstrap: int, seed: int = 0) -> dict[str, Any]:
+    """Every score against the seed-pooled measured accuracy (see the module docstring)."""
+    import numpy as np
+
+    from featlt.rank.resolvable import (
+        pair_accuracy,
+        pooled_resamples,
+        resolvable_labels,
+        resolvable_matrix,
+    )
+    from featlt.rank.validation import tie_matrix, validate_score
+
+    seeds = list(documents)
+    labels, truth, correct, n_classes = seed_correct(documents)
+    pooled = pooled_resamples(truth, correct, n_classes, n_bootstrap, seed)
+    measured, resampled = pooled["measured"], pooled["resampled"]
+    ties, better = tie_matrix(resampled), resolvable_matrix(resampled)
+    first_rows = {row["label"]: row for row in documents[seeds[0]]["rows"]}
+    pretrained = np.array([first_rows[label]["pretrained"] for label in labels])
+    keep = np.flatnonzero(pretrained)
+    out: dict[str, Any] = {
+        "view_seeds": seeds, "n_bootstrap": n_bootstrap, "n_test": int(truth.size),
+        "backbones": [{
+            "label": label, "pretrained": bool(pretrained[m]),
+            "balanced_accuracy": float(measured[m]),
+            "balanced_accuracy_ci": pooled["interval"][m].tolist(),
+            "per_seed": [{"seed": s, "head": {r["label"]: r for r in documents[s]["rows"]}[
+                label]["measured"]["head"], "balanced_accuracy": float(pooled["per_seed"][i, m])}
+                for i, s in enumerate(seeds)],
+        } for m, label in enumerate(labels)],
+        "resolvable_pairs": resolvable_labels(better, labels),
+        "n_resolvable": int(better.sum()),
+        "n_resolvable_pretrained": int(better[np.ix_(keep, keep)].sum()),
+        "ties": [[labels[i], labels[j]] for i in range(len(labels))
+                 for j in range(i + 1, len(labels)) if ties[i, j]],
+        "scores": {},
+    }
+    for score in first_rows[labels[0]]["scores"]:
+        column = [first_rows[label]["scores"].get(score) for label in labels]
+        result = {**validate_score(column, measured, resampled, ties),
+                  **pair_accuracy(column, better)}
+        if result["top1"] is not None:
+            result["top1"] = labels[result["top1"]]
+        if keep.size >= 2:
+            sub_column = [column[i] for i in keep]
+            sub = validate_score(sub_column, measured[keep], resampled[:, keep],
+                                 ties[np.ix_(keep, keep)])
+            pre = pair_accuracy(sub_column, better[np.ix_(keep, keep)])
+            result.update({f"{key}_pretrained": sub[key] for key in
+                           ("kendall_tau", "weighted_tau", "ci", "top1_regret")})
+            result.update({f"{key}_pretrained": value for key, value in pre.items()})
+        out["scores"][score] = result
+    out["goal"] = resolvable_goal(out)
+    return out
+
+
+def resolvable_goal(pooled: dict[str, Any], ours: str = "featlt") -> dict[str, Any]:
+    """The issue 17 goal on the pooled truth: ``ours``'s resolvable-pair accuracy at least every
+    comparator's (all sets, pretrained sets) and top-1 regret <= 0.5 points, each counted only
+    where at least 15 pairs are resolvable (None otherwise)."""
+    scores = pooled["scores"]
+    if ours not in scores:
+        return {"score": ours, "note": f"no score {ours!r} in this run"}
+    out: dict[str, Any] = {"score": ours, "n_resolvable": pooled["n_resolvable"],
+                           "n_resolvable_pretrained": pooled["n_resolvable_pretrained"]}
+    for suffix, n in (("", pooled["n_resolvable"]),
+                      ("_pretrained", pooled["n_resolvable_pretrained"])):
+        mine = scores[ours].get(f"resolvable_pair_accuracy{suffix}")
+        others = {k: v.get(f"resolvable_pair_accuracy{suffix}") for k, v in scores.items()
+                  if k != ours and v.get(f"resolvable_pair_accuracy{suffix}") is not None}
+        counted = n >= GOAL["min_resolvable_pairs"] and mine is not None
+        out[f"accuracy_at_least_every_comparator{suffix}"] = (
+            all(mine >= v for v in others.values()) if counted else None)
+        regret = scores[ours].get(f"top1_regret{suffix}")
+        out[f"top1_regret_at_most_0.5_points{suffix}"] = (
+            regret <= GOAL["top1_regret_max_points"] if counted and regret is not None
+            else None)
+    return out
 
 
 def design_candidates(report: dict[str, Any]) -> dict[str, float | None]:
@@ -218,9 +425,9 @@ def goal_check(scores: dict[str, Any]) -> dict[str, Any]:
 
 def correlation_table(results: dict[str, Any]) -> str:
     """Markdown: Kendall tau-b of every score, full zoo and pretrained sets, per dataset."""
-    from featlt.rank.ranking import SCORE_COLUMNS
+    from featlt.rank.model import SCORE_COLUMNS
 
-    datasets = [d for d in results if d in PROTOCOLS]
+    datasets = [d for d in results if d in PROTOCOLS or d == SMOKE]
     header = "| score | " + " | ".join(
         f"{d} all | {d} pretrained | {d} tail-third | {d} regret (pts)" for d in datasets) + " |"
     lines = ["Kendall tau-b against the measured balanced accuracy of the best "
@@ -233,14 +440,51 @@ def correlation_table(results: dict[str, Any]) -> str:
             return "-"
         return f"{value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
-    for score in SCORE_COLUMNS:
+    for score in [c for c in SCORE_COLUMNS if any(c in results[d] for d in datasets)]:
         cells = []
         for d in datasets:
-            r = results[d][score]
-            cells += [fmt(r["kendall_tau"], r["ci"]),
+            r = results[d].get(score) or {"kendall_tau": None, "top1_regret": None}
+            cells += [fmt(r["kendall_tau"], r.get("ci")),
                       fmt(r.get("kendall_tau_pretrained"), r.get("ci_pretrained")),
                       fmt(r.get("kendall_tau_tail_third")),
                       "-" if r["top1_regret"] is None else f"{r['top1_regret']:.2f}"]
+        lines.append(f"| {score} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def resolvable_table(results: dict[str, Any]) -> str:
+    """Markdown: every score against the seed-pooled truth (tau-b, regret, resolvable-pair
+    accuracy [Wilson interval] over n resolvable pairs), all sets and pretrained, per dataset."""
+    datasets = [d for d in results if (d in PROTOCOLS or d == SMOKE) and "pooled" in results[d]]
+    if not datasets:
+        return ""
+    header = "| score | " + " | ".join(
+        f"{d} tau-b | {d} regret (pts) | {d} resolvable-pair acc. (n) | "
+        f"{d} pretrained acc. (n)" for d in datasets) + " |"
+    seeds = {d: results[d]["pooled"]["view_seeds"] for d in datasets}
+    lines = ["Against the test balanced accuracy of the validation-selected head, averaged over "
+             f"view seeds {seeds}; resolvable pairs: the paired-bootstrap interval of the "
+             "seed-pooled difference excludes 0; resolvable-pair accuracy: share of them the "
+             "score orders right (ties 1/2) [95% Wilson interval]. Written by "
+             "benchmarks/bench_rank.py.", "", header, "|" + "---|" * (1 + 4 * len(datasets))]
+
+    def share(value: Any, ci: Any, n: int) -> str:
+        if value is None:
+            return f"- ({n})"
+        return f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] ({n})"
+
+    names = list(results[datasets[0]]["pooled"]["scores"])
+    for score in names:
+        cells = []
+        for d in datasets:
+            r = results[d]["pooled"]["scores"].get(score, {})
+            cells += ["-" if r.get("kendall_tau") is None else f"{r['kendall_tau']:.2f}",
+                      "-" if r.get("top1_regret") is None else f"{r['top1_regret']:.2f}",
+                      share(r.get("resolvable_pair_accuracy"),
+                            r.get("resolvable_pair_accuracy_ci"), r.get("n_resolvable", 0)),
+                      share(r.get("resolvable_pair_accuracy_pretrained"),
+                            r.get("resolvable_pair_accuracy_ci_pretrained"),
+                            r.get("n_resolvable_pretrained", 0))]
         lines.append(f"| {score} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -265,7 +509,8 @@ def main(argv: list[str] | None = None) -> None:
     record = run_record(sys.argv)
     results = json.loads(args.output.read_text()) if args.output.is_file() else {}
     for name in args.dataset:
-        document = rank_dataset(name, args)
+        documents = rank_dataset(name, args)
+        document = documents[args.view_seeds[0]]
         if args.design:
             if name != "cifar10lt_if100":
                 raise SystemExit("--design: the formula is designed on cifar10lt_if100 only")
@@ -275,13 +520,15 @@ def main(argv: list[str] | None = None) -> None:
             log(f"{name}: design candidates written to {args.tables}")
         write_tables(name, document, args.tables)
         results[name] = summary(document)
+        results[name]["pooled"] = pooled_validation(documents, args.bootstrap)
         results["formula"] = FORMULA
         results["formula_commit"] = FORMULA_COMMIT
         results["heads"] = {"list": list(BENCH_HEADS), "note": "a fixed list of cheaper "
                             "established heads; all 12 do not fit the CPU budget"}
         results.setdefault("runs", {})[name] = finish_record(record)
         write_json_atomic(args.output, results)
-        (args.tables / "rank_correlation.md").write_text(correlation_table(results))
+        (args.tables / "rank_correlation.md").write_text(correlation_table(results)
+                                                         + "\n" + resolvable_table(results))
         log(f"{name}: written to {args.output} and {args.tables}")
 
 
