@@ -16,11 +16,13 @@ from featlt.cli import main
 def test_demo_ends_with_the_ranking_and_names_a_backbone_and_head(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from featlt.demo import extract_step, heads_step
+    from featlt.demo import extract_step, heads_step, rank_step
 
     monkeypatch.setattr(extract_step, "MODELS", ("test-efficientnet-random", "test-vit-random"))
+    # n_max 20, imbalance 10: the rarest classes keep 2 training rows, enough for 2 folds
     monkeypatch.setattr(extract_step, "QUICK", extract_step.DemoData(
-        "digits", 32, {"train": 200, "test": 40}, n_max=10, val_per_class=3))
+        "digits", 32, {"train": 200, "test": 40}, n_max=20, val_per_class=3))
+    monkeypatch.setattr(rank_step, "QUICK_CV_FOLDS", 2)
     monkeypatch.setattr(heads_step, "QUICK_HEADS", ("ncm_cosine", "la_loss"))
     monkeypatch.setattr(heads_step, "QUICK_MAX_EPOCHS", 3)
     out = tmp_path / "demo"
@@ -29,9 +31,10 @@ def test_demo_ends_with_the_ranking_and_names_a_backbone_and_head(
                                        "--threads", "1"])
     assert result.exit_code == 0, result.output
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith("Use test-") and " head: balanced accuracy " in last
+    assert last.startswith("Use test-") and " head: 2-fold cross-validated balanced " in last
     document = json.loads((out / "rank" / "ranking.json").read_text())
     assert [row["measured"]["reused"] for row in document["rows"]] == [True, True]
+    assert [row["cv"]["n_folds"] for row in document["rows"]] == [2, 2]
     assert document["recommendation"]["head"] in ("ncm_cosine", "la_loss")
     assert (out / "rank" / "ranking.csv").is_file() and (out / "rank" / "ranking.png").is_file()
     assert "ranking by featlt" in result.output

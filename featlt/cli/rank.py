@@ -19,9 +19,13 @@ SCORES = ("featlt", "logme", "gbc", "sfda", "knn", "ncm", "params", "imagenet_to
 
 def rank_heads_writes(params: Params) -> list[str]:
     """What ``rank --full`` writes inside ``--heads-dir``: one ``<stem>-<settings key>`` folder
-    of ``fit-classifier`` output per feature file (glob patterns)."""
+    of ``fit-classifier`` output per feature file, with its ``crossval-<K>folds.json`` (glob
+    patterns)."""
+    from featlt.rank.crossval import CV_FILE_PATTERN
+
+    patterns = [*head_folder_writes(params), CV_FILE_PATTERN]
     return [f"{glob.escape(Path(path).stem)}-*/{pattern}"
-            for path in params["feature_files"] for pattern in head_folder_writes(params)]
+            for path in params["feature_files"] for pattern in patterns]
 
 
 @main.command("rank")
@@ -52,6 +56,10 @@ def rank_heads_writes(params: Params) -> list[str]:
               show_default=True, help="Where --full keeps its heads; equal settings are reused.")
 @click.option("--max-epochs", type=int, default=None,
               help="Cap the epochs of every trainable head in --full mode.")
+@click.option("--cv-folds", type=click.IntRange(min=0), default=5, show_default=True,
+              help="--full picks the backbone and head by K-fold cross-validated balanced "
+                   "accuracy over the training view (each class needs K training rows); 0: by "
+                   "validation balanced accuracy only.")
 @click.option("--bootstrap", type=BOOTSTRAP_RANGE, default=1000, show_default=True,
               help="Bootstrap resamples of every interval and probability.")
 @featlt_command
@@ -59,7 +67,8 @@ def rank_command(
     runtime: Runtime, feature_files: tuple[Path, ...], protocol_options: dict[str, Any],
     by: str, output: Path | None, plot_file: Path | None, json_file: Path | None, full: bool,
     validate: bool,
-    heads: tuple[str, ...], heads_dir: Path, max_epochs: int | None, bootstrap: int,
+    heads: tuple[str, ...], heads_dir: Path, max_epochs: int | None, cv_folds: int,
+    bootstrap: int,
 ) -> None:
     """Rank FEATURE_FILES (one backbone each, same dataset) for long-tailed data.
 
@@ -74,9 +83,9 @@ def rank_command(
 
     config = RankConfig(
         by=by, full=full, validate=validate, heads_dir=heads_dir, n_bootstrap=bootstrap,
-        seed=runtime.seed, heads=HeadSettings(heads=tuple(expand_head_names(heads)),
-                                              seed=runtime.seed, n_bootstrap=bootstrap,
-                                              max_epochs=max_epochs),
+        seed=runtime.seed, cv_folds=cv_folds,
+        heads=HeadSettings(heads=tuple(expand_head_names(heads)), seed=runtime.seed,
+                           n_bootstrap=bootstrap, max_epochs=max_epochs),
     )
     def progress(line: str) -> None:
         click.echo(line, err=True)

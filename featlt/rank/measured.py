@@ -127,11 +127,28 @@ def measure(
                                   overrides=settings.overrides())
     rows = summary["heads"]
     best = max(rows, key=lambda name: rows[name]["val_balanced_accuracy"])
-    row = rows[best]
+    return measured_head(entry, summary, summary_path, best, protocol.test_split, reused)
+
+
+def measured_head(entry: RankInput, summary: dict[str, Any], summary_path: Path, head: str,
+                  test_split: str, reused: bool) -> Measured:
+    """One head of a fit-classifier summary as :class:`Measured`, with its per-image test
+    predictions (each (n_test,), sorted by source position).
+
+    Args:
+        summary: the summary document read from ``summary_path``; head: one of its heads.
+    Raises:
+        FeatltError: ``head`` is not in the summary (naming the heads it holds and the fix).
+    """
+    rows = summary["heads"]
+    if head not in rows:
+        raise FeatltError(f"{summary_path}: holds no head {head} (it holds {', '.join(rows)}); "
+                          "rank again with --full and a --heads-dir of its own to refit")
+    row = rows[head]
     positions, labels, predictions = read_test_predictions(
-        Path(row["test_predictions"]), entry.path, protocol.test_split)
+        Path(row["test_predictions"]), entry.path, test_split)
     return Measured(
-        head=best, head_dir=row["dir"], val_balanced_accuracy=row["val_balanced_accuracy"],
+        head=head, head_dir=row["dir"], val_balanced_accuracy=row["val_balanced_accuracy"],
         balanced_accuracy=row["balanced_accuracy"],
         balanced_accuracy_ci=row.get("balanced_accuracy_ci"), tail_third=row.get("tail_third"),
         reused=reused, summary=str(summary_path), positions=positions, labels=labels,

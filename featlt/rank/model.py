@@ -123,6 +123,9 @@ class RankConfig:
     reuse_summaries: tuple[Path, ...] = ()
     n_bootstrap: int = 1000  # resamples of every interval and probability
     seed: int = 0
+    # full mode's pick: K-fold cross-validated balanced accuracy over the training view (0: the
+    # best validation balanced accuracy, the rule before issue 17; featlt.rank.crossval)
+    cv_folds: int = 5
 
     def check(self) -> None:
         if self.by not in (*SCORE_COLUMNS, "measured"):
@@ -135,6 +138,10 @@ class RankConfig:
                               "scores are validated against")
         if self.n_bootstrap < 1:
             raise FeatltError(f"--bootstrap {self.n_bootstrap}: must be at least 1")
+        if isinstance(self.cv_folds, bool) or not isinstance(self.cv_folds, int) \
+                or self.cv_folds < 0 or self.cv_folds == 1:
+            raise FeatltError(f"--cv-folds {self.cv_folds!r}: use 0 (pick on validation only) "
+                              "or K >= 2 (pick by K-fold cross-validation), e.g. 5")
 
 
 @dataclass

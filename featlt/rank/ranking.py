@@ -2,13 +2,16 @@
 
 :func:`rank_files` scores every file (cheap mode, :mod:`featlt.rank.scoring`), adds the static
 baselines (:mod:`featlt.extractors.static_baselines`), in full mode fits the heads
-(:mod:`featlt.rank.measured`), sorts, validates each score against the measured ranking
-(:mod:`featlt.rank.validation`) when asked, and recommends one backbone and head with how sure
-the evidence is (:mod:`featlt.rank.recommend`). The document it returns is what ``--json`` prints.
+(:mod:`featlt.rank.measured`) and, with ``cv_folds`` K > 0, cross-validates them over the
+training view (:mod:`featlt.rank.crossval`), sorts, validates each score against the measured
+ranking (:mod:`featlt.rank.validation`) when asked, and recommends one backbone and head with
+how sure the evidence is (:mod:`featlt.rank.recommend`). The document it returns is what
+``--json`` prints.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,9 +19,19 @@ from typing import Any
 from featlt.data.protocol import Protocol, resolve_view
 from featlt.errors import FeatltError
 from featlt.extractors.static_baselines import static_baselines
+from featlt.rank.crossval import CrossValidatedPick, cross_validate
 from featlt.rank.inputs import open_inputs, require_same_images
-from featlt.rank.measured import measure
-from featlt.rank.model import KIND, VERSION, RankConfig, RankedFile, RankInput, defined, sort_key
+from featlt.rank.measured import measure, measured_head
+from featlt.rank.model import (
+    KIND,
+    VERSION,
+    Measured,
+    RankConfig,
+    RankedFile,
+    RankInput,
+    defined,
+    sort_key,
+)
 from featlt.rank.quality import missing_scores, quality_notes, quality_record, saturated_scores
 from featlt.rank.recommend import recommend
 from featlt.rank.scoring import score_file
@@ -62,13 +75,22 @@ def rank_files(
     inputs, notes = open_inputs(list(paths), protocol.test_split, need_test=config.full)
     require_same_images(inputs, protocol, with_test=config.full)
     rows: list[RankedFile] = []
+    picks: dict[str, CrossValidatedPick] = {}  # label -> its cross-validated pick (--cv-folds K)
     for entry in inputs:
         row = _score_entry(entry, protocol, separability_config, device, threads)
         if config.full:
             with FeatureStore(entry.path) as store:
                 view_record = resolve_view(store, protocol).record()
+            # cross-validation first: a class with fewer rows than folds is refused before
+            # anything is fitted
+            crossval = None if not config.cv_folds else cross_validate(
+                entry, protocol, view_record, config.heads_dir, config.heads, config.cv_folds,
+                device, config.n_bootstrap, config.seed, log=log)
             row.measured = measure(entry, protocol, view_record, config.heads_dir,
                                    config.heads, device, config.reuse_summaries, log=log)
+            if crossval is not None:
+                picks[entry.label] = CrossValidatedPick(crossval, _picked_head(
+                    entry, row.measured, crossval.best, protocol.test_split))
         rows.append(row)
         if log is not None:
             log(_progress(row))
@@ -77,7 +99,7 @@ def rank_files(
     notes += quality_notes(missing, saturated, config.by, len(rows))
     document: dict[str, Any] = {
         "kind": KIND, "version": VERSION, "config": _config_record(config),
-        "view": rows[0].report["input"]["view"], "rows": [r.record() for r in rows],
+        "view": rows[0].report["input"]["view"], "rows": [_row_record(r, picks) for r in rows],
         **quality_record(missing, saturated),
         "separability": {r.entry.label: r.report for r in rows}, "notes": notes,
     }
@@ -85,8 +107,29 @@ def rank_files(
         document["validation"] = validate_rows(rows, config.n_bootstrap, config.seed)
     elif config.validate:
         notes.append("--validate: a single backbone has no ranking to validate")
-    document["recommendation"] = recommend(rows, config)
+    document["recommendation"] = recommend(rows, config, [picks[r.entry.label] for r in rows]
+                                           if picks else None)
     return to_jsonable(document)
+
+
+def _picked_head(entry: RankInput, measured: Measured, head: str, test_split: str) -> Measured:
+    """The test results of ``head`` among the heads ``measured`` was chosen from (same
+    summary: fitted on the whole training view, test scored once)."""
+    if head == measured.head:
+        return measured
+    summary = json.loads(Path(measured.summary).read_text())
+    return measured_head(entry, summary, Path(measured.summary), head, test_split,
+                         measured.reused)
+
+
+def _row_record(row: RankedFile, picks: dict[str, CrossValidatedPick]) -> dict[str, Any]:
+    """A row of the document; with ``--cv-folds K`` its ``cv`` record (every head's
+    cross-validated balanced accuracy and interval, the best head and its test result)."""
+    record = row.record()
+    pick = picks.get(row.entry.label)
+    if pick is not None:
+        record["cv"] = {**pick.crossval.record(), "best_head_test": pick.measured.record()}
+    return record
 
 
 def _progress(row: RankedFile) -> str:

@@ -84,6 +84,9 @@ def ranking_text(document: dict[str, Any]) -> str:
     header = f"{'#':>2} {'backbone':<{width}}" + _cells(names, widths)
     if full:
         header += f"  {'best head':<{HEAD_WIDTH}} {'bal.acc':>7} {'tail':>7}"
+    crossval = any(r.get("cv") for r in rows)  # rank --full --cv-folds K: the K-fold pick
+    if crossval:
+        header += f"  {'cv head':<{HEAD_WIDTH}} {'cv bacc':>7}"
     lines = [f"ranking by {document['config']['by']} (every score: higher is better)", header]
     for rank, row in enumerate(rows, 1):
         line = f"{rank:>2} {row['label']:<{width}}" + _cells(
@@ -93,6 +96,10 @@ def ranking_text(document: dict[str, Any]) -> str:
             line += (f"  {measured['head']:<{HEAD_WIDTH}} "
                      f"{measured['balanced_accuracy']:>7.3f} "
                      f"{_fmt('tail', measured['tail_third'], 7):>7}")
+        if crossval:
+            cv = row.get("cv") or {"best_head": "-", "heads": {"-": {"balanced_accuracy": None}}}
+            line += (f"  {cv['best_head']:<{HEAD_WIDTH}} "
+                     f"{_fmt('cv', cv['heads'][cv['best_head']]['balanced_accuracy'], 7):>7}")
         lines.append(line)
     if "validation" in document:
         lines += ["", validation_text(document["validation"])]
