@@ -93,7 +93,7 @@ def rank_files(
                     entry, row.measured, crossval.best, protocol.test_split))
         rows.append(row)
         if log is not None:
-            log(_progress(row))
+            log(_progress(row, picks.get(entry.label)))
     rows.sort(key=lambda r: sort_key(r, config.by))
     missing, saturated = missing_scores(rows), saturated_scores(rows)
     notes += quality_notes(missing, saturated, config.by, len(rows))
@@ -132,7 +132,7 @@ def _row_record(row: RankedFile, picks: dict[str, CrossValidatedPick]) -> dict[s
     return record
 
 
-def _progress(row: RankedFile) -> str:
+def _progress(row: RankedFile, pick: CrossValidatedPick | None = None) -> str:
     value = row.scores["featlt"]
     text = (f"{row.entry.label}: featlt {'n/a' if value is None else f'{value:.4f}'} "
             f"({row.seconds:.1f} s)")
@@ -140,6 +140,11 @@ def _progress(row: RankedFile) -> str:
         text += (f", best head {row.measured.head} balanced accuracy "
                  f"{row.measured.balanced_accuracy:.4f}"
                  + (" (reused)" if row.measured.reused else ""))
+    if pick is not None:
+        cv = pick.crossval
+        text += (f"; {cv.n_folds}-fold cross-validation: best head {cv.best} balanced accuracy "
+                 f"{cv.balanced_accuracy[cv.best]:.4f}"
+                 + (" (reused)" if cv.reused else f" ({cv.seconds:.1f} s)"))
     return text
 
 
