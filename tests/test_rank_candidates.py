@@ -173,3 +173,26 @@ def test_the_table_and_plot_show_only_the_scores_computed() -> None:
         assert len(titles) == len(BASE_SCORES) + 1 and titles[-1] == "cv-LA"
     finally:
         plt.close(fig)
+
+
+def test_with_adds_the_opt_in_columns_and_by_an_absent_one_is_refused(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from featlt.cli import main
+    from featlt.data.synthetic import write_synthetic_store
+
+    files = [write_synthetic_store(tmp_path / f"{name}.h5", n_classes=3, n_max=30, dim=6,
+                                   seed=seed) for seed, name in enumerate(("a", "b"))]
+    args = ["rank", *map(str, files), "--device", "cpu", "--threads", "1", "--json"]
+    refused = CliRunner().invoke(main, [*args, "--by", "ridge"])
+    assert refused.exit_code == 2 and "--by ridge: not computed" in refused.output
+    assert "--with ridge" in refused.output
+    ranked = CliRunner().invoke(main, [*args, "--with", "ridge", "--by", "ridge"])
+    assert ranked.exit_code == 0, ranked.output
+    document = json.loads(ranked.stdout)
+    rows = document["rows"]
+    assert all("ridge" in row["scores"] and "ridge_tail" in row["scores"] for row in rows)
+    assert all("cv_la" not in row["scores"] for row in rows)
+    assert all(row["scores"].get("logme_ncm") is not None for row in rows)
+    values = [row["scores"]["ridge"] for row in rows]
+    assert values == sorted(values, reverse=True)

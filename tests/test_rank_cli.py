@@ -97,7 +97,8 @@ def test_full_mode_reuses_heads_fitted_with_the_same_view_and_settings(stores, f
     out, _ = full_run
     result = _run(*stores, *FAST, *FULL, "--heads-dir", out / "heads")
     assert result.exit_code == 0, result.output
-    assert result.output.count("(reused)") == 3
+    # each of the 3 files reuses its heads and its cross-validation record
+    assert result.output.count("(reused)") == 6
     # Another view: fitted again, not reused.
     other = _run(stores[0], *FAST, *FULL, "--heads-dir", out / "heads", "--val-source", "carve")
     assert other.exit_code == 0, other.output

@@ -12,9 +12,10 @@ from featlt.cli import emit, featlt_command, main
 from featlt.cli.heads import head_folder_writes
 from featlt.cli.option_types import BOOTSTRAP_RANGE, InputPath, OutputFolder, OutputPath, Params
 from featlt.cli.view_options import build_protocol, view_options
+from featlt.rank.model import OPTIONAL_SCORES, SCORE_COLUMNS
 from featlt.runtime import Runtime
 
-SCORES = ("featlt", "logme", "gbc", "sfda", "knn", "ncm", "params", "imagenet_top1", "measured")
+SCORES = (*SCORE_COLUMNS, "measured")
 
 
 def rank_heads_writes(params: Params) -> list[str]:
@@ -34,6 +35,10 @@ def rank_heads_writes(params: Params) -> list[str]:
 @click.option("--by", type=click.Choice(SCORES), default="featlt", show_default=True,
               help="The score that sorts the table (measured: the best head's balanced "
                    "accuracy, with --full).")
+@click.option("--with", "optional", multiple=True, type=click.Choice(tuple(OPTIONAL_SCORES)),
+              help="Add an opt-in candidate score (repeatable): ridge (the class-balanced ridge "
+                   "probe, adds ridge and ridge_tail) or cv_la (5-fold cross-validated "
+                   "logit-adjusted head).")
 @click.option("-o", "--output", type=OutputPath("ranking.csv"), default=None,
               help="Write the ranking as CSV (one row per feature file).")
 @click.option("--plot", "plot_file", type=OutputPath("ranking.png"), default=None,
@@ -65,8 +70,8 @@ def rank_heads_writes(params: Params) -> list[str]:
 @featlt_command
 def rank_command(
     runtime: Runtime, feature_files: tuple[Path, ...], protocol_options: dict[str, Any],
-    by: str, output: Path | None, plot_file: Path | None, json_file: Path | None, full: bool,
-    validate: bool,
+    by: str, optional: tuple[str, ...], output: Path | None, plot_file: Path | None,
+    json_file: Path | None, full: bool, validate: bool,
     heads: tuple[str, ...], heads_dir: Path, max_epochs: int | None, cv_folds: int,
     bootstrap: int,
 ) -> None:
@@ -83,7 +88,7 @@ def rank_command(
 
     config = RankConfig(
         by=by, full=full, validate=validate, heads_dir=heads_dir, n_bootstrap=bootstrap,
-        seed=runtime.seed, cv_folds=cv_folds,
+        seed=runtime.seed, cv_folds=cv_folds, optional=tuple(dict.fromkeys(optional)),
         heads=HeadSettings(heads=tuple(expand_head_names(heads)), seed=runtime.seed,
                            n_bootstrap=bootstrap, max_epochs=max_epochs),
     )

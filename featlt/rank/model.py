@@ -126,11 +126,20 @@ class RankConfig:
     # full mode's pick: K-fold cross-validated balanced accuracy over the training view (0: the
     # best validation balanced accuracy, the rule before issue 17; featlt.rank.crossval)
     cv_folds: int = 5
+    optional: tuple[str, ...] = ()  # opt-in candidate scores (OPTIONAL_SCORES keys)
 
     def check(self) -> None:
         if self.by not in (*SCORE_COLUMNS, "measured"):
             raise FeatltError(f"--by {self.by}: unknown score; use one of "
                               f"{', '.join(SCORE_COLUMNS)} or measured (with --full)")
+        for name in self.optional:
+            if name not in OPTIONAL_SCORES:
+                raise FeatltError(f"--with {name}: unknown score; use one of "
+                                  f"{', '.join(OPTIONAL_SCORES)}")
+        for name, columns in OPTIONAL_SCORES.items():
+            if self.by in columns and name not in self.optional:
+                raise FeatltError(f"--by {self.by}: not computed in this ranking; add "
+                                  f"--with {name}")
         if self.by == "measured" and not self.full:
             raise FeatltError("--by measured: needs --full (the heads are fitted there)")
         if self.validate and not self.full:

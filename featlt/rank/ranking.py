@@ -34,15 +34,16 @@ from featlt.rank.model import (
 )
 from featlt.rank.quality import missing_scores, quality_notes, quality_record, saturated_scores
 from featlt.rank.recommend import recommend
-from featlt.rank.scoring import score_file
+from featlt.rank.scoring import add_relative_scores, score_file
 from featlt.rank.validate_rows import validate_rows
 from featlt.runtime import to_jsonable
 from featlt.store.feature_store import FeatureStore
 
 
 def _score_entry(entry: RankInput, protocol: Any, separability_config: Any, device: str,
-                 threads: int | None) -> RankedFile:
-    scored = score_file(entry.path, protocol, separability_config, device, threads)
+                 threads: int | None, config: RankConfig) -> RankedFile:
+    scored = score_file(entry.path, protocol, separability_config, device, threads,
+                        optional=config.optional, seed=config.seed)
     try:
         static = static_baselines(entry.provenance)
         params, top1, source = float(static.params), static.imagenet_top1, static.source
@@ -77,7 +78,7 @@ def rank_files(
     rows: list[RankedFile] = []
     picks: dict[str, CrossValidatedPick] = {}  # label -> its cross-validated pick (--cv-folds K)
     for entry in inputs:
-        row = _score_entry(entry, protocol, separability_config, device, threads)
+        row = _score_entry(entry, protocol, separability_config, device, threads, config)
         if config.full:
             with FeatureStore(entry.path) as store:
                 view_record = resolve_view(store, protocol).record()
@@ -94,6 +95,7 @@ def rank_files(
         rows.append(row)
         if log is not None:
             log(_progress(row, picks.get(entry.label)))
+    add_relative_scores(rows)  # scores relative to the ranked set, once every file is scored
     rows.sort(key=lambda r: sort_key(r, config.by))
     missing, saturated = missing_scores(rows), saturated_scores(rows)
     notes += quality_notes(missing, saturated, config.by, len(rows))
