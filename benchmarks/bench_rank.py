@@ -98,6 +98,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-o", "--output", type=Path, default=RESULTS / "ranking_validation.json")
     parser.add_argument("--tables", type=Path, default=RESULTS / "ranking")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--cv-folds", type=int, default=5,
+                        help="Folds of full mode's cross-validated pick, run on the first view "
+                             "seed only (the truth needs only the validation-selected heads; "
+                             "0: no cross-validation)")
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--design", action="store_true",
@@ -181,8 +185,9 @@ def rank_seeds(name: str, files: list[Path], args: argparse.Namespace) -> dict[i
                    else (PROTOCOLS[name], BENCH_HEADS))
     documents = {}
     for seed in args.view_seeds:
+        cv_folds = args.cv_folds if seed == args.view_seeds[0] else 0
         config = RankConfig(full=True, validate=True, heads_dir=args.heads_dir / name,
-                            n_bootstrap=args.bootstrap,
+                            n_bootstrap=args.bootstrap, cv_folds=cv_folds,
                             heads=HeadSettings(heads=heads, seed=seed,
                                                n_bootstrap=args.bootstrap))
         documents[seed] = rank_files(files, Protocol(**spec, seed=seed), config,

@@ -194,3 +194,18 @@ def test_bench_smoke_mode_pools_view_seeds_end_to_end(tmp_path):
     assert ncm["n_resolvable"] == pooled["n_resolvable"]
     assert ncm["resolvable_pair_accuracy"] is not None and ncm["kendall_tau"] is not None
     assert "resolvable-pair acc." in (tmp_path / "ranking" / "rank_correlation.md").read_text()
+
+
+def test_the_validation_table_shows_resolvable_pair_accuracy_and_its_count() -> None:
+    from featlt.rank.table import validation_text
+
+    row = {"kendall_tau": 0.5, "ci": [0.1, 0.9], "weighted_tau": 0.4, "top1_regret": 0.0,
+           "kendall_tau_pretrained": None, "kendall_tau_tail_third": 0.3,
+           "resolvable_pair_accuracy": 0.75, "n_resolvable": 4}
+    text = validation_text({"backbones": ["a", "b", "c"], "pretrained": ["a"], "n_resolvable": 4,
+                            "scores": {"logme": row,
+                                       "ncm": {**row, "resolvable_pair_accuracy": None}}})
+    lines = text.splitlines()
+    assert "resolvable pairs (interval excludes 0): 4" in lines[0]
+    assert lines[2].rstrip().endswith("0.75 (4)") and lines[3].rstrip().endswith("-")
+    assert len({len(line) for line in lines[1:]}) == 1  # fixed-width columns

@@ -109,20 +109,25 @@ def ranking_text(document: dict[str, Any]) -> str:
 
 
 def validation_text(validation: dict[str, Any]) -> str:
-    """Kendall tau-b [interval], weighted tau and top-1 regret of every score."""
+    """Kendall tau-b [interval], weighted tau, top-1 regret and resolvable-pair accuracy (with the
+    number of resolvable pairs it counts) of every score."""
+    n_resolvable = validation.get("n_resolvable")
     lines = [f"validation against the measured balanced accuracy of {len(validation['backbones'])}"
              f" backbones ({len(validation['pretrained'])} pretrained); ties: pairs whose "
-             "difference lies inside its paired bootstrap interval",
+             "difference lies inside its paired bootstrap interval; resolvable pairs (interval "
+             f"excludes 0): {'-' if n_resolvable is None else n_resolvable}",
              f"{'score':<10}{'tau-b':>7}{'95% interval':>16}{'w-tau':>7}{'regret':>8}"
-             f"{'tau-b pre':>10}{'tau-b tail':>11}"]
+             f"{'tau-b pre':>10}{'tau-b tail':>11}{'res.pairs acc (n)':>19}"]
     for name, r in validation["scores"].items():
         ci = r.get("ci")
+        accuracy = r.get("resolvable_pair_accuracy")
+        resolved = "-" if accuracy is None else f"{accuracy:.2f} ({r.get('n_resolvable')})"
         lines.append(
             f"{SHORT[name]:<10}{_tau(r['kendall_tau']):>7}"
             f"{(f'[{ci[0]:.2f}, {ci[1]:.2f}]' if ci else '-'):>16}"
             f"{_tau(r['weighted_tau']):>7}{_points(r['top1_regret']):>8}"
             f"{_tau(r.get('kendall_tau_pretrained')):>10}"
-            f"{_tau(r.get('kendall_tau_tail_third')):>11}")
+            f"{_tau(r.get('kendall_tau_tail_third')):>11}{resolved:>19}")
     return "\n".join(lines)
 
 
