@@ -89,7 +89,7 @@ def test_cv_la_is_refused_naming_the_short_class_and_the_fix(tmp_path) -> None:
                                  imbalance_factor=20, dim=8, n_test_per_class=5,
                                  n_val_per_class=3)
     with pytest.raises(FeatltError, match=r"--with cv_la: class 3 \(class_3\) has 2 training "
-                                          r"rows .*fewer than cv_la's 5 folds.*drop --with cv_la"):
+                                          r"rows but 5 folds.*drop --with cv_la"):
         score_file(path, Protocol(seed=0), SeparabilityConfig(seed=0), "cpu", 1,
                    optional=("cv_la",))
 

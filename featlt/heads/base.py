@@ -51,6 +51,36 @@ def check_features(head: BaseEstimator, X: Any, reset: bool, what: str = "X") ->
     return X
 
 
+def check_validation(
+    head: BaseEstimator, X_val: Any, y_val: Any
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Validation rows given to a fitted-in-progress head (``classes_`` set), or None.
+
+    Returns:
+        ``(X_val (m, D) float64, y_val (m,) int64 indices into classes_)``; None when neither is
+        given. Only one of them, a length mismatch, no rows or labels outside the training
+        classes are refused.
+    """
+    if X_val is None and y_val is None:
+        return None
+    if X_val is None or y_val is None:
+        raise HeadInputError(f"{type(head).__name__}.fit: pass both X_val and y_val, or neither")
+    Xv = check_features(head, X_val, reset=False, what="X_val")
+    yv = np.asarray(y_val).reshape(-1)
+    if yv.shape[0] != Xv.shape[0] or yv.shape[0] == 0:
+        raise HeadInputError(
+            f"validation data for {type(head).__name__}: X_val has {Xv.shape[0]} rows and "
+            f"y_val {yv.shape[0]}; pass one label per row and at least one row"
+        )
+    unknown = np.setdiff1d(yv, head.classes_)
+    if unknown.size:
+        raise HeadInputError(
+            f"y_val for {type(head).__name__}: labels {unknown[:5].tolist()} do not occur "
+            "in the training labels; validate on the training classes only"
+        )
+    return Xv, np.searchsorted(head.classes_, yv)
+
+
 def check_features_labels(
     head: BaseEstimator, X: Any, y: Any, sample_weight: Any = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

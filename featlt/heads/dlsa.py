@@ -44,8 +44,8 @@ from featlt import __version__
 from featlt.errors import FeatltError
 from featlt.heads.base import (
     BaseHead,
-    HeadInputError,
     check_features,
+    check_validation,
 )
 from featlt.heads.linear import LOSSES, LinearHead, prior_removed
 from featlt.heads.trainable import param_error
@@ -191,7 +191,7 @@ class DLSAHead(BaseHead):
 
         self._check_params()
         X, y_index, weights = self._start_fit(X, y, sample_weight)
-        val = self._check_val(X_val, y_val)
+        val = check_validation(self, X_val, y_val)
         kept = weights > 0
         if not kept.all():
             X, y_index, weights = X[kept], y_index[kept], weights[kept]
@@ -199,28 +199,6 @@ class DLSAHead(BaseHead):
         fitted = fit_stages(self, X, y_index, weights, val, seed)
         self.router_state_, self.sub_heads_, self.stages_ = fitted
         return self
-
-    def _check_val(self, X_val: Any, y_val: Any) -> tuple[np.ndarray, np.ndarray] | None:
-        """Validation rows as ``(X_val (m, D) float64, y_val (m,) class indices)``, or None."""
-        if X_val is None and y_val is None:
-            return None
-        if X_val is None or y_val is None:
-            raise HeadInputError(f"{type(self).__name__}.fit: pass both X_val and y_val, or "
-                                 "neither")
-        Xv = check_features(self, X_val, reset=False, what="X_val")
-        yv = np.asarray(y_val).reshape(-1)
-        if yv.shape[0] != Xv.shape[0] or yv.shape[0] == 0:
-            raise HeadInputError(
-                f"validation data for {type(self).__name__}: X_val has {Xv.shape[0]} rows and "
-                f"y_val {yv.shape[0]}; pass one label per row and at least one row"
-            )
-        unknown = np.setdiff1d(yv, self.classes_)
-        if unknown.size:
-            raise HeadInputError(
-                f"y_val for {type(self).__name__}: labels {unknown[:5].tolist()} do not occur "
-                "in the training labels; validate on the training classes only"
-            )
-        return Xv, np.searchsorted(self.classes_, yv)
 
     def route(self, X: Any) -> np.ndarray:
         """Stage of every row of ``X`` (n, D): (n,) int64, ``len(sub_heads_) - 1`` = final."""

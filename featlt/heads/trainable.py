@@ -23,7 +23,7 @@ from featlt.evaluation.metrics import balanced_accuracy_torch
 from featlt.heads.base import (
     BaseHead,
     HeadInputError,
-    check_features,
+    check_validation,
 )
 from featlt.heads.losses import LossFn
 from featlt.heads.preprocess import apply_preprocessor, check_preprocess, fit_preprocessor
@@ -97,25 +97,9 @@ class ValidationMixin:
         all_rows = np.arange(y_index.shape[0])
         if not self.early_stopping:
             return all_rows, None, None, None
-        if X_val is not None or y_val is not None:
-            if X_val is None or y_val is None:
-                raise HeadInputError(
-                    f"{type(self).__name__}.fit: pass both X_val and y_val, or neither"
-                )
-            Xv = check_features(self, X_val, reset=False, what="X_val")
-            yv = np.asarray(y_val).reshape(-1)
-            if yv.shape[0] != Xv.shape[0] or yv.shape[0] == 0:
-                raise HeadInputError(
-                    f"validation data for {type(self).__name__}: X_val has {Xv.shape[0]} rows "
-                    f"and y_val {yv.shape[0]}; pass one label per row and at least one row"
-                )
-            unknown = np.setdiff1d(yv, self.classes_)
-            if unknown.size:
-                raise HeadInputError(
-                    f"y_val for {type(self).__name__}: labels {unknown[:5].tolist()} do not occur "
-                    "in the training labels; validate on the training classes only"
-                )
-            return all_rows, None, Xv, np.searchsorted(self.classes_, yv)
+        given = check_validation(self, X_val, y_val)
+        if given is not None:
+            return all_rows, None, *given
         try:
             tv = split_validation(
                 y_index, all_rows, regime="carve", fraction=self.validation_fraction,

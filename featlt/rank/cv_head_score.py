@@ -20,6 +20,7 @@ import :mod:`featlt.heads` (docs/architecture.md, the layering).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,11 +55,14 @@ class CVHeadResult:
     head_params: dict[str, Any] = field(default_factory=dict)  # what every fold's head used
 
 
-def check_folds(y: np.ndarray, n_folds: int, what: str = "cv head score") -> np.ndarray:
+def check_folds(y: np.ndarray, n_folds: int, what: str = "cv head score",
+                class_names: Sequence[str] | None = None, fix: str | None = None) -> np.ndarray:
     """Refuse folds that would leave a class out of some fold's training part.
 
     Args:
         y: (n,) int64 class ids; n_folds: k.
+        class_names: names of the class ids, to name a short class in the message.
+        fix: what the message tells the user to do (default: fewer folds or more rows).
     Returns:
         (C,) int64 class counts.
     """
@@ -74,11 +78,13 @@ def check_folds(y: np.ndarray, n_folds: int, what: str = "cv head score") -> np.
     short = present[counts[present] < n_folds]
     if short.size:
         c = int(short[np.argmin(counts[short])])
+        name = f" ({class_names[c]})" if class_names is not None else ""
+        fix = fix or (f"use at most {int(counts[present].min())} folds (fewer folds), or a view "
+                      "with more rows")
         raise FeatltError(
-            f"{what}: class {c} has {int(counts[c])} training rows but {n_folds} folds were "
-            f"asked for ({short.size} class(es) have fewer rows than folds: "
-            f"{short[:10].tolist()}); every class must be in every fold: use at most "
-            f"{int(counts[present].min())} folds (fewer folds), or a view with more rows"
+            f"{what}: class {c}{name} has {int(counts[c])} training rows but {n_folds} folds "
+            f"were asked for ({short.size} class(es) have fewer rows than folds: "
+            f"{short[:10].tolist()}); every class must be in every fold: {fix}"
         )
     return counts
 

@@ -27,7 +27,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from featlt.errors import FeatltError
-from featlt.rank.cv_head_score import DEFAULT_FOLDS, cv_head_score
+from featlt.rank.cv_head_score import DEFAULT_FOLDS, check_folds, cv_head_score
 from featlt.rank.formula import featlt_score
 from featlt.rank.model import OPTIONAL_SCORES, RankedFile
 from featlt.runtime import to_jsonable
@@ -129,7 +129,9 @@ def _optional_scores(
             "excluded_classes": ridge.excluded_classes, "form": ridge.form, "rows": int(y.size),
             "seconds": round(time.perf_counter() - start, 2)}
     if "cv_la" in optional:
-        _check_cv_la_folds(y, n_classes, report["data"]["class_names"])
+        check_folds(y, CV_LA_FOLDS, "--with cv_la", class_names=report["data"]["class_names"],
+                    fix=f"drop --with cv_la, or use a view with at least {CV_LA_FOLDS} training "
+                        "rows in every class (e.g. a smaller --imbalance-factor)")
         start = time.perf_counter()
         cv = cv_head_score(X, y, n_classes, n_folds=CV_LA_FOLDS, seed=seed,
                            device="cpu" if device == "auto" else device)
@@ -140,20 +142,6 @@ def _optional_scores(
             "n_folds": cv.n_folds, "seed": cv.seed, "rows": int(y.size),
             "seconds": round(time.perf_counter() - start, 2)}
     return scores, details
-
-
-def _check_cv_la_folds(y: np.ndarray, n_classes: int, names: Sequence[str]) -> None:
-    """Refuse ``cv_la`` when a class has fewer training rows than its folds (naming it)."""
-    counts = np.bincount(y, minlength=n_classes)
-    present = np.flatnonzero(counts)
-    short = present[counts[present] < CV_LA_FOLDS]
-    if short.size:
-        c = int(short[np.argmin(counts[short])])
-        raise FeatltError(
-            f"--with cv_la: class {c} ({names[c]}) has {int(counts[c])} training rows in this "
-            f"view, fewer than cv_la's {CV_LA_FOLDS} folds ({short.size} class(es) short; every "
-            f"class must be in every fold); drop --with cv_la, or use a view with at least "
-            f"{CV_LA_FOLDS} training rows in every class (e.g. a smaller --imbalance-factor)")
 
 
 def rank_average(columns: Sequence[Sequence[float | None]]) -> list[float | None]:
