@@ -8,7 +8,8 @@ holds only those, plus the validation rows of ``--view-seeds 0-4``):
   ``--test-per-class 500``: one file per set serves both the IF100 and the IF10 view (the
   folder keeps its historical name);
 - ``fmnistlt_if100``: Fashion-MNIST, ``--profile first --n-max 6000 --imbalance-factor 100``,
-  the same validation and test subset.
+  the same validation and test subset (a fresh machine needs ``apt-get install
+  dataset-fashion-mnist`` first; without it each of its extractions fails saying so).
 
 Feature sets: EfficientNet-Lite0/1/2 ImageNet at 160 and 128 px, Lite2's ``blocks.4`` at 160 px,
 random-init Lite0 at 160 px, raw pixels, and the DINOv2 ViT-S/14 at 112 px (skipped, with a note,
