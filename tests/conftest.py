@@ -48,3 +48,14 @@ def mount_tmpfs(folder: Path, options: str) -> Iterator[Path]:
     yield folder
     subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
+
+def write_rank_stores(folder: Path, prefix: str, separations: tuple[float, ...]) -> list[Path]:
+    """Feature files of one synthetic dataset for the rank tests: 5 classes, 60 ... 6 training
+    rows (imbalance 10), 20 test and 8 validation rows per class, one file per separation."""
+    from featlt.data.synthetic import write_synthetic_store
+
+    return [write_synthetic_store(folder / f"{prefix}{s:g}.h5", n_classes=5, n_max=60,
+                                  imbalance_factor=10, dim=12, separation=s,
+                                  n_test_per_class=20, n_val_per_class=8)
+            for s in separations]
+

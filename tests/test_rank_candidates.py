@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import write_rank_stores
 
 from featlt.cli import main
 from featlt.data.protocol import Protocol, resolve_view
@@ -33,11 +34,7 @@ OPTIONAL_COLUMNS = tuple(c for columns in OPTIONAL_SCORES.values() for c in colu
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Three files of one dataset (5 classes, the rarest with 6 training rows >= cv_la's 5)."""
-    folder = tmp_path_factory.mktemp("rank_candidates")
-    return [write_synthetic_store(folder / f"c{s:g}.h5", n_classes=5, n_max=60,
-                                  imbalance_factor=10, dim=12, separation=s,
-                                  n_test_per_class=20, n_val_per_class=8)
-            for s in (1.5, 3.0, 5.0)]
+    return write_rank_stores(tmp_path_factory.mktemp("rank_candidates"), "c", (1.5, 3.0, 5.0))
 
 
 def _train_rows(path: Path, protocol: Protocol) -> tuple[np.ndarray, np.ndarray]:

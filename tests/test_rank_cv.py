@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from conftest import write_rank_stores
 from sklearn.model_selection import StratifiedKFold
 
 from featlt.cli import main
 from featlt.data.protocol import Protocol, load_arrays
-from featlt.data.synthetic import write_synthetic_store
 from featlt.errors import FeatltError
 from featlt.evaluation.bootstrap import class_mean, paired_bootstrap, percentile_interval
 from featlt.evaluation.metrics import per_class_recall
@@ -48,11 +48,7 @@ def _run(*args: object) -> Result:
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    folder = tmp_path_factory.mktemp("cv")
-    # 5 classes, 60 ... 6 training rows (imbalance 10)
-    return [write_synthetic_store(folder / f"b{s:g}.h5", n_classes=5, n_max=60,
-                                  imbalance_factor=10, dim=12, separation=s,
-                                  n_test_per_class=20, n_val_per_class=8) for s in (1.5, 3.0)]
+    return write_rank_stores(tmp_path_factory.mktemp("cv"), "b", (1.5, 3.0))
 
 
 def _document(result: Result) -> dict:

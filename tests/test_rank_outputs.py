@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import write_rank_stores
 
 import featlt.rank.ranking as ranking
 from featlt.cli import main
-from featlt.data.synthetic import write_synthetic_store
 from featlt.rank.model import BASE_SCORES, KIND, SCORE_COLUMNS, VERSION
 
 FAST = ("--device", "cpu", "--bootstrap", "50")
@@ -26,11 +26,7 @@ def _run(*args: object) -> Result:
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    folder = tmp_path_factory.mktemp("rank_outputs")
-    return [write_synthetic_store(folder / f"b{s:g}.h5", n_classes=5, n_max=60,
-                                  imbalance_factor=10, dim=12, separation=s,
-                                  n_test_per_class=20, n_val_per_class=8)
-            for s in (1.5, 3.0, 5.0)]
+    return write_rank_stores(tmp_path_factory.mktemp("rank_outputs"), "b", (1.5, 3.0, 5.0))
 
 
 def _patch_scores(monkeypatch: pytest.MonkeyPatch, changes: dict[str, dict[str, float]]) -> None:
