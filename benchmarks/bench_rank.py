@@ -72,9 +72,23 @@ FORMULA_COMMIT = "6eef1be49f6f4518760b4ac277f858f37342b5eb"
 BENCH_HEADS = ("linear", "crt", "balanced_softmax", "ldam_drw", "ncm_cosine", "posthoc_la")
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "cifar10lt_if100": {"profile": "cao2019", "imbalance_factor": 100.0, "test_per_class": 500},
+    "cifar10lt_if10": {"profile": "cao2019", "imbalance_factor": 10.0, "test_per_class": 500},
     "fmnistlt_if100": {"profile": "first", "n_max": 6000, "imbalance_factor": 100.0,
                        "test_per_class": 500},
 }
+#: The zoo folder of each dataset: CIFAR-10-LT IF10 is a second view of the same files (the zoo
+#: extracts ``--imbalance-factor 10 --also-imbalance-factor 100``).
+ZOO_FOLDER = {"cifar10lt_if100": "cifar10lt_if100", "cifar10lt_if10": "cifar10lt_if100",
+              "fmnistlt_if100": "fmnistlt_if100"}
+#: Issue 17's opt-in candidate scores, computed in every benchmark ranking.
+CANDIDATES_WITH = ("ridge", "cv_la")
+#: The rule that picks featlt's default score (docs/methods.md, "Choosing the default score";
+#: fixed 2026-12-06 before any candidate was computed on Fashion-MNIST-LT).
+RULE_DATASETS = ("cifar10lt_if100", "cifar10lt_if10")
+RULE_CANDIDATES = ("featlt_v1", "logme_ncm", "ridge", "ridge_tail", "cv_la")
+#: Extra cost beyond the scores every ranking computes (0: none; 1: the ridge probe; 2: cv_la).
+RULE_COST = {"featlt_v1": 0, "logme_ncm": 0, "ridge": 1, "ridge_tail": 1, "cv_la": 2}
+RULE_TIE = 0.02
 GOAL = {"kendall_tau_min": 0.8, "top1_regret_max_points": 0.5, "min_resolvable_pairs": 15}
 SMOKE = "smoke"
 SMOKE_PROTOCOL: dict[str, Any] = {"val_source": "carve", "val_fraction": 0.25}
@@ -188,6 +202,7 @@ def rank_seeds(name: str, files: list[Path], args: argparse.Namespace) -> dict[i
         cv_folds = args.cv_folds if seed == args.view_seeds[0] else 0
         config = RankConfig(full=True, validate=True, heads_dir=args.heads_dir / name,
                             n_bootstrap=args.bootstrap, cv_folds=cv_folds,
+                            optional=() if name == SMOKE else CANDIDATES_WITH,
                             heads=HeadSettings(heads=heads, seed=seed,
                                                n_bootstrap=args.bootstrap))
         documents[seed] = rank_files(files, Protocol(**spec, seed=seed), config,
@@ -205,9 +220,10 @@ def rank_dataset(name: str, args: argparse.Namespace) -> dict[int, Any]:
     # the work); each set's heads are saved as soon as they are fitted, so a rerun resumes.
     # The files are listed once the lock is held: every set finished by then is ranked.
     with heavy_lock():
-        files = complete_files(args.zoo / name)
+        folder = args.zoo / ZOO_FOLDER[name]
+        files = complete_files(folder)
         if len(files) < 2:
-            raise SystemExit(f"{name}: {len(files)} complete feature sets in {args.zoo / name};"
+            raise SystemExit(f"{name}: {len(files)} complete feature sets in {folder};"
                              " run benchmarks/zoo_features.py first")
         return rank_seeds(name, files, args)
 
@@ -333,6 +349,72 @@ def resolvable_goal(pooled: dict[str, Any], ours: str = "featlt") -> dict[str, A
         out[f"top1_regret_at_most_0.5_points{suffix}"] = (
             regret <= GOAL["top1_regret_max_points"] if counted and regret is not None
             else None)
+    return out
+
+
+def default_score_rule(results: dict[str, Any]) -> dict[str, Any]:
+    """featlt's default score by the committed rule (docs/methods.md, "Choosing the default
+    score"): the candidate with the highest mean seed-pooled resolvable-pair accuracy over
+    :data:`RULE_DATASETS`; candidates within :data:`RULE_TIE` of the best are tied, and the
+    cheapest tied one wins (then the higher mean pretrained accuracy, then the lower mean top-1
+    regret, then the order of :data:`RULE_CANDIDATES`).
+
+    Returns:
+        ``{"chosen": name or None, "candidates": {name: means}, "note": ...}``; ``chosen`` is
+        None until every design dataset has a seed-pooled validation.
+    """
+    missing = [d for d in RULE_DATASETS if "pooled" not in results.get(d, {})]
+    if missing:
+        return {"chosen": None, "note": f"not yet measured on {', '.join(missing)}"}
+
+    def mean(name: str, key: str) -> float | None:
+        values = [results[d]["pooled"]["scores"].get(name, {}).get(key) for d in RULE_DATASETS]
+        return None if any(v is None for v in values) else sum(values) / len(values)
+
+    table = {name: {"resolvable_pair_accuracy": mean(name, "resolvable_pair_accuracy"),
+                    "resolvable_pair_accuracy_pretrained":
+                        mean(name, "resolvable_pair_accuracy_pretrained"),
+                    "top1_regret": mean(name, "top1_regret"), "cost": RULE_COST[name]}
+             for name in RULE_CANDIDATES}
+    scored = {n: t for n, t in table.items() if t["resolvable_pair_accuracy"] is not None}
+    if not scored:
+        return {"chosen": None, "candidates": table, "note": "no candidate was measured"}
+    best = max(t["resolvable_pair_accuracy"] for t in scored.values())
+    tied = [n for n, t in scored.items() if t["resolvable_pair_accuracy"] >= best - RULE_TIE]
+
+    def order(name: str) -> tuple[float, float, float, int]:
+        t = scored[name]
+        pretrained, regret = t["resolvable_pair_accuracy_pretrained"], t["top1_regret"]
+        return (t["cost"], -(pretrained if pretrained is not None else -1.0),
+                regret if regret is not None else float("inf"), RULE_CANDIDATES.index(name))
+    chosen = min(tied, key=order)
+    return {"chosen": chosen, "datasets": list(RULE_DATASETS), "best_mean": best,
+            "tie_margin": RULE_TIE, "tied": tied, "candidates": table}
+
+
+def pick_regrets(document: dict[str, Any], pooled: dict[str, Any]) -> dict[str, Any]:
+    """Full mode's cross-validated pick and the validation-only pick, each with its regret in
+    points: against the best backbone of this view seed (its validation-selected head's test
+    balanced accuracy) and against the seed-pooled truth (the picked backbone's pooled value)."""
+    recommendation = document["recommendation"]
+    measured = {row["label"]: row["measured"]["balanced_accuracy"] for row in document["rows"]}
+    truth = {b["label"]: b["balanced_accuracy"] for b in pooled["backbones"]}
+    best_seed, best_truth = max(measured.values()), max(truth.values())
+
+    def entry(label: str, head: str, test: float) -> dict[str, Any]:
+        return {"label": label, "head": head, "balanced_accuracy": test,
+                "regret_points": round(100 * (best_seed - test), 3),
+                "regret_points_pooled": round(100 * (best_truth - truth[label]), 3)}
+    out = {}
+    if "n_folds" in recommendation:
+        out["cross_validated"] = entry(recommendation["label"], recommendation["head"],
+                                       recommendation["balanced_accuracy"])
+        validation = recommendation["validation_pick"]
+    else:
+        validation = recommendation
+    out["validation_only"] = entry(validation["label"], validation["head"],
+                                   validation["balanced_accuracy"] if "balanced_accuracy" in
+                                   validation else measured[validation["label"]])
     return out
 
 
@@ -526,6 +608,8 @@ def main(argv: list[str] | None = None) -> None:
         write_tables(name, document, args.tables)
         results[name] = summary(document)
         results[name]["pooled"] = pooled_validation(documents, args.bootstrap)
+        results[name]["picks"] = pick_regrets(document, results[name]["pooled"])
+        results["default_score_rule"] = default_score_rule(results)
         results["formula"] = FORMULA
         results["formula_commit"] = FORMULA_COMMIT
         results["heads"] = {"list": list(BENCH_HEADS), "note": "a fixed list of cheaper "

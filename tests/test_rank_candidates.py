@@ -46,7 +46,7 @@ def _train_rows(path: Path, protocol: Protocol) -> tuple[np.ndarray, np.ndarray]
 
 def test_the_candidates_table_order_and_opt_in_columns() -> None:
     assert SCORE_COLUMNS[:len(BASE_SCORES)] == BASE_SCORES
-    assert set(SCORE_COLUMNS) == {*BASE_SCORES, "logme_ncm", *OPTIONAL_COLUMNS}
+    assert set(SCORE_COLUMNS) == {*BASE_SCORES, "featlt_v1", "logme_ncm", *OPTIONAL_COLUMNS}
     assert OPTIONAL_SCORES == {"ridge": ("ridge", "ridge_tail"), "cv_la": ("cv_la",)}
     assert check_optional(["cv_la", "ridge", "cv_la"]) == ("cv_la", "ridge")
     with pytest.raises(FeatltError, match=r"--with lda: unknown optional score; use one of "
@@ -193,3 +193,10 @@ def test_with_adds_the_opt_in_columns_and_by_an_absent_one_is_refused(tmp_path: 
     assert all(row["scores"].get("logme_ncm") is not None for row in rows)
     values = [row["scores"]["ridge"] for row in rows]
     assert values == sorted(values, reverse=True)
+
+
+def test_featlt_v1_is_the_formula_of_featlt_rank_formula(stores) -> None:
+    from featlt.rank.formula import featlt_score
+
+    scored = score_file(stores[0], Protocol(seed=0), SeparabilityConfig(seed=0), "cpu", 1)
+    assert scored.scores["featlt_v1"] == featlt_score(scored.report)

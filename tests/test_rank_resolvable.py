@@ -209,3 +209,29 @@ def test_the_validation_table_shows_resolvable_pair_accuracy_and_its_count() -> 
     assert "resolvable pairs (interval excludes 0): 4" in lines[0]
     assert lines[2].rstrip().endswith("0.75 (4)") and lines[3].rstrip().endswith("-")
     assert len({len(line) for line in lines[1:]}) == 1  # fixed-width columns
+
+
+def _rule_results(accuracies: dict[str, tuple[float, float]]) -> dict:
+    """Two design datasets whose pooled scores hold the given resolvable-pair accuracies."""
+    return {dataset: {"pooled": {"scores": {
+        name: {"resolvable_pair_accuracy": values[i], "resolvable_pair_accuracy_pretrained": 0.5,
+               "top1_regret": 0.0} for name, values in accuracies.items()}}}
+        for i, dataset in enumerate(("cifar10lt_if100", "cifar10lt_if10"))}
+
+
+def test_the_default_score_rule_takes_the_best_mean_and_breaks_ties_by_cost() -> None:
+    bench = _bench_rank()
+    assert bench.default_score_rule({})["chosen"] is None
+    clear = _rule_results({"featlt_v1": (0.70, 0.70), "logme_ncm": (0.80, 0.76),
+                           "ridge": (0.90, 0.92), "ridge_tail": (0.5, 0.5), "cv_la": (0.6, 0.6)})
+    rule = bench.default_score_rule(clear)
+    assert rule["chosen"] == "ridge" and rule["best_mean"] == pytest.approx(0.91)
+    # cv_la best by 0.01 (inside the 0.02 margin): the cheaper ridge wins
+    close = _rule_results({"featlt_v1": (0.70, 0.70), "logme_ncm": (0.70, 0.70),
+                           "ridge": (0.90, 0.90), "ridge_tail": (0.5, 0.5), "cv_la": (0.91, 0.91)})
+    assert bench.default_score_rule(close)["chosen"] == "ridge"
+    assert set(bench.default_score_rule(close)["tied"]) == {"ridge", "cv_la"}
+    # a candidate missing on one dataset is not eligible
+    gap = _rule_results({"featlt_v1": (0.6, 0.6), "logme_ncm": (0.6, 0.6), "ridge": (0.9, None),
+                         "ridge_tail": (0.5, 0.5), "cv_la": (0.7, 0.7)})
+    assert bench.default_score_rule(gap)["chosen"] == "cv_la"

@@ -29,9 +29,10 @@ VERSION = 3
 #: The scores every ranking computes, in table order: featlt's, then the comparators.
 BASE_SCORES: tuple[str, ...] = ("featlt", "logme", "gbc", "sfda", "knn", "ncm", "params",
                                 "imagenet_top1")
-#: Issue 17's candidate scores (docs/methods.md, "Candidate probe scores"): ``logme_ncm`` (from
-#: the other scores of every ranked file, always computed), then the opt-in ones.
-CANDIDATE_SCORES: tuple[str, ...] = ("logme_ncm", "ridge", "ridge_tail", "cv_la")
+#: Issue 17's candidate scores (docs/methods.md, "Candidate probe scores"): ``featlt_v1`` (the
+#: formula of featlt.rank.formula) and ``logme_ncm`` (from the other scores of every ranked file),
+#: always computed, then the opt-in ones.
+CANDIDATE_SCORES: tuple[str, ...] = ("featlt_v1", "logme_ncm", "ridge", "ridge_tail", "cv_la")
 #: Opt-in scores (``featlt rank --with NAME``): NAME -> the columns it adds. A column not asked
 #: for is absent from the rows (not null), and sorting by it is refused.
 OPTIONAL_SCORES: dict[str, tuple[str, ...]] = {"ridge": ("ridge", "ridge_tail"),

@@ -20,7 +20,8 @@ from featlt.rank.model import SCORE_COLUMNS, RankedFile
 #: Column names in notes (the table's short names live in :mod:`featlt.rank.table`).
 NAMES = {"featlt": "featlt", "logme": "LogME", "gbc": "GBC", "sfda": "SFDA", "knn": "kNN",
          "ncm": "NCM", "params": "parameter count", "imagenet_top1": "ImageNet top-1",
-         "logme_ncm": "LogME+NCM rank average", "ridge": "ridge probe",
+         "featlt_v1": "featlt v1 formula", "logme_ncm": "LogME+NCM rank average",
+         "ridge": "ridge probe",
          "ridge_tail": "ridge probe tail third", "cv_la": "cv logit-adjusted head"}
 #: Two values this close are "the same" (float noise of one computation, not a difference).
 REL_TOL, ABS_TOL = 1e-9, 1e-12

@@ -90,6 +90,7 @@ def score_file(
     raw = report["scores"]
     scores = {
         "featlt": featlt_score(report),
+        "featlt_v1": featlt_score(report),
         "logme": raw["logme"],
         "gbc": raw["gbc"],
         "sfda": sfda_score,

@@ -10,7 +10,8 @@ from featlt.rank.model import SCORE_COLUMNS
 
 SHORT = {"featlt": "featlt", "logme": "LogME", "gbc": "GBC", "sfda": "SFDA", "knn": "kNN-bacc",
          "ncm": "NCM-bacc", "params": "params(M)", "imagenet_top1": "IN-top1",
-         "logme_ncm": "LogME+NCM", "ridge": "ridge", "ridge_tail": "ridge-tail", "cv_la": "cv-LA"}
+         "featlt_v1": "featlt-v1", "logme_ncm": "LogME+NCM", "ridge": "ridge",
+         "ridge_tail": "ridge-tail", "cv_la": "cv-LA"}
 CSV_MEASURED = ("head", "val_balanced_accuracy", "balanced_accuracy", "tail_third")
 
 
