@@ -10,12 +10,16 @@ Two numbers that never read the target data (issue 12's comparators):
   with its source (:class:`featlt.extractors.zoo.ZooEntry`); None for raw pixels, random init,
   self-supervised weights and anything not in the zoo, which then rank last.
 
+A combined feature set (``featlt combine``) counts the parameters of its members' networks, a
+network shared by several members (a backbone and its inner layer) once, and has no top-1.
+
 :func:`static_baselines` reads both from a feature store's provenance.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +64,8 @@ def static_baselines(provenance: dict[str, Any]) -> StaticBaselines:
     on the weights).
     """
     backbone = provenance.get("backbone")
+    if isinstance(backbone, dict) and isinstance(backbone.get("members"), list):
+        return _combined_baselines(backbone["members"])
     if not isinstance(backbone, dict) or "feature" not in backbone:
         raise FeatltError(
             "feature store provenance has no backbone record; pass a store written by "
@@ -70,6 +76,21 @@ def static_baselines(provenance: dict[str, Any]) -> StaticBaselines:
         params = _recount_params(backbone)
     top1, source = published_top1(backbone)
     return StaticBaselines(params=int(params), imagenet_top1=top1, source=source)
+
+
+def _combined_baselines(members: list[dict[str, Any]]) -> StaticBaselines:
+    """A combined feature set's baselines: the parameters of every distinct network its members
+    run, a shared trunk counted once (the largest feature extractor of one model and weights,
+    e.g. a backbone and its own inner layer); no published top-1."""
+    trunks: dict[str, int] = {}
+    for member in members:
+        record = member.get("backbone") or {}
+        params = static_baselines({"backbone": record}).params
+        key = json.dumps([record.get("model"),
+                          (record.get("weights") or {}).get("tensors_sha256")], default=str)
+        trunks[key] = max(trunks.get(key, 0), params)
+    return StaticBaselines(params=sum(trunks.values()), imagenet_top1=None,
+                           source="a combination of backbones: no published top-1")
 
 
 def published_top1(backbone: dict[str, Any]) -> tuple[float | None, str]:

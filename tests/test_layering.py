@@ -17,6 +17,7 @@ BASE = {"featlt", "featlt.errors", "featlt.runtime", "featlt.file_hash", "featlt
         "featlt.output_lock"}
 STORE = BASE | {"featlt.store"}
 DATA = STORE | {"featlt.data"}
+COMBINE = DATA | {"featlt.combine"}
 EVALUATION = DATA | {"featlt.evaluation"}
 CLUSTER = EVALUATION | {"featlt.cluster"}
 EXTRACTORS = BASE | {"featlt.extractors"}
@@ -24,7 +25,7 @@ EXTRACT = CLUSTER | EXTRACTORS | {"featlt.extract"}
 SEPARABILITY = CLUSTER | {"featlt.separability"}
 HEADS = CLUSTER | {"featlt.heads"}
 PREDICT = EXTRACT | HEADS | {"featlt.predict"}
-RANK = PREDICT | SEPARABILITY | {"featlt.rank"}
+RANK = PREDICT | SEPARABILITY | COMBINE | {"featlt.rank"}
 DEMO = RANK | {"featlt.demo"}
 CLI = DEMO | {"featlt.cli"}
 
@@ -32,7 +33,8 @@ CLI = DEMO | {"featlt.cli"}
 ALLOWED: dict[str, set[str]] = {
     "featlt": BASE, "featlt.errors": BASE, "featlt.runtime": BASE, "featlt.file_hash": BASE,
     "featlt.progress": BASE, "featlt.output_lock": BASE,
-    "featlt.store": STORE, "featlt.data": DATA, "featlt.evaluation": EVALUATION,
+    "featlt.store": STORE, "featlt.data": DATA, "featlt.combine": COMBINE,
+    "featlt.evaluation": EVALUATION,
     "featlt.cluster": CLUSTER, "featlt.extractors": EXTRACTORS, "featlt.extract": EXTRACT,
     "featlt.separability": SEPARABILITY, "featlt.heads": HEADS, "featlt.predict": PREDICT,
     "featlt.rank": RANK, "featlt.demo": DEMO, "featlt.cli": CLI, "featlt.__main__": CLI,

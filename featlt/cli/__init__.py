@@ -134,7 +134,8 @@ def emit(runtime: Runtime, document: Any, text: str) -> None:
         click.echo(text)
 
 
-_COMMAND_MODULES = ("info", "separability", "extract", "weights", "heads", "rank", "demo")
+_COMMAND_MODULES = ("info", "separability", "extract", "weights", "combine", "heads", "rank",
+                    "demo")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"featlt.cli.{_name}")

@@ -11,7 +11,6 @@ images compare, and a ``--limit`` subset does not).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +19,8 @@ import numpy as np
 from featlt.errors import FeatltError
 from featlt.rank.model import RankInput
 from featlt.store.feature_store import FeatureStore
-from featlt.store.provenance import backbone_identity, require_same_provenance
-
-# Data provenance keys that say where a dataset sits on this machine, how a run read it, or which
-# of its rows a file holds (a full extraction and a view extraction of one dataset compare),
-# not which dataset it is.
-MACHINE_DATA_KEYS = frozenset({"path", "uri", "extracted_splits", "layouts", "skip_bad",
-                               "limit", "view"})
-
-
-def dataset_record(provenance: dict[str, Any]) -> dict[str, Any]:
-    """The part of the data provenance that identifies the images and labels."""
-    data = provenance.get("data") or {}
-    return {k: v for k, v in data.items() if k not in MACHINE_DATA_KEYS}
-
-
-def feature_identity(provenance: dict[str, Any]) -> str:
-    """JSON of what makes two stores' features the same: backbone identity and store settings."""
-    store = provenance.get("store") or {}
-    record = {"backbone": backbone_identity(provenance), "dtype": store.get("dtype"),
-              "features": store.get("features")}
-    return json.dumps(record, sort_keys=True, default=str)
+from featlt.store.members import feature_identity
+from featlt.store.provenance import dataset_record, require_same_provenance
 
 
 def _unique_labels(paths: list[Path]) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from featlt.errors import FeatltError
+from featlt.store.members import describe_backbone, is_pretrained
 
 KIND = "featlt.rank"
 #: 2: every score is null (never 0) where undefined, and ``missing`` / ``saturated`` say which.
@@ -56,22 +57,14 @@ class RankInput:
 
     @property
     def pretrained(self) -> bool:
-        """Whether the features come from trained weights (not random init, not raw pixels)."""
-        weights = self.backbone.get("weights") or {}
-        source = weights.get("source") if isinstance(weights, dict) else weights
-        return source not in (None, "random", "none") and not str(
-            self.backbone.get("model", "")).startswith("pixels")
+        """Whether the features come from trained weights (not random init, not raw pixels);
+        a combined feature set: whether any member's do."""
+        return is_pretrained(self.backbone)
 
     def describe(self) -> str:
-        """The backbone in words: zoo name or timm model, resolution, inner layer."""
-        name = self.backbone.get("zoo") or self.backbone.get("model") or self.label
-        parts = [str(name)]
-        if self.backbone.get("resolution"):
-            parts.append(f"{self.backbone['resolution']} px")
-        layer = (self.backbone.get("feature") or {}).get("layer")
-        if layer and layer != "pre_logits":
-            parts.append(f"layer {layer}")
-        return ", ".join(parts)
+        """The backbone in words: zoo name or timm model, resolution, inner layer; a combined
+        feature set's members joined by ``" + "``."""
+        return describe_backbone(self.backbone, self.label)
 
 
 @dataclass(frozen=True)

@@ -63,14 +63,33 @@ def backbone_identity(provenance: dict[str, Any]) -> dict[str, Any]:
 
     The backbone record without where or at which precision it ran, and its weights identified
     by their tensors' hash alone (the same tensors from a zoo package or a file are the same
-    weights). Heads trained on CPU features apply to CUDA features of the same backbone.
+    weights). Heads trained on CPU features apply to CUDA features of the same backbone. A
+    combined store's record (:mod:`featlt.store.members`) keeps its recipe and each member's
+    identity, store settings and digest.
     """
-    backbone = {k: v for k, v in (provenance.get("backbone") or {}).items()
-                if k not in RUN_DEPENDENT_BACKBONE_KEYS}
+    record = provenance.get("backbone") or {}
+    if isinstance(record.get("members"), list):
+        return {**record, "members": [
+            {**member, "backbone": backbone_identity({"backbone": member.get("backbone")})}
+            for member in record["members"]]}
+    backbone = {k: v for k, v in record.items() if k not in RUN_DEPENDENT_BACKBONE_KEYS}
     weights = backbone.get("weights")
     if isinstance(weights, dict) and "tensors_sha256" in weights:
         backbone["weights"] = {"tensors_sha256": weights["tensors_sha256"]}
     return backbone
+
+
+# Data provenance keys that say where a dataset sits on this machine, how a run read it, or which
+# of its rows a file holds (a full extraction and a view extraction of one dataset compare),
+# not which dataset it is.
+MACHINE_DATA_KEYS = frozenset({"path", "uri", "extracted_splits", "layouts", "skip_bad",
+                               "limit", "view"})
+
+
+def dataset_record(provenance: dict[str, Any]) -> dict[str, Any]:
+    """The part of the data provenance that identifies the images and labels."""
+    data = provenance.get("data") or {}
+    return {k: v for k, v in data.items() if k not in MACHINE_DATA_KEYS}
 
 
 def _lookup(record: dict[str, Any], dotted: str) -> Any:
