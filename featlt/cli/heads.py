@@ -83,13 +83,14 @@ def fit_classifier_command(
               help="Write one CSV row per prediction.")
 @click.option("--batch-size", type=POSITIVE, default=64, show_default=True,
               help="Images per backbone batch (--images).")
-@click.option("--weights", default=None,
+@click.option("--weights", multiple=True,
               help="Backbone weights (--images) when the recorded weights file is not on this "
-                   "machine; must be the same weights (checked by hash).")
+                   "machine and not in the zoo; must be the same weights (checked by hash). A "
+                   "head on a combined store: MEMBER=FILE (member number or name), repeatable.")
 @featlt_command
 def predict_command(
     runtime: Runtime, head_dir: Path, feature_file: Path | None, images: Path | None,
-    split: str, output: Path | None, batch_size: int, weights: str | None,
+    split: str, output: Path | None, batch_size: int, weights: tuple[str, ...],
 ) -> None:
     """Apply a saved head to a feature file of the same backbone, or to an image folder."""
     from featlt.heads.report import prediction_text

@@ -10,6 +10,7 @@ cluster, featlt.extractors, extract and heads).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +21,47 @@ from featlt.heads.io import load_head
 from featlt.heads.workflow import write_predictions_csv
 
 
-def backbone_spec_from_provenance(features: dict[str, Any], weights: str | None) -> Any:
+def backbone_spec_from_provenance(features: dict[str, Any], weights: str | None,
+                                  option: str = "--weights FILE", what: str | None = None) -> Any:
     """The :class:`featlt.extractors.backbones.BackboneSpec` that produced a store's features.
 
     Zoo and random backbones are rebuilt from the record alone; file, local-dir and hub weights
-    come from ``weights`` when given, else from the path recorded at extraction time.
+    come from ``weights`` when given, else from the path recorded at extraction time. The
+    recorded inner layer (``--layer``) is the spec's feature.
+
+    Args:
+        features: a store's provenance (``backbone`` and ``run.weights_file`` are read).
+        option: how the fix names the weights option (``--weights 2=FILE`` for a member).
+        what: how the message names the backbone (default: ``backbone MODEL``).
     """
     from featlt.extractors.backbones import BackboneSpec, resolve_spec
 
     backbone = features.get("backbone") or {}
     record = backbone.get("weights") or {}
     resolution = backbone.get("resolution")
+    layer = (backbone.get("feature") or {}).get("layer")
+    layer = None if layer in (None, "pre_logits") else layer
     if backbone.get("zoo") and weights is None:
-        return resolve_spec(backbone["zoo"], None, resolution)
+        return resolve_spec(backbone["zoo"], None, resolution, layer=layer)
     if record.get("source") == "none":  # the pixels pseudo-backbone has no weights
-        return resolve_spec(backbone["model"], None, resolution)
+        return resolve_spec(backbone["model"], None, resolution, layer=layer)
     if record.get("source") == "random" and weights is None:
         return BackboneSpec(model=backbone["model"], weights="random", resolution=resolution,
-                            seed=int(record.get("seed", 0)))
+                            seed=int(record.get("seed", 0)), layer=layer)
     if weights is None and record.get("source") == "hub":
         weights = "hub"
     if weights is None:
         recorded = ((features.get("run") or {}).get("weights_file") or {}).get("path")
         if not recorded or not Path(recorded).exists():
             raise FeatltError(
-                f"backbone {backbone.get('model')}: its weights file ({recorded}) is not on this "
-                "machine; pass the same weights with --weights FILE"
+                f"{what or 'backbone ' + str(backbone.get('model'))}: its weights file "
+                f"({recorded}) is not on this machine and the zoo does not hold these weights; "
+                f"pass the same weights with {option}"
             )
         weights = (f"local-dir:{Path(recorded).parent}" if record.get("source") == "local-dir"
                    else recorded)
-    return BackboneSpec(model=backbone["model"], weights=weights, resolution=resolution)
+    return BackboneSpec(model=backbone["model"], weights=weights, resolution=resolution,
+                        layer=layer)
 
 
 def display_name(text: str) -> str:
@@ -94,24 +106,27 @@ def predict_images(
     output: str | Path | None = None,
     device: str = "auto",
     batch_size: int = 64,
-    weights: str | None = None,
+    weights: Sequence[str] = (),
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Classify every image under ``folder`` end to end: the head's own backbone, then the head.
+    """Classify every image under ``folder`` end to end: the head's own backbone(s), then the head.
 
-    The backbone is rebuilt from the provenance of the head's training features and checked
-    against it (weights hash, data config, device, precision ...): a mismatch is refused, naming
-    the attribute. Features are rounded to the store's dtype, as the head saw them in training.
+    Every backbone is rebuilt from the provenance of the head's training features and checked
+    against it (weights hash, data config, layer ...): a mismatch is refused, naming the
+    attribute. Each image is decoded once; a head fitted on a combined store runs every member
+    (members of one network share one forward) and combines their features by the recipe
+    (:mod:`featlt.predict.members`). Features are rounded as the head saw them in training.
     When every image sits in a subfolder named after a class, metrics are computed as well.
     File names that are not UTF-8 are written escaped (:func:`display_name`).
-    """
-    import torch
 
+    Args:
+        weights: ``--weights`` values: FILE for a single backbone, MEMBER=FILE per member of a
+            combined head whose weights are neither in the zoo nor at the recorded path.
+    """
     from featlt.data.decode import decode_image  # the rule every source decodes by
     from featlt.evaluation.metrics import evaluate
-    from featlt.extractors.backbones import create_backbone
+    from featlt.predict.members import build_forward
     from featlt.runtime import resolve_torch_device
-    from featlt.store.provenance import backbone_identity, require_same_provenance
 
     if batch_size < 1:
         raise FeatltError(f"--batch-size {batch_size}: must be at least 1")
@@ -119,20 +134,12 @@ def predict_images(
     head, document = load_head(head_dir)
     features = document.get("provenance", {}).get("features", {})
     files = image_files(folder)
-    spec = backbone_spec_from_provenance(features, weights)
-    backbone = create_backbone(spec, device=resolve_torch_device(device))  # type: ignore[arg-type]
-    require_same_provenance(
-        {"backbone": backbone_identity(features)},
-        {"backbone": backbone_identity({"backbone": backbone.provenance})},
-        f"head {head_dir}: its backbone rebuilt here",
-    )
-    store_dtype = np.dtype((features.get("store") or {}).get("dtype", "float32"))
+    forward = build_forward(features, weights, resolve_torch_device(device),
+                            f"head {head_dir}")
     parts = []
     for start in range(0, len(files), batch_size):
-        batch = [backbone.transform(decode_image(f, f"image {f}"))
-                 for f in files[start : start + batch_size]]
-        feats, _ = backbone.forward(torch.stack(batch))
-        parts.append(feats.numpy().astype(store_dtype).astype(np.float32))
+        parts.append(forward.features([decode_image(f, f"image {f}")
+                                       for f in files[start : start + batch_size]]))
     proba = head.predict_proba(np.concatenate(parts))
     pred = proba.argmax(axis=1)
     names = document["class_names"]
@@ -148,7 +155,8 @@ def predict_images(
         "head": document.get("name"), "head_dir": display_name(str(head_dir)),
         "source": display_name(str(folder)), "n": len(files),
         "output": None if output is None else display_name(str(output)),
-        "backbone": backbone.provenance["model"],
+        "backbone": " + ".join(r.name for r in forward.records),
+        "members": len(forward.records), "forwards_per_batch": forward.forwards,
         "metrics": None if labels is None else evaluate(labels, proba, train_counts, seed=seed,
                                                         class_names=names),
         "predicted_counts": np.bincount(pred, minlength=len(names)).tolist(),
