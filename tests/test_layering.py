@@ -26,7 +26,8 @@ SEPARABILITY = CLUSTER | {"featlt.separability"}
 HEADS = CLUSTER | {"featlt.heads"}
 PREDICT = EXTRACT | HEADS | {"featlt.predict"}
 RANK = PREDICT | SEPARABILITY | COMBINE | {"featlt.rank"}
-DEMO = RANK | {"featlt.demo"}
+REPORT = RANK | {"featlt.report"}
+DEMO = REPORT | {"featlt.demo"}
 CLI = DEMO | {"featlt.cli"}
 
 #: layer (the package a module belongs to) -> the featlt packages it may import
@@ -37,7 +38,8 @@ ALLOWED: dict[str, set[str]] = {
     "featlt.evaluation": EVALUATION,
     "featlt.cluster": CLUSTER, "featlt.extractors": EXTRACTORS, "featlt.extract": EXTRACT,
     "featlt.separability": SEPARABILITY, "featlt.heads": HEADS, "featlt.predict": PREDICT,
-    "featlt.rank": RANK, "featlt.demo": DEMO, "featlt.cli": CLI, "featlt.__main__": CLI,
+    "featlt.rank": RANK, "featlt.report": REPORT, "featlt.demo": DEMO, "featlt.cli": CLI,
+    "featlt.__main__": CLI,
 }
 
 

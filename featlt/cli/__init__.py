@@ -135,7 +135,7 @@ def emit(runtime: Runtime, document: Any, text: str) -> None:
 
 
 _COMMAND_MODULES = ("info", "separability", "extract", "weights", "combine", "heads", "rank",
-                    "demo")
+                    "report", "demo")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"featlt.cli.{_name}")

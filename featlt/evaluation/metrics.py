@@ -147,13 +147,30 @@ def top_label_ece(proba: np.ndarray, y_true: np.ndarray, n_bins: int = ECE_BINS)
         return None
     confidence = proba.max(axis=1)
     correct = (proba.argmax(axis=1) == y_true).astype(np.float64)
-    # Bin k holds confidences in (k/n_bins, (k+1)/n_bins]; a confidence of exactly 0 joins bin 0.
+    count, hits, confidence_sum = ece_bins(confidence, correct, n_bins)
+    return float(np.abs(hits - confidence_sum).sum() / y_true.shape[0]) if count.sum() else None
+
+
+def ece_bins(confidence: np.ndarray, correct: np.ndarray,
+             n_bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The equal-width confidence bins of :func:`top_label_ece` (and of reliability diagrams).
+
+    Bin k holds confidences in ``(k/n_bins, (k+1)/n_bins]``; a confidence of exactly 0 joins
+    bin 0. ECE is ``sum(|hits - confidence_sum|) / n``.
+
+    Args:
+        confidence: (n,) top-label confidence of each row; correct: (n,) 1.0 where the top
+            label is the true class, else 0.0.
+    Returns:
+        (count, hits, confidence_sum), each (n_bins,): rows per bin (int64), correct rows per
+        bin and the sum of their confidences (float64).
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
     bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
-    gap = np.bincount(bins, weights=correct, minlength=n_bins) - np.bincount(
-        bins, weights=confidence, minlength=n_bins
-    )
-    return float(np.abs(gap).sum() / y_true.shape[0]) if count.sum() else None
+    return (np.bincount(bins, minlength=n_bins),
+            np.bincount(bins, weights=correct, minlength=n_bins),
+            np.bincount(bins, weights=confidence, minlength=n_bins))
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
