@@ -45,4 +45,4 @@ def test_steps_run_in_the_listed_order_whichever_step_module_was_imported_first(
             "from featlt.demo import registered_steps\n"
             "print(','.join(step.name for step in registered_steps()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "extract,separability,heads,rank"
+    assert out.stdout.strip() == "extract,separability,heads,rank,report"

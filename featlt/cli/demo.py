@@ -12,9 +12,10 @@ from featlt.runtime import Runtime
 
 
 def demo_writes(params: Params) -> tuple[str, ...]:
-    """What ``featlt demo`` writes inside its folder (glob patterns): one folder per step and the
-    summary."""
-    return ("demo_summary.json", "features/*", "separability/**/*", "heads/**/*", "rank/**/*")
+    """What ``featlt demo`` writes inside its folder (glob patterns): one folder per step, the
+    summary and the report page."""
+    return ("demo_summary.json", "features/*", "separability/**/*", "heads/**/*", "rank/**/*",
+            "report.html")
 
 
 @main.command("demo")
@@ -42,6 +43,9 @@ def demo_command(runtime: Runtime, quick: bool, out_dir: Path, only: tuple[str, 
               summary["steps"].items()]
     lines.append(f"  summary: {out_dir.resolve() / 'demo_summary.json'}")
     recommendation = summary["steps"].get("rank", {}).get("recommendation")
-    if recommendation:  # the demo's last line: which backbone and head to use
+    if recommendation:  # which backbone and head to use
         lines.append(recommendation["sentence"])
+    report = summary["steps"].get("report", {}).get("report")
+    if report:  # the demo's last line: the page that shows it all
+        lines.append(report)
     emit(runtime, summary, "\n".join(lines))

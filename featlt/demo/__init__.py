@@ -40,7 +40,8 @@ class DemoStep:
 
 _REGISTRY: list[DemoStep] = []
 
-STEP_MODULES = ("extract_step", "separability_step", "heads_step", "rank_step")
+STEP_MODULES = ("extract_step", "separability_step", "heads_step", "rank_step",
+                "report_step")
 
 
 def demo_step(name: str, description: str) -> Callable[[StepFn], StepFn]:

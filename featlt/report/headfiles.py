@@ -24,6 +24,15 @@ HEAD_FILE = "head.json"
 TENSORS_FILE = "head.safetensors"
 
 
+class UnusableFileError(FeatltError):
+    """A file of a head folder that cannot be shown: ``path`` and the ``reason``."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Predictions:
     """One head's per-image test predictions (``test_predictions.csv``)."""
@@ -37,17 +46,18 @@ def read_predictions(heads: HeadsResult, name: str) -> Predictions:
     """Head ``name``'s test predictions, checked against summary.json's sha256.
 
     Raises:
-        FeatltError: the file is missing, changed since it was written, or malformed.
+        UnusableFileError: the file is missing, changed since it was written, or malformed.
     """
     path = heads.head_dir(name) / PREDICTIONS_FILE
     if not path.is_file():
         path = Path(str(heads.heads[name].get("test_predictions") or path))
     if not path.is_file():
-        raise FeatltError(f"{path}: missing (head {name}'s test predictions)")
+        raise UnusableFileError(path, f"missing (head {name}'s test predictions)")
     expected = heads.heads[name].get("test_predictions_sha256")
     if expected is not None and file_sha256(path, cached=False) != expected:
-        raise FeatltError(f"{path}: changed after it was written (its sha256 differs from the "
-                          "one summary.json records); run `featlt fit-classifier` again")
+        raise UnusableFileError(path, "changed after it was written (its sha256 differs from "
+                                      "the one summary.json records); run `featlt "
+                                      "fit-classifier` again")
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
@@ -55,8 +65,9 @@ def read_predictions(heads: HeadsResult, name: str) -> Predictions:
         predictions = np.array([int(row["prediction"]) for row in rows], dtype=np.int64)
         confidence = np.array([float(row["confidence"]) for row in rows], dtype=np.float64)
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error) as err:
-        raise FeatltError(f"{path}: not a test predictions file with columns label, prediction, "
-                          f"confidence ({err!r}); run `featlt fit-classifier` again") from err
+        raise UnusableFileError(path, "not a test predictions file with columns label, "
+                                      f"prediction, confidence ({err!r}); run `featlt "
+                                      "fit-classifier` again") from err
     return Predictions(labels, predictions, confidence)
 
 
@@ -65,23 +76,23 @@ def read_head_fields(heads: HeadsResult, name: str) -> dict[str, Any]:
     array stored in ``head.safetensors`` (as a list).
 
     Raises:
-        FeatltError: a file is missing, unreadable or changed since it was written.
+        UnusableFileError: a file is missing, unreadable or changed since it was written.
     """
     folder = heads.head_dir(name)
     path = folder / HEAD_FILE
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise FeatltError(f"{path}: unreadable or not valid JSON ({err})") from err
+        raise UnusableFileError(path, f"unreadable or not valid JSON ({err})") from err
     if not isinstance(document, dict):
-        raise FeatltError(f"{path}: not a featlt head file")
+        raise UnusableFileError(path, "not a featlt head file")
     if "$tensor" not in json.dumps(document):
         return document
     tensors_path = folder / TENSORS_FILE
     if not tensors_path.is_file() or file_sha256(tensors_path, cached=False) != document.get(
             "tensors_sha256"):
-        raise FeatltError(f"{tensors_path}: missing or changed after it was written (its sha256 "
-                          f"differs from the one {HEAD_FILE} records)")
+        raise UnusableFileError(tensors_path, "missing or changed after it was written (its "
+                                              f"sha256 differs from the one {HEAD_FILE} records)")
     from safetensors.numpy import load_file
 
     tensors = load_file(str(tensors_path))

@@ -23,11 +23,12 @@ class Dataset:
 
 def dataset_of(features: dict[str, Any], view: dict[str, Any] | None) -> Dataset:
     """The :class:`Dataset` of a result from its features' provenance and its view record."""
-    data = features.get("data") or {}
+    data = features.get("data") or features.get("dataset") or {}  # "dataset": synthetic stores
     protocol = (view or {}).get("protocol") or {}
-    fingerprint = data.get("sha256") or data.get("uri") or "unknown data"
+    fingerprint = data.get("sha256") or json.dumps(data, sort_keys=True, default=str)
     key = json.dumps([fingerprint, protocol], sort_keys=True, default=str)
-    name = str(data.get("uri") or data.get("scheme") or data.get("origin") or "unknown data")
+    name = str(data.get("uri") or data.get("name") or data.get("scheme") or data.get("origin")
+               or "unknown data")
     parts = [str(protocol["profile"])] if protocol.get("profile") else []
     if protocol.get("imbalance_factor") is not None:
         parts.append(f"IF {protocol['imbalance_factor']:g}")

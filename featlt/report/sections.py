@@ -11,12 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from featlt.errors import FeatltError
 from featlt.evaluation.metrics import ECE_BINS, ece_bins, per_class_recall
 from featlt.evaluation.shots import ABSOLUTE_GROUPS, ALL_GROUPS, RELATIVE_GROUPS, shot_groups
 from featlt.rank.model import SCORE_COLUMNS
 from featlt.report.charts import Point, heatmap, reliability, scatter, share_bars
-from featlt.report.headfiles import Predictions, read_head_fields, read_predictions
+from featlt.report.headfiles import (
+    Predictions,
+    UnusableFileError,
+    read_head_fields,
+    read_predictions,
+)
 from featlt.report.model import (
     DatasetResults,
     HeadsResult,
@@ -347,8 +351,8 @@ def heads_section(heads: HeadsResult, ctx: Context, anchor: str) -> Section:
 def _predictions(heads: HeadsResult, name: str, ctx: Context) -> Predictions | None:
     try:
         return read_predictions(heads, name)
-    except FeatltError as err:
-        ctx.not_shown.append(NotShown(heads.head_dir(name), str(err)))
+    except UnusableFileError as err:
+        ctx.not_shown.append(NotShown(err.path, err.reason))
         return None
 
 
@@ -400,9 +404,9 @@ def _reliability_section(heads: HeadsResult, best: str | None, ctx: Context,
     try:
         recorded = ((read_head_fields(heads, best).get("metrics") or {}).get("test") or {}).get(
             "ece_groups") or {}
-    except FeatltError as err:
-        ctx.not_shown.append(NotShown(heads.head_dir(best), f"{err} (the recorded per-group "
-                                                            "ECE is not shown)"))
+    except UnusableFileError as err:
+        ctx.not_shown.append(NotShown(err.path, f"{err.reason} (the recorded per-group ECE is "
+                                                "not shown)"))
         recorded = {}
     correct = (predictions.labels == predictions.predictions).astype(np.float64)
     charts = []
@@ -436,8 +440,8 @@ def _head_fields(heads: HeadsResult, name: str, ctx: Context) -> dict[str, Any] 
         return None
     try:
         return read_head_fields(heads, name)
-    except FeatltError as err:
-        ctx.not_shown.append(NotShown(heads.head_dir(name), str(err)))
+    except UnusableFileError as err:
+        ctx.not_shown.append(NotShown(err.path, err.reason))
         return None
 
 
