@@ -123,6 +123,8 @@ PIXELS = ["--model", "pixels_8", "--workers", "0", "--threads", "1"]
 CASES = [
     Case("extract", "--output", lambda i: i.data,
          lambda i, out: ["extract", *PIXELS, "--data", f"npz:{i.data}", "-o", out, "--overwrite"]),
+    Case("combine", "--output", lambda i: i.store,
+         lambda i, out: ["combine", i.store, i.store, "-o", out, "--overwrite"]),
     Case("evaluate-separability", "--output", lambda i: i.store,
          lambda i, out: ["evaluate-separability", i.store, "-o", out]),
     Case("evaluate-separability", "--plots", lambda i: i.store,
