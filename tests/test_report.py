@@ -155,7 +155,10 @@ def test_a_folder_with_nothing_featlt_wrote_names_what_was_looked_for(tmp_path):
 def test_missing_and_corrupt_files_among_many_are_named_and_the_rest_shown(copied, tmp_path):
     corrupt = copied / "separability.json"
     corrupt.write_text('{"kind": "featlt.separability.evaluate", "repo')
-    predictions = next((copied / "heads").glob("b5-*/linear/test_predictions.csv"))
+    summary = next((copied / "heads").glob("b5-*/summary.json"))
+    heads = json.loads(summary.read_text())["heads"]
+    best = max(heads, key=lambda name: heads[name]["val_balanced_accuracy"])
+    predictions = summary.parent / best / "test_predictions.csv"  # its reliability diagrams
     predictions.write_text(predictions.read_text().replace("\n1,", "\n1,0", 1))
     missing = copied / "gone.json"
     out = tmp_path / "report.html"

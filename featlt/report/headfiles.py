@@ -100,14 +100,17 @@ def read_head_fields(heads: HeadsResult, name: str) -> dict[str, Any]:
 
 
 def _resolved(value: Any, tensors: dict[str, np.ndarray]) -> Any:
-    """``value`` with dense tensor references replaced by lists (sparse ones left as they are:
-    the page shows none of them)."""
+    """``value`` with dense tensor references replaced by lists, NaN by None (sparse ones left
+    as they are: the page shows none of them)."""
     if isinstance(value, dict):
         key = value.get("$tensor")
         if isinstance(key, str) and "layout" not in value and key in tensors:
             array = tensors[key]
-            return np.where(np.isnan(array), None, array).tolist() if array.dtype.kind == "f" \
-                else array.tolist()
+            if array.dtype.kind != "f":
+                return array.tolist()
+            listed = array.astype(object)
+            listed[np.isnan(array)] = None
+            return listed.tolist()
         return {k: _resolved(v, tensors) for k, v in value.items()}
     if isinstance(value, list):
         return [_resolved(v, tensors) for v in value]

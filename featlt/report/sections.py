@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from featlt.evaluation.metrics import ECE_BINS, ece_bins, per_class_recall
+from featlt.evaluation.metrics import ECE_BINS, ece_bins
 from featlt.evaluation.shots import ABSOLUTE_GROUPS, ALL_GROUPS, RELATIVE_GROUPS, shot_groups
 from featlt.rank.model import SCORE_COLUMNS
 from featlt.report.charts import Point, heatmap, reliability, scatter, share_bars
@@ -368,13 +368,14 @@ def _per_class_section(heads: HeadsResult, best: str | None, ctx: Context,
     shown = list(dict.fromkeys([best, "linear"]))
     points, legend_entries = [], []
     for series, name in enumerate(h for h in shown if h in heads.heads):
-        predictions = _predictions(heads, name, ctx)
-        if predictions is None:
+        fields = _head_fields(heads, name, ctx)
+        recall = (((fields or {}).get("metrics") or {}).get("test") or {}).get(
+            "per_class_accuracy")
+        if not isinstance(recall, list) or len(recall) != counts.size:
             continue
-        recall = per_class_recall(predictions.labels, predictions.predictions, counts.size)
         legend_entries.append((name, "#333", series == 1))
         for c in range(counts.size):
-            if counts[c] <= 0 or np.isnan(recall[c]):
+            if counts[c] <= 0 or recall[c] is None:
                 continue
             label = names[c] if c < len(names) else str(c)
             points.append(Point(float(counts[c]), float(recall[c]), label,
@@ -390,7 +391,8 @@ def _per_class_section(heads: HeadsResult, best: str | None, ctx: Context,
                     y_limits=(-0.05, 1.05), legend_entries=legend_entries, width=640, height=400)
     return Section(ctx.anchor(anchor, "per-class"), "Per-class accuracy against training count",
                    "One point per class (filled: the head best on validation; open: plain "
-                   "linear): look at the left, where the rare classes are.", chart, level=4)
+                   "linear; each head's recorded per-class test accuracy): look at the left, "
+                   "where the rare classes are.", chart, level=4)
 
 
 def _reliability_section(heads: HeadsResult, best: str | None, ctx: Context,
