@@ -204,3 +204,28 @@ def test_views_differing_in_memory_name_the_first_position(stores: dict[str, Pat
     members = [read_member(stores["pixels"]), read_member(stores["net"], Protocol(seed=3))]
     with pytest.raises(FeatltError, match="first differing source position"):
         combine_members(members)
+
+
+def test_views_are_combined_only_when_made_alike(stores: dict[str, Path],
+                                                 tmp_path: Path) -> None:
+    net = ("--model", "test_efficientnet", "--weights", "random", "--resolution", "32")
+    a = extract(stores["images"], tmp_path / "a.h5", "--model", "pixels_8", "--views", "2")
+    b = extract(stores["images"], tmp_path / "b.h5", *net, "--views", "2", "--store-logits")
+    c = extract(stores["images"], tmp_path / "c.h5", *net, "--layer", "blocks.1", "--views", "2",
+                "--store-logits")
+    for members, views, logits in (((a, b), 2, 0), ((b, c), 2, 1000 + 1000),
+                                   ((a, stores["net"]), 0, 0)):
+        out = tmp_path / "out.h5"
+        result = run("combine", *members, "-o", out, "--overwrite")
+        assert result.exit_code == 0, result.output
+        with FeatureStore(out) as store:
+            info = store.info("train")
+            assert (info.n_views, info.n_logits) == (views, logits)
+            if views:
+                combined = store.read("train", array="views", dtype=np.float16)
+                with FeatureStore(members[0]) as first:
+                    view = first.read("train", array="views", dtype=np.float16)[:, 1]
+                width = view.shape[1]
+                expected = l2_rows(view.astype(np.float32)).astype(np.float16)
+                assert np.array_equal(combined[:, 1, :width], expected)
+    assert "holds no views and no logits" in result.output

@@ -94,8 +94,23 @@ def store_dtype(members: Sequence[Member]) -> str:
     return "float32" if any(m.dtype == "float32" for m in members) else "float16"
 
 
+# Keys of a views record that follow the member's own input (its resolution, normalisation and
+# resize filter), not the augmentation drawn.
+MEMBER_INPUT_KEYS = frozenset({"size", "mean", "std", "interpolation"})
+
+
+def augmentation(provenance: dict[str, Any]) -> dict[str, Any]:
+    """A store's augmentation record: its ``views`` provenance (count, policy, its parameters,
+    seed, randomness) without what follows from the backbone's own input."""
+    views = dict(provenance.get("views") or {"n_views": 0})
+    if isinstance(views.get("augment"), dict):
+        views["augment"] = {k: v for k, v in views["augment"].items()
+                            if k not in MEMBER_INPUT_KEYS}
+    return views
+
+
 def same_augmentation(members: Sequence[Member]) -> bool:
-    """Whether every member's augmented views were made alike (the ``views`` provenance:
-    count, policy, seed), so that view v of every member shows the same augmented image."""
-    records = [m.provenance.get("views") or {"n_views": 0} for m in members]
+    """Whether every member's augmented views were drawn alike (:func:`augmentation`), so that
+    view v of every member shows the same augmented image (each at its backbone's input)."""
+    records = [augmentation(m.provenance) for m in members]
     return all(r == records[0] for r in records)

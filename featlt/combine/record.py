@@ -4,7 +4,8 @@
 - ``data``: the data record of the member holding the fewest rows (the images the combination
   holds), with the combined splits;
 - ``store``: the combined dtype and what ``features`` holds;
-- ``views``: the members' augmentation record when every member's is identical, else none;
+- ``views``: the members' augmentation record (their ``views`` record without each backbone's
+  own input size, normalisation and filter) when every member's is identical, else none;
 - ``run`` (may differ on resume): each member's file, its weights file and its creation time,
   and the package versions.
 """
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from featlt import __version__
-from featlt.combine.inputs import Member, same_augmentation
+from featlt.combine.inputs import Member, augmentation, same_augmentation
 from featlt.store.members import combined_backbone
 
 FEATURES_TEXT = "combined: each member's feature L2-normalised, concatenated (backbone.members)"
@@ -36,7 +37,7 @@ def combined_provenance(members: Sequence[Member], splits: Sequence[str], dtype:
         keep_logits: whether the members' logits are kept (concatenated).
     """
     data = {**(smallest.provenance.get("data") or {}), "extracted_splits": list(splits)}
-    views = members[0].provenance.get("views") if same_augmentation(members) else None
+    views = augmentation(members[0].provenance) if same_augmentation(members) else None
     return {
         "backbone": combined_backbone([m.provenance for m in members], [m.dim for m in members]),
         "data": data,
