@@ -39,6 +39,7 @@ th{background:#eef3f8;cursor:pointer}th .dir{font-weight:normal;color:#555;font-
 .recommendation{font-size:1.1em;border-left:5px solid #009E73;background:#f0faf6;
 padding:8px 12px}
 nav ol{padding-left:1.4em}nav li{margin:.1em 0}
+nav>ol>li>ol{column-width:17em;column-gap:2em}nav li li{break-inside:avoid}
 """
 
 # Click a column header to sort that table by it (numbers by their exact value).
@@ -141,8 +142,9 @@ class Section:
                f'<p class="caption">{esc(self.caption)}</p>{command}{self.body}')
         return own + "".join(child.html() for child in self.children) + "</section>"
 
-    def toc(self) -> str:
-        children = "".join(child.toc() for child in self.children)
+    def toc(self, depth: int = 3) -> str:
+        """This section's entry of the table of contents, ``depth`` levels deep."""
+        children = "".join(child.toc(depth - 1) for child in self.children) if depth > 1 else ""
         nested = f"<ol>{children}</ol>" if children else ""
         return f'<li><a href="#{esc(self.anchor)}">{esc(self.title)}</a>{nested}</li>'
 

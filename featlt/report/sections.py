@@ -105,10 +105,7 @@ def ranking_section(rank: RankResult, ctx: Context, dataset_anchor: str) -> Sect
     rows = document.get("rows") or []
     columns = ranked_columns(document)
     saturated = set(document.get("saturated") or [])
-    body = []
-    recommendation = document.get("recommendation") or {}
-    if recommendation.get("sentence"):
-        body.append(f'<p class="recommendation">{esc(recommendation["sentence"])}</p>')
+    body = []  # the recommendation sentence heads the page (featlt.report.build)
     headers: list[str | tuple[str, str]] = ["#", "backbone", "model"]
     headers += [(SCORE_NAMES.get(c, c) + ("*" if c in saturated else ""), HIGHER)
                 for c in columns]
@@ -148,9 +145,10 @@ def ranking_section(rank: RankResult, ctx: Context, dataset_anchor: str) -> Sect
     if full:
         children.append(_score_scatter_section(rows, columns, ctx, dataset_anchor))
     return Section(ctx.anchor(dataset_anchor, "ranking"), "Recommendation and ranking",
-                   "Which backbone and head to use, and each backbone's scores: look for "
-                   "whether the cheap scores order the backbones the way the measured accuracy "
-                   "does.", "".join(body), _rank_command(rank), level=3, children=children)
+                   "Each backbone's scores and measured accuracy, best first (the sentence at "
+                   "the top of the page says which to use): look for whether the cheap scores "
+                   "order the backbones the way the measured accuracy does.", "".join(body),
+                   _rank_command(rank), level=3, children=children)
 
 
 def _interval(values: Any) -> Cell:
