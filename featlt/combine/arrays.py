@@ -75,8 +75,12 @@ def combine_members(members: Sequence[MemberArrays],
         :class:`featlt.data.protocol.FeatureArrays`: ``X_train`` (n_train, sum D_i), ``X_val``
         (n_val, sum D_i), ``X_test`` (n_test, sum D_i) or None, float32 holding the combined
         store dtype's values; labels, class names, training counts and view of the first
-        member; ``views_train`` (n_train, V, sum D_i) when every member holds views made alike,
-        else None; ``provenance["features"]`` the combined store's provenance record.
+        member (``view`` keeps the first member's stored row indices, which index its own
+        store, not these arrays: rows here are in ascending source position, as
+        ``MemberArrays.positions`` lists them); ``views_train`` (n_train, V, sum D_i) when every
+        member holds views drawn alike, else None; ``provenance["features"]`` the provenance a
+        combined store of these members would record (``static_baselines`` and
+        ``feature_identity`` read it).
     Raises:
         FeatltError: the members cannot be combined (:func:`featlt.combine.inputs.
             check_members`), or their views select different images (naming the row set and
