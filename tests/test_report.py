@@ -266,3 +266,31 @@ def test_a_separability_report_alone_is_shown(results, tmp_path):
     page = out.read_text(encoding="utf-8")
     assert 'id="dataset-b5-bins"' in page and 'id="dataset-ranking"' not in page
     assert np.isfinite(float(re.search(r'data-value="([^"]+)"', page).group(1)))
+
+
+def test_arrays_stored_in_head_safetensors_are_read_and_checked(copied, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    from featlt.file_hash import file_sha256
+
+    folder = next((copied / "heads").glob("b5-*/linear"))
+    document = json.loads((folder / "head.json").read_text())
+    recorded = document["metrics"]["test"]["per_class_accuracy"]
+    tensors = load_file(str(folder / "head.safetensors"))
+    key = "document/metrics/test/per_class_accuracy"  # as featlt.heads.io stores > 32 numbers
+    save_file({**tensors, key: np.asarray(recorded, dtype=np.float64)},
+              str(folder / "head.safetensors"))
+    document["metrics"]["test"]["per_class_accuracy"] = {"$tensor": key}
+    document["tensors_sha256"] = file_sha256(folder / "head.safetensors", cached=False)
+    (folder / "head.json").write_text(json.dumps(document))
+    out = tmp_path / "report.html"
+    assert _run("report", copied / "heads", "-o", out).exit_code == 0
+    chart = out.read_text(encoding="utf-8").split('id="dataset-b5-per-class"', 1)[1].split(
+        "</svg>", 1)[0]
+    hovers = re.findall(r"linear accuracy ([0-9.e-]+)</title>", chart)
+    assert sorted(map(float, hovers)) == sorted(v for v in recorded if v is not None)
+    with (folder / "head.safetensors").open("ab") as handle:
+        handle.write(b"changed")
+    result = _run("report", copied / "heads", "-o", out)
+    assert result.exit_code == 0
+    assert f"warning: not shown: {folder / 'head.safetensors'}" in result.output
