@@ -229,3 +229,31 @@ def test_views_are_combined_only_when_made_alike(stores: dict[str, Path],
                 expected = l2_rows(view.astype(np.float32)).astype(np.float16)
                 assert np.array_equal(combined[:, 1, :width], expected)
     assert "holds no views and no logits" in result.output
+
+
+def test_an_interrupted_combination_resumes_to_the_same_rows(
+        stores: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from featlt.combine.write import combine_stores
+    from featlt.store.writer import StoreWriter
+
+    members = [stores["pixels"], stores["net"], stores["layer"]]
+    out = tmp_path / "resumed.h5"
+    original = StoreWriter.write_rows
+    calls = []
+
+    def failing(self: StoreWriter, *args: Any, **kwargs: Any) -> None:
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StoreWriter, "write_rows", failing)
+    with pytest.raises(KeyboardInterrupt):
+        combine_stores(members, out, budget_mb=0.0001)  # a few rows per batch
+    monkeypatch.setattr(StoreWriter, "write_rows", original)
+    assert not out.exists() and out.with_name(out.name + ".partial").exists()
+    assert "interrupted run" in " ".join(run("combine", *members, "-o", out).output.split())
+    resumed = run("combine", *members, "-o", out, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    for split in ("train", "test"):
+        assert np.array_equal(_read(out, split)[0], _read(stores["combined"], split)[0])
