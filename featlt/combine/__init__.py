@@ -7,6 +7,7 @@ L2-normalised feature (:data:`featlt.store.members.RECIPE`, applied by
 - :mod:`~featlt.combine.inputs`: the member stores opened and checked (one dataset, distinct
   features, not combined themselves, the width bound);
 - :mod:`~featlt.combine.rows`: the images the members share, matched on source positions;
+- :mod:`~featlt.combine.record`: the combination's provenance;
 - :mod:`~featlt.combine.arrays`: a combination in memory, for scoring without a file
   (:func:`~featlt.combine.arrays.combine_members`);
 - :mod:`~featlt.combine.write`: ``featlt combine``, one combined store written through the
