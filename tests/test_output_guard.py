@@ -143,6 +143,7 @@ CASES = [
          lambda i, out: ["rank", i.store, "--json-output", out]),
     Case("rank", "--heads-dir", lambda i: i.store,
          lambda i, out: ["rank", i.store, "--full", "--heads-dir", out]),
+    Case("report", "--output", lambda i: i.store, lambda i, out: ["report", i.store, "-o", out]),
     Case("weights convert", "--output", lambda i: i.weights,
          lambda i, out: ["weights", "convert", i.weights, "--model", "resnet18", "-o", out]),
     # the demo reads no file of the user's: its folder given as an existing file is refused

@@ -294,3 +294,29 @@ def test_arrays_stored_in_head_safetensors_are_read_and_checked(copied, tmp_path
     result = _run("report", copied / "heads", "-o", out)
     assert result.exit_code == 0
     assert f"warning: not shown: {folder / 'head.safetensors'}" in result.output
+
+
+def test_a_second_run_writing_the_same_page_stops_at_once(results, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from featlt.output_lock import lock_path
+
+    out = tmp_path / "report.html"
+    code = ("import sys, time\nfrom featlt.output_lock import output_lock\n"
+            "with output_lock(sys.argv[1], '--output'):\n    time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)])
+    try:
+        deadline = time.monotonic() + 60
+        while not (lock_path(out).exists() and lock_path(out).read_text().strip() == str(
+                holder.pid)):
+            assert time.monotonic() < deadline and holder.poll() is None
+            time.sleep(0.01)
+        result = _run("report", results / "ranking.json", "-o", out)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 2
+    assert f"another featlt run (PID {holder.pid}) is writing it now" in result.output
+    assert not out.exists()
