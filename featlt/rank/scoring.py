@@ -85,7 +85,9 @@ def score_file(
 
     n_classes = len(report["data"]["class_names"])
     with threadpoolctl.threadpool_limits(limits=threads):
+        sfda_start = time.perf_counter()
         sfda_score = sfda(X, y, n_classes).score
+        report["timings"]["sfda"] = round(time.perf_counter() - sfda_start, 3)
         candidates, details = _optional_scores(X, y, report, optional, device, seed)
     raw = report["scores"]
     scores = {
