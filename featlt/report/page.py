@@ -135,12 +135,15 @@ class Section:
     level: int = 2
     children: list[Section] = field(default_factory=list)
 
-    def html(self) -> str:
+    def html(self, inherited: str | None = None) -> str:
+        """The section and its children; a section without its own command shows the command
+        of the section it lies in (its data came from the same run)."""
         tag = f"h{min(self.level, 4)}"
-        command = (f'<div class="command">$ {esc(self.command)}</div>' if self.command else "")
+        command = self.command or (inherited if self.body else None)
+        shown = f'<div class="command">$ {esc(command)}</div>' if command else ""
         own = (f'<section id="{esc(self.anchor)}" class="section"><{tag}>{esc(self.title)}</{tag}>'
-               f'<p class="caption">{esc(self.caption)}</p>{command}{self.body}')
-        return own + "".join(child.html() for child in self.children) + "</section>"
+               f'<p class="caption">{esc(self.caption)}</p>{shown}{self.body}')
+        return own + "".join(child.html(command) for child in self.children) + "</section>"
 
     def toc(self, depth: int = 3) -> str:
         """This section's entry of the table of contents, ``depth`` levels deep."""

@@ -188,6 +188,11 @@ def _validation_section(validation: dict[str, Any], ctx: Context, anchor: str) -
         rows.append(row)
     facts = [f"{len(validation.get('backbones') or [])} backbones",
              f"{validation.get('n_bootstrap')} bootstrap resamples"]
+    best = validation.get("probability_best")
+    if isinstance(best, list) and len(best) == len(validation.get("backbones") or []):
+        facts.append("bootstrap probability of being the best on test: " + ", ".join(
+            f"{label} {number(value, 2)}" for label, value in zip(
+                validation["backbones"], best, strict=True)))
     if "n_resolvable" in validation:
         facts.append(f"{validation['n_resolvable']} resolvable pairs (pairs the bootstrap "
                      "orders with confidence)")
