@@ -4,7 +4,6 @@ per-image test predictions, through featlt's own per-class recall and ECE binnin
 
 from __future__ import annotations
 
-import platform
 import re
 from pathlib import Path
 from typing import Any
@@ -530,8 +529,3 @@ def _provenance_of(group: DatasetResults, backbone: str) -> tuple[dict[str, Any]
         source = result.report.get("input") or {}
         return source.get("features") or {}, source.get("view") or {}, result.path
     return {}, {}, group.ranks[0].path if group.ranks else Path("-")
-
-
-def machine() -> str:
-    """This machine in words, for the page's footer line."""
-    return f"{platform.node()} ({platform.system()} {platform.machine()})"
