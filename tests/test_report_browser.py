@@ -96,3 +96,10 @@ def test_html_in_class_names_and_labels_never_runs(helper, results, tmp_path):
         assert driver.execute_script("return document.images.length") == 0
         # the only script is the page's own; the class name is text, not an element
         assert driver.execute_script("return document.scripts.length") == 1
+
+
+def test_a_missing_driver_is_named(monkeypatch):
+    module = _helper()
+    monkeypatch.setattr(module, "DRIVER", "/nonexistent/chromedriver")
+    problem = module.browser_problem()
+    assert problem is not None and "/nonexistent/chromedriver" in problem
