@@ -151,7 +151,9 @@ def extract_command(
 ) -> None:
     """Write frozen-backbone features of a dataset into a crash-safe feature store.
 
-    With view options (--profile, --test-per-class, ...) only the rows that view reads.
+    With view options (--profile, --test-per-class, ...) only the rows that view reads. Under
+    `torchrun --nproc-per-node N -m featlt extract ...` each process extracts a shard and rank 0
+    joins them into the output (docs/scaling.md); only rank 0 prints.
     """
     from featlt.extract.pipeline import ExtractConfig, extract_features
     from featlt.extract.sweep import output_paths, run_sweep
@@ -186,10 +188,13 @@ def extract_command(
     )
     if len(model) == 1:
         result = extract_features(config, runtime)
-        emit(runtime, result, _summary(result))
+        if result.rank == 0:
+            emit(runtime, result, _summary(result))
         return
     results, failures = run_sweep(config, model, outputs,
                                   lambda run: extract_features(run, runtime))
+    if any(result.rank for result in results):
+        return
     emit(runtime, {"results": results, "failed": failures},
          "\n".join([*map(_summary, results),
                     *(f"FAILED --model {f.model} ({f.output}): {f.error}" for f in failures)]))
@@ -212,5 +217,9 @@ def _summary(result: Any) -> str:
         resumed = f", resumed at {split.resumed_from}" if split.resumed_from else ""
         lines.append(f"  {split.name:<6} {split.rows} rows in {split.seconds:.1f} s "
                      f"({speed}{resumed})")
+    if result.join is not None:
+        lines.append(f"  joined {result.world_size} shards (torchrun world size "
+                     f"{result.world_size}) in {result.join.seconds:.3f} s, "
+                     f"{result.join.feature_bytes_copied} feature bytes copied")
     return "\n".join(lines)
 

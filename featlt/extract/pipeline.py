@@ -15,8 +15,15 @@ randomness is keyed on (seed, source position, view) — writes the same bytes a
 run. Resuming checks the provenance (backbone, weights, data config, dataset fingerprint, batch
 size, dtype, forward path, views ...) and names the first attribute that differs.
 
+Under ``torchrun`` (:mod:`featlt.extract.distributed`) every rank extracts a contiguous shard of
+every split into its own store, holding that shard's lock (rank 0 also the output's), and rank 0
+joins the shards into the output through HDF5 virtual datasets
+(:mod:`featlt.store.join_writer`); the forward path is chosen from the whole run, so every rank
+picks the one a one-process run would.
+
 Fault injection for tests: ``FEATLT_FAULT_AFTER_BATCHES=k`` makes the process kill itself with
-SIGKILL right after its k-th batch is written.
+SIGKILL right after its k-th batch is written (under torchrun only rank ``FEATLT_FAULT_RANK``'s,
+when that is set).
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ import functools
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +47,13 @@ from featlt.extract.decode_loader import (
     check_batch_memory,
     worker_init,
 )
+from featlt.extract.distributed import World, current_world, shard_path, shard_rows
+from featlt.extract.shards import (
+    check_outputs,
+    combined_splits,
+    shard_plan,
+    shard_provenance,
+)
 from featlt.extract.thread_policy import fixed_threads, measured_threads
 from featlt.output_lock import output_lock
 from featlt.runtime import Runtime, log, refuse_output_onto_inputs
@@ -46,6 +61,7 @@ from featlt.store.files import partial_path
 from featlt.store.writer import FLOAT16_MAX, StoreWriter, WriteMode
 
 FAULT_ENV = "FEATLT_FAULT_AFTER_BATCHES"
+FAULT_RANK_ENV = "FEATLT_FAULT_RANK"
 # Images of the first batch the forward path is checked on against eager and the thread count is
 # timed on (a few forwards of them before the run; a compiled path still compiles for the full
 # batch size, as it pads).
@@ -103,20 +119,27 @@ class SplitResult:
 @dataclass(frozen=True)
 class ExtractResult:
     output: Path
-    splits: list[SplitResult]
+    splits: list[SplitResult]  # under torchrun: every rank's rows summed per split
     dim: int
     provenance: dict[str, Any]
+    world_size: int = 1
+    rank: int = 0
+    shards: list[list[SplitResult]] = field(default_factory=list)  # per rank, torchrun only
+    join: Any = None  # featlt.store.join_writer.JoinResult, torchrun only
 
 
-def default_workers(device: str = "cpu") -> int:
+def default_workers(device: str = "cpu", cores: int | None = None) -> int:
     """DataLoader decode workers for a forward pass on ``device``.
 
     CPU: a quarter of the cores (at least 1, at most 4); the forward pass needs the rest.
     CUDA: every core but one, since decoding is the limit there (H100 with 16 cores,
     ``tf_efficientnet_lite0`` at 160 px on CIFAR-10 JPEGs: 38k img/s float16 forward; end to end
     1.7k img/s with 4 workers, 3.7k-7.8k img/s with 15; results/gpu_extract.json).
+
+    Args:
+        cores: the cores this process may use (None: all of them; under torchrun its share).
     """
-    cores = os.cpu_count() or 1
+    cores = cores or os.cpu_count() or 1
     return max(1, cores - 1) if device == "cuda" else max(1, min(4, cores // 4))
 
 
@@ -172,46 +195,71 @@ def _one_writer(extract: Any) -> Any:
     """Hold ``config.output``'s lock (:mod:`featlt.output_lock`) for the whole extraction, taken
     before any check of the output: a second run writing the same store (``--overwrite`` too,
     which would delete the first run's ``.partial``) stops at once, naming the first run's PID.
-    Where the lock file cannot be created, the output's own checks say why."""
+    Where the lock file cannot be created, the output's own checks say why.
+
+    Under torchrun rank 0 holds the output's lock and every rank its own shard's; a lock refused
+    to any rank stops every rank (:meth:`World.agree`)."""
 
     @functools.wraps(extract)
     def locked(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
-        with output_lock(config.output, "output", unwritable="skip"):
-            return extract(config, runtime)
+        from featlt.runtime import resolve_torch_device
+
+        world = current_world(resolve_torch_device(runtime.device))
+        with ExitStack() as held:
+            def take_locks() -> None:
+                if world.rank == 0:
+                    held.enter_context(output_lock(config.output, "output", unwritable="skip"))
+                if world.distributed:
+                    held.enter_context(output_lock(shard_path(config.output, world.rank),
+                                                   "shard", unwritable="skip"))
+
+            world.agree(take_locks)
+            return extract(config, runtime, world)
 
     return locked
 
 
 @_one_writer
-def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
+def extract_features(config: ExtractConfig, runtime: Runtime,
+                     world: World | None = None) -> ExtractResult:
     """Extract ``config.splits`` of ``config.data`` with ``config.model`` into ``config.output``.
 
     With ``config.protocol`` only the rows that index view reads; with ``config.skip_existing`` a
-    complete output of the same provenance is kept and an incomplete one resumed.
+    complete output of the same provenance is kept and an incomplete one resumed. Under torchrun
+    (``world``, set by the lock wrapper) each rank writes its shard and rank 0 joins them.
     """
     import torch
 
     from featlt.data.sources import open_source
     from featlt.runtime import resolve_torch_device
 
+    world = world or World()
     _check_config(config)
-    check_output(config.output, "resume" if config.skip_existing else config.mode)
+    mode = "resume" if config.skip_existing else config.mode
+    world.agree(lambda: check_outputs(config.output, mode, world, check_output))
     source = open_source(config.data)
     weights_file = ([] if config.weights in (None, "hub", "random")
                     else [config.weights.removeprefix("local-dir:")])
     refuse_output_onto_inputs(config.output, [*source.input_paths(), *weights_file])
     device = resolve_torch_device(runtime.device)
-    workers = default_workers(device) if config.workers is None else config.workers
-    cores = os.cpu_count() or 1
+    # processes on one machine share its cores
+    cores = max(1, (os.cpu_count() or 1) // world.local_size)
+    workers = default_workers(device, cores) if config.workers is None else config.workers
     fixed = fixed_threads(runtime.threads, device, cores, workers)
     torch.set_num_threads(fixed.threads if fixed else cores)
-    plan = plan_rows(config, source, runtime.seed, workers)
+    plan = world.on_rank0(lambda: plan_rows(config, source, runtime.seed, workers))
     backbone, view_transform = _load_backbone(config, runtime.seed, device)
     provenance = _feature_provenance(config, source, plan, backbone, view_transform,
                                      runtime.seed)
-    _refuse_other_decode_rule(config, provenance)
-    mode = _write_mode(config, provenance)
-    if mode == "keep":
+    target, write_plan, store_provenance = config, plan, provenance
+    if world.distributed:
+        bounds = shard_rows(plan.rows, config.batch_size, world)
+        target = replace(config, output=shard_path(config.output, world.rank))
+        write_plan = shard_plan(plan, bounds)
+        store_provenance = shard_provenance(provenance, world, bounds)
+    _refuse_other_decode_rule(target, store_provenance)
+    mode = _write_mode(target, store_provenance)
+    if mode == "keep" and not world.distributed:
         log.info("kept %s: complete, same provenance (--skip-existing)", config.output)
         return _kept(config.output, backbone.dim)
     # before the first image is decoded and forwarded at this size; a batch holds at most a
@@ -220,18 +268,40 @@ def extract_features(config: ExtractConfig, runtime: Runtime) -> ExtractResult:
     check_batch_memory(min(config.batch_size, max(largest, 1)),
                        tuple(backbone.data_config["input_size"]), config.views, workers, device,
                        amp=backbone.amp_dtype is not None)
+    # the whole run's plan: every rank picks the path a one-process run would
     forward, forward_record, threads = _choose_forward(config, source, plan, backbone, fixed,
                                                        cores, workers)
     forward_check = forward_record.pop("check")
-    provenance = {**provenance, "forward": forward_record,
-                  "run": _run_record(backbone, threads, workers, forward_check)}
+    run = {**_run_record(backbone, threads, workers, forward_check), "world_size": world.size}
+    provenance = {**provenance, "forward": forward_record, "run": run}
     log.info("forward path %s (%s); %d torch threads (%s)", forward_record["name"],
              forward_record["reason"], threads.threads, threads.reason)
-    loop = _Loop(config, backbone, forward, view_transform, runtime.seed, workers)
-    with StoreWriter(config.output, provenance, mode=mode) as writer:
-        results = _write_splits(config, writer, source, plan, loop, backbone)
-        writer.mark_complete()
-    return ExtractResult(config.output, results, backbone.dim, provenance)
+    if mode == "keep":  # a complete shard of the same provenance (--skip-existing)
+        results = _kept(target.output, backbone.dim).splits
+    else:
+        loop = _Loop(target, backbone, forward, view_transform, runtime.seed, workers)
+        with StoreWriter(target.output, {**store_provenance, "forward": forward_record,
+                                         "run": run}, mode=mode) as writer:
+            results = _write_splits(target, writer, source, write_plan, loop, backbone)
+            writer.mark_complete()
+    if not world.distributed:
+        return ExtractResult(config.output, results, backbone.dim, provenance)
+    return _join(config.output, world, results, provenance, backbone.dim)
+
+
+def _join(output: Path, world: World, results: list[SplitResult],
+          provenance: dict[str, Any], dim: int) -> ExtractResult:
+    """Once every rank's shard is complete, rank 0 joins them into ``output``."""
+    from featlt.store.join_writer import join_shards
+
+    shards = world.gather(results)  # also the barrier: every shard is closed and renamed
+    joined = world.on_rank0(lambda: join_shards(
+        output, [shard_path(output, rank) for rank in range(world.size)], provenance,
+        world.size, world.backend))
+    log.info("rank 0 joined %d shards into %s in %.3f s (%d feature bytes copied)",
+             world.size, output, joined.seconds, joined.feature_bytes_copied)
+    return ExtractResult(output, combined_splits(shards, SplitResult), dim, provenance,
+                         world_size=world.size, rank=world.rank, shards=shards, join=joined)
 
 
 @dataclass(frozen=True)
@@ -452,6 +522,8 @@ def _write_splits(
 ) -> list[SplitResult]:
     """Forward every planned row batch by batch into ``writer``, from where each split stopped."""
     fault_after = int(os.environ.get(FAULT_ENV, "0") or 0)
+    if os.environ.get(FAULT_RANK_ENV, os.environ.get("RANK", "0")) != os.environ.get("RANK", "0"):
+        fault_after = 0  # another rank is the one to kill
     results: list[SplitResult] = []
     batches = 0
     for split in plan.splits:
