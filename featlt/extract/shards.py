@@ -45,16 +45,20 @@ def shard_plan(plan: Any, bounds: dict[str, tuple[int, int]]) -> Any:
 def check_outputs(output: Path, mode: str, world: World, check_output: Any) -> None:
     """Refuse, before any work, what this rank may not write.
 
-    Rank 0 checks the joined output (``check_output(output, mode)``) and, on resume, the world
-    size of the shards and of the joined output already there; with ``--overwrite`` it removes
-    shards of ranks this run does not have. Every rank of a distributed run checks its shard.
+    Rank 0 checks the joined output (``check_output(output, mode)``); on resume the world size
+    of the shards and of the joined output already there; without ``--resume`` or
+    ``--overwrite`` shards an interrupted run left; with ``--overwrite`` it removes shards of
+    ranks this run does not have (all of them in a one-process run). Every rank of a distributed
+    run checks its shard.
     """
     if world.rank == 0:
         check_output(output, mode)
         if mode == "resume":
             refuse_other_world_size(output, world.size)
         elif mode == "overwrite":
-            _remove_stale_shards(output, world.size)
+            _remove_stale_shards(output, world.size if world.distributed else 0)
+        else:
+            _refuse_left_shards(output, world.size)
     if world.distributed:
         check_output(shard_path(output, world.rank), mode)
 
@@ -74,6 +78,18 @@ def refuse_other_world_size(output: Path, size: int) -> None:
            "one process, without torchrun")
         + ") or pass --overwrite to start again"
     )
+
+
+def _refuse_left_shards(output: Path, size: int) -> None:
+    """Refuse a new run beside the shards of an interrupted one."""
+    left = [(path, n) for path, n in _written_world_sizes(output) if path != output]
+    if left:
+        path, written = left[0]
+        raise FeatltError(
+            f"output {output}: an interrupted run of world size {written} left {path}; pass "
+            f"--resume to continue it (with world size {written}; this run has {size}) or "
+            "--overwrite to start again"
+        )
 
 
 def _written_world_sizes(output: Path) -> list[tuple[Path, int]]:
@@ -118,9 +134,11 @@ def _remove_stale_shards(output: Path, size: int) -> None:
             continue
         digits = path.name.removeprefix("rank").split(".")[0]
         if digits.isdigit() and int(digits) >= size:
-            log.info("--overwrite: removing %s (a shard of an earlier run with more processes)",
-                     path)
+            log.info("--overwrite: removing %s (a shard of an earlier run this one does not "
+                     "have)", path)
             path.unlink(missing_ok=True)
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def combined_splits(shards: list[list[Any]], split_result: Any) -> list[Any]:
