@@ -75,22 +75,23 @@ class World:
         """Run ``check()`` on every rank; if any rank refuses, every rank raises its message.
 
         A refusal on one rank alone would leave the others waiting for it at the next
-        collective; here all stop together with the first refusal (by rank).
+        collective; here all stop together: a refusing rank raises its own error, the others
+        the first refusal (by rank).
         """
-        error = None
+        if not self.distributed:
+            check()
+            return
+        error: FeatltError | None = None
         try:
             check()
         except FeatltError as err:
-            error = str(err)
-        if not self.distributed:
-            if error is not None:
-                raise FeatltError(error)
-            return
-        errors = self.gather(error)
+            error = err
+        errors = self.gather(None if error is None else str(error))
         first = next(((rank, e) for rank, e in enumerate(errors) if e is not None), None)
+        if error is not None:
+            raise error
         if first is not None:
-            raise FeatltError(first[1] if first[0] == self.rank else
-                              f"rank {first[0]} of {self.size}: {first[1]}")
+            raise FeatltError(f"rank {first[0]} of {self.size}: {first[1]}")
 
     def gather(self, value: T) -> list[T]:
         """Every rank's ``value``, by rank (a barrier: it returns once all ranks sent theirs)."""
