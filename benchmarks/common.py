@@ -17,24 +17,19 @@ import os
 import platform
 import shlex
 import socket
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from featlt.run_record import cpu_model, git, utc_now
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _git(*args: str) -> str | None:
     """Output of ``git args`` in the repository, or None without git or outside a checkout."""
-    try:
-        result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                                check=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout
+    return git(*args, cwd=REPO)
 
 
 def load_average() -> list[float] | None:
@@ -43,18 +38,6 @@ def load_average() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return None
-
-
-def _cpu_model() -> str | None:
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return platform.processor() or None
-    return next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")), None)
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def run_record(argv: list[str]) -> dict[str, Any]:
@@ -79,11 +62,11 @@ def run_record(argv: list[str]) -> dict[str, Any]:
         "command": shlex.join([interpreter, *argv]),
         "hostname": socket.gethostname(),
         "cpu_count": os.cpu_count(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average_start": load_average(),
-        "date_utc": _utc_now(),
+        "date_utc": utc_now(),
         "started_unix": round(time.time(), 3),
     }
 
@@ -93,6 +76,6 @@ def finish_record(record: dict[str, Any]) -> dict[str, Any]:
     return {
         **record,
         "load_average_end": load_average(),
-        "date_end_utc": _utc_now(),
+        "date_end_utc": utc_now(),
         "seconds": round(time.time() - record["started_unix"], 1),
     }

@@ -54,7 +54,12 @@ def test_json_output_holds_what_json_prints(stores, tmp_path):
     printed = json.loads(result.stdout)
     written = json.loads(out.read_text())
     assert written == printed
-    assert written["kind"] == KIND == "featlt.rank" and written["version"] == VERSION == 3
+    assert written["kind"] == KIND == "featlt.rank" and written["version"] == VERSION == 4
+    assert written["columns"] == [c for c in SCORE_COLUMNS if c in written["rows"][0]["scores"]]
+    assert set(BASE_SCORES) <= set(written["columns"]) and "knn_tail" not in written["columns"]
+    run = written["run"]
+    assert run["command"].startswith("featlt ") and run["featlt"] and run["cpu_count"] >= 1
+    assert run["date_utc"] and "git_commit" in run
     assert written["outputs"]["json"] == str(out)
     assert set(BASE_SCORES) <= set(written["rows"][0]["scores"])
     assert written["recommendation"]["sentence"].startswith("Use b5")

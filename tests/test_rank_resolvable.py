@@ -141,7 +141,7 @@ def test_rank_validate_json_holds_the_resolvable_fields(stores, tmp_path):
                                        str(tmp_path / "heads"), "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert document["version"] == VERSION == 3
+    assert document["version"] == VERSION == 4
     validation = document["validation"]
     # separation 0.5 / 1.5 / 4 on 160 test images: every pair is resolvable
     assert validation["n_resolvable"] == len(validation["resolvable_pairs"]) == 3

@@ -115,11 +115,17 @@ def test_reliability_bins_give_the_ece_the_head_recorded(results, tmp_path):
     assert all(ours == recorded for ours, recorded in pairs)
 
 
-def test_a_newer_score_column_is_shown_after_the_known_ones(copied, tmp_path):
+@pytest.mark.parametrize("declared", [True, False], ids=["columns-listed", "version-3"])
+def test_a_newer_score_column_is_shown_after_the_known_ones(copied, tmp_path, declared):
     path = copied / "ranking.json"
     document = json.loads(path.read_text())
     for row in document["rows"]:
         row["scores"] = {"zz_future": 0.5, **row["scores"]}
+    if declared:  # version 4 on: the document lists its columns
+        document["columns"].append("zz_future")
+    else:  # version 3 had no list: the columns are told from the rows' scores
+        del document["columns"]
+        document["version"] = 3
     path.write_text(json.dumps(document))
     out = tmp_path / "report.html"
     assert _run("report", path, "-o", out).exit_code == 0

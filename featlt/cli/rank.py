@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,8 @@ def rank_command(
 
     document = rank_files(list(feature_files), build_protocol(protocol_options, runtime.seed),
                           config, device=runtime.device, threads=runtime.threads, log=progress)
+    # the command as typed (``featlt rank ...``), for a reader of the document
+    document["run"]["command"] = shlex.join(["featlt", *sys.argv[1:]])
     document["outputs"] = {"csv": None, "plot": None,
                            "json": None if json_file is None else str(json_file)}
     if output is not None:

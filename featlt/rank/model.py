@@ -26,7 +26,10 @@ from featlt.store.members import describe_backbone, is_pretrained
 KIND = "featlt.rank"
 #: 2: every score is null (never 0) where undefined, and ``missing`` / ``saturated`` say which.
 #: 3: ``validation`` holds the resolvable pairs and every score's resolvable-pair accuracy.
-VERSION = 3
+#: 4: ``columns`` (the ranked score columns, in table order), ``run`` (featlt's version, git
+#: commit, command, machine, date), the ``featlt_v1`` column, and ``featlt`` naming the default
+#: score chosen by the rule of docs/methods.md ("Choosing the default score").
+VERSION = 4
 #: The scores every ranking computes, in table order: featlt's, then the comparators.
 BASE_SCORES: tuple[str, ...] = ("featlt", "logme", "gbc", "sfda", "knn", "ncm", "params",
                                 "imagenet_top1")

@@ -24,6 +24,7 @@ from featlt.rank.inputs import open_inputs, require_same_images
 from featlt.rank.measured import measure, measured_head
 from featlt.rank.model import (
     KIND,
+    SCORE_COLUMNS,
     VERSION,
     Measured,
     RankConfig,
@@ -36,6 +37,7 @@ from featlt.rank.quality import missing_scores, quality_notes, quality_record, s
 from featlt.rank.recommend import recommend
 from featlt.rank.scoring import add_relative_scores, score_file
 from featlt.rank.validate_rows import validate_rows
+from featlt.run_record import run_record
 from featlt.runtime import to_jsonable
 from featlt.store.feature_store import FeatureStore
 
@@ -100,8 +102,10 @@ def rank_files(
     missing, saturated = missing_scores(rows), saturated_scores(rows)
     notes += quality_notes(missing, saturated, config.by, len(rows))
     document: dict[str, Any] = {
-        "kind": KIND, "version": VERSION, "config": _config_record(config),
-        "view": rows[0].report["input"]["view"], "rows": [_row_record(r, picks) for r in rows],
+        "kind": KIND, "version": VERSION, "run": run_record(), "config": _config_record(config),
+        "view": rows[0].report["input"]["view"],
+        "columns": [c for c in SCORE_COLUMNS if any(c in r.scores for r in rows)],
+        "rows": [_row_record(r, picks) for r in rows],
         **quality_record(missing, saturated),
         "separability": {r.entry.label: r.report for r in rows}, "notes": notes,
     }

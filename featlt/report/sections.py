@@ -74,6 +74,8 @@ def score_columns(rows: list[dict[str, Any]]) -> list[str]:
 def ranked_columns(document: dict[str, Any]) -> list[str]:
     """The score columns of the ranking table: those :data:`SCORE_COLUMNS` declares or a newer
     featlt added, without the separability sub-scores rows also carry (knn_tail, ...)."""
+    if document.get("columns") is not None:  # version 4 on: the document lists them
+        return list(document["columns"])
     rows = document.get("rows") or []
     validated = set((document.get("validation") or {}).get("scores") or {})
     return [name for name in score_columns(rows)
@@ -85,6 +87,11 @@ def _is_sub_score(name: str) -> bool:
 
 
 def _rank_command(rank: RankResult) -> str:
+    """The command that wrote ``rank``: as recorded (version 4 on, from the command line), else
+    rebuilt from its settings."""
+    recorded = (rank.document.get("run") or {}).get("command")
+    if recorded:
+        return str(recorded)
     config = rank.document.get("config") or {}
     files = " ".join(str(row.get("file")) for row in rank.document.get("rows") or [])
     flags = [f"--by {config['by']}"] if config.get("by", "featlt") != "featlt" else []
@@ -512,6 +519,14 @@ def provenance_section(group: DatasetResults, ctx: Context, anchor: str) -> Sect
             str(source)])
     body = table(["backbone", "model", "weights", "weights sha256", "data", "view",
                   "featlt", "git commit", "extracted", "machine", "read from"], rows)
+    for rank in group.ranks:  # the ranking's own run (rank documents of version 4 on)
+        run = rank.document.get("run") or {}
+        if run:
+            body += "<p>" + esc(
+                f"Ranked by featlt {run.get('featlt', '-')} (git commit "
+                f"{run.get('git_commit') or 'not recorded'}) on {run.get('hostname', '-')} "
+                f"({run.get('cpu_count', '-')} CPUs) at {run.get('date_utc', '-')}: "
+                f"{rank.path.name}.") + "</p>"
     return Section(ctx.anchor(anchor, "provenance"), "Provenance",
                    "Where every number on this page comes from: the features' backbone, "
                    "weights, data and view, and the run that extracted them.", body, level=3)
