@@ -14,6 +14,7 @@ from featlt.cli.view_options import build_protocol, view_options
 from featlt.errors import FeatltError
 from featlt.extract.augment import DEFAULT_POLICY, policy_names
 from featlt.extract.decode_loader import MAX_RESOLUTION
+from featlt.extract.device_decode import DECODE_PATHS
 from featlt.extractors.fast_forward import AMP_DTYPES, DEFAULT_AMP_DTYPE, FORWARD_PATHS
 from featlt.runtime import Runtime
 
@@ -104,6 +105,10 @@ def _seeds(value: str | None) -> tuple[int, ...] | None:
 @click.option("--amp-dtype", type=click.Choice(AMP_DTYPES), default=DEFAULT_AMP_DTYPE,
               show_default=True, help="CUDA autocast dtype (bfloat16 cannot overflow).")
 @click.option("--no-amp", is_flag=True, help="On CUDA, run float32 instead of autocast.")
+@click.option("--decode", type=click.Choice(DECODE_PATHS), default="auto", show_default=True,
+              help="Where JPEGs are decoded: device (torchvision decode_jpeg, nvJPEG on CUDA, "
+                   "batched; other formats on the CPU), cpu (Pillow in the workers); auto: "
+                   "device on CUDA for JPEG sources without --views.")
 @view_options
 @click.option("--view-seeds", default=None,
               help="With view options: also extract the validation rows the view draws at these "
@@ -141,6 +146,7 @@ def extract_command(
     forward_path: str,
     amp_dtype: str,
     no_amp: bool,
+    decode: str,
     protocol_options: dict,
     view_seeds: str | None,
     also_imbalance_factor: tuple[float, ...],
@@ -185,6 +191,7 @@ def extract_command(
         view_seeds=_seeds(view_seeds),
         also_imbalance_factors=also_imbalance_factor,
         skip_existing=skip_existing,
+        decode=decode,
     )
     if len(model) == 1:
         result = extract_features(config, runtime)

@@ -29,8 +29,10 @@ Rule ``featlt-decode-2`` (docs/data-formats.md, "Decoding"):
 
 from __future__ import annotations
 
+import io
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -118,6 +120,55 @@ def decode_image(data: str | Path | BinaryIO, what: str) -> Any:
         raise FeatltError(
             f"{what}: cannot be decoded as an image ({err}); replace or remove the file"
         ) from err
+
+
+@dataclass(frozen=True)
+class JpegHeader:
+    """What a JPEG's header says, for a decoder that is not Pillow (:func:`jpeg_header`)."""
+
+    width: int  # as stored, before the orientation is applied
+    height: int
+    orientation: int  # EXIF orientation 1..8 (1: upright)
+
+
+def jpeg_header(data: bytes) -> JpegHeader | None:
+    """The header of an 8-bit colour or grey JPEG that another decoder may decode under this
+    rule, read without decoding a pixel; None for anything else (other formats, CMYK/YCCK
+    JPEGs, images over :func:`max_image_pixels`, unreadable headers), which
+    :func:`decode_image` then decodes, or refuses with its message.
+
+    Under :data:`DECODE_RULE` such a JPEG's pixels are the decoder's RGB output (grey
+    replicated to three channels) transposed by the EXIF orientation; a decoder other than
+    Pillow's libjpeg-turbo (nvJPEG on a GPU) may differ in its IDCT and chroma upsampling by a
+    few levels (docs/scaling.md measures it).
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "JPEG" or image.mode not in ("RGB", "L"):
+                return None
+            width, height = image.size
+            if width * height > max_image_pixels():
+                return None
+            return JpegHeader(int(width), int(height), _orientation(image))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+            Image.DecompressionBombError, FeatltError):
+        return None
+
+
+def orientation_steps(orientation: int) -> tuple[str, ...]:
+    """The array operations that make an image of EXIF ``orientation`` upright, the same as
+    Pillow's transposition table: names among ``flip_w`` (mirror left-right), ``flip_h``
+    (mirror top-bottom) and ``swap`` (exchange the two image axes), applied in order to an
+    array of (..., H, W) layout."""
+    return _ORIENTATION_STEPS.get(orientation, ())
+
+
+# Pillow's transpositions as array operations on (..., H, W): TRANSPOSE swaps the axes,
+# ROTATE_90 (counter-clockwise) is swap then flip_h, ROTATE_270 swap then flip_w, TRANSVERSE
+# swap then both flips.
+_ORIENTATION_STEPS = {2: ("flip_w",), 3: ("flip_h", "flip_w"), 4: ("flip_h",), 5: ("swap",),
+                      6: ("swap", "flip_w"), 7: ("swap", "flip_h", "flip_w"),
+                      8: ("swap", "flip_h")}
 
 
 def to_rgb(image: Any, what: str) -> Any:

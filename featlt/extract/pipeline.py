@@ -47,6 +47,12 @@ from featlt.extract.decode_loader import (
     check_batch_memory,
     worker_init,
 )
+from featlt.extract.device_decode import (
+    DeviceDecoder,
+    EncodedImages,
+    choose_decode_path,
+    collate_encoded,
+)
 from featlt.extract.distributed import World, current_world, shard_path, shard_rows
 from featlt.extract.shards import (
     check_outputs,
@@ -105,6 +111,9 @@ class ExtractConfig:
     also_imbalance_factors: tuple[float, ...] = ()
     # keep a complete output of the same provenance, resume an incomplete one
     skip_existing: bool = False
+    # auto | cpu | device: where JPEGs are decoded (featlt.extract.device_decode); auto: on
+    # the GPU under CUDA when the source holds JPEG files
+    decode: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -251,6 +260,9 @@ def extract_features(config: ExtractConfig, runtime: Runtime,
     backbone, view_transform = _load_backbone(config, runtime.seed, device)
     provenance = _feature_provenance(config, source, plan, backbone, view_transform,
                                      runtime.seed)
+    first = next(((s, int(plan.rows[s][0])) for s in plan.splits if plan.rows[s].size), None)
+    device_transform, provenance["decode_path"] = choose_decode_path(
+        config.decode, device, source, first, backbone.transform, config.views)
     target, write_plan, store_provenance = config, plan, provenance
     if world.distributed:
         bounds = shard_rows(plan.rows, config.batch_size, world)
@@ -279,7 +291,8 @@ def extract_features(config: ExtractConfig, runtime: Runtime,
     if mode == "keep":  # a complete shard of the same provenance (--skip-existing)
         results = _kept(target.output, backbone.dim).splits
     else:
-        loop = _Loop(target, backbone, forward, view_transform, runtime.seed, workers)
+        loop = _Loop(target, backbone, forward, view_transform, runtime.seed, workers,
+                     device_transform)
         with StoreWriter(target.output, {**store_provenance, "forward": forward_record,
                                          "run": run}, mode=mode) as writer:
             results = _write_splits(target, writer, source, write_plan, loop, backbone)
@@ -636,12 +649,14 @@ class _Loop:
 
     On CPU the workers send normalised float32 batches; under CUDA uint8 pixels that the main
     process normalises on the GPU (:mod:`featlt.extract.batch_normalize`, bit-identical to the
-    per-image transform either way).
+    per-image transform either way). On the device decode path (``device_transform``) the
+    workers send JPEG bytes that the main process decodes, resizes and crops on the device
+    (:mod:`featlt.extract.device_decode`), then normalises there.
     """
 
     def __init__(
         self, config: ExtractConfig, backbone: Any, forward: Any, view_transform: Any,
-        seed: int, workers: int,
+        seed: int, workers: int, device_transform: Any = None,
     ):
         import torch
 
@@ -655,8 +670,13 @@ class _Loop:
         # On CPU the decode workers normalise (they have spare time while the forward runs);
         # to the GPU a uint8 batch is a 4x smaller copy, normalised there.
         channels_last = forward is not None and forward.memory_format == torch.channels_last
-        self.collate = (Collate(self.normalize, self.normalize_views, channels_last)
-                        if backbone.device == "cpu" else Collate())
+        self.device_transform = device_transform
+        self.collate: Any = Collate()
+        if device_transform is not None:
+            self.collate = collate_encoded
+        elif backbone.device == "cpu":
+            self.collate = Collate(self.normalize, self.normalize_views, channels_last)
+        self.normalised_by_workers = getattr(self.collate, "normalize", None) is not None
 
     def batches(
         self, source: Any, split: str, rows: np.ndarray, start: int
@@ -667,8 +687,15 @@ class _Loop:
 
         from featlt.progress import Progress
 
-        dataset = SplitImages(source, split, rows[start:], self.image_transform,
-                               self.view_transform, self.config.views, self.seed)
+        decoder = None
+        if self.device_transform is None:
+            dataset: Any = SplitImages(source, split, rows[start:], self.image_transform,
+                                       self.view_transform, self.config.views, self.seed)
+        else:
+            dataset = EncodedImages(source, split, rows[start:], self.image_transform)
+            decoder = DeviceDecoder(
+                self.device_transform, self.backbone.device,
+                lambda index: self.image_transform(source.load_image(split, index)))
         loader = DataLoader(
             dataset,
             batch_size=self.config.batch_size,
@@ -683,11 +710,16 @@ class _Loop:
             for images, views, error in loader:
                 if error is not None:
                     raise FeatltError(error)
+                if decoder is not None:
+                    images = decoder(images)
                 outputs = self._outputs(images, views)
                 self._check(outputs, split, first)
                 yield first, outputs
                 first += int(images.shape[0])
                 bar.update(int(images.shape[0]))
+        if decoder is not None and decoder.fallbacks:
+            log.info("split %s: %d JPEG(s) the device decoder refused were decoded on the CPU",
+                     split, decoder.fallbacks)
 
     def _run(self, x: Any) -> tuple[Any, Any]:
         """(features (b, D), logits (b, K) or None) of a (b, 3, H, W) batch, on the device."""
@@ -711,7 +743,7 @@ class _Loop:
             # on uint8, 4x less to copy than after normalising, and the float operations keep it
             x = x.to(self.backbone.device, non_blocking=True,
                      memory_format=self.forward.memory_format)
-            return x if self.collate.normalize is not None else normalize(x)
+            return x if self.normalised_by_workers else normalize(x)
 
         feats, logits = self._run(place(images, self.normalize))
         view_feats = None

@@ -9,9 +9,11 @@ from featlt.errors import ProvenanceMismatchError
 
 # Provenance keys that describe the run rather than the features; they may differ on resume.
 VOLATILE_PROVENANCE_KEYS = frozenset({"run"})
-# Backbone values derived from the rest of the record (the feature extractor's parameter count,
-# added to provenance later): a record that lacks one still matches a record that has it.
-DERIVED_PROVENANCE_KEYS = frozenset({"backbone.feature.params"})
+# Values added to provenance later, that a record written before them lacks: the feature
+# extractor's parameter count (derived from the rest of the record) and where JPEGs were decoded
+# (before it was recorded always on the CPU). A record that lacks one still matches a record
+# that has it.
+DERIVED_PROVENANCE_KEYS = frozenset({"backbone.feature.params", "decode_path"})
 
 
 def provenance_diff(

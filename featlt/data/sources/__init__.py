@@ -90,6 +90,12 @@ class ImageSource(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """JSON-able spec and fingerprint of the dataset, for provenance."""
 
+    def load_encoded(self, split: str, i: int) -> bytes | None:
+        """Image ``i`` of ``split`` as its encoded file's bytes, for a decoder elsewhere (JPEG on
+        the GPU, :mod:`featlt.extract.device_decode`); None when this source does not hold
+        encoded files (only :meth:`load_image` can give the image)."""
+        return None
+
     def input_paths(self) -> list[Path]:
         """The files and folders this source reads (no output may be one of them)."""
         described = self.describe()

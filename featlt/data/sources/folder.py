@@ -76,6 +76,15 @@ class ImageFolderSource(IndexedSource):
         what = f"dataset {self.uri}: image {file}"
         return decode_image(resolve_inside(self.root, str(file.relative_to(self.root)), what), what)
 
+    def _load_part_encoded(self, part: str, position: int) -> bytes | None:
+        """The file's bytes; None when it cannot be read (:meth:`load_image` says why)."""
+        file = self._files[part][position]
+        what = f"dataset {self.uri}: image {file}"
+        try:
+            return resolve_inside(self.root, str(file.relative_to(self.root)), what).read_bytes()
+        except (OSError, FeatltError):
+            return None
+
     def describe(self) -> dict[str, Any]:
         digest = hashlib.sha256()
         for part in sorted(self._files):

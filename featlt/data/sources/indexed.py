@@ -79,6 +79,17 @@ class IndexedSource(ImageSource):
             )
         return self._load_part_image(part, int(positions[i]))
 
+    def load_encoded(self, split: str, i: int) -> bytes | None:
+        self.check_split(split)
+        part, positions = self._splits[split]
+        if not 0 <= i < positions.size:
+            return None  # load_image names the bad item
+        return self._load_part_encoded(part, int(positions[i]))
+
+    def _load_part_encoded(self, part: str, position: int) -> bytes | None:
+        """The encoded bytes of a part's image, or None (the format holds decoded pixels)."""
+        return None
+
     @abc.abstractmethod
     def _load_part_image(self, part: str, position: int) -> Any:
         """Image ``position`` of stored part ``part`` as an RGB PIL image."""

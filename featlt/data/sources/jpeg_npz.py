@@ -53,9 +53,12 @@ class PackedJpegSource(NpzSource):
         self._set_parts(labels, names)
 
     def _load_part_image(self, part: str, position: int) -> Any:
-        start, stop = self._offsets[part][position], self._offsets[part][position + 1]
-        data = io.BytesIO(self._npz_member(f"{part}_bytes")[start:stop].tobytes())
+        data = io.BytesIO(self._load_part_encoded(part, position))
         return decode_image(data, f"dataset {self.uri}: {part} image {position}")
+
+    def _load_part_encoded(self, part: str, position: int) -> bytes:
+        start, stop = self._offsets[part][position], self._offsets[part][position + 1]
+        return self._npz_member(f"{part}_bytes")[start:stop].tobytes()
 
     def describe(self) -> dict[str, Any]:
         return {
