@@ -2,10 +2,10 @@
 
 The device path's code runs here on CPU tensors (``--decode device`` on a CPU run: torchvision's
 ``decode_jpeg`` with libjpeg-turbo); the nvJPEG test needs a CUDA GPU and skips without one.
-Measured on CPU (200 CIFAR-10 test JPEGs, 32 and 160 px; benchmarks/bench_scaling.py repeats it):
-the decoded pixels equal Pillow's exactly; after the resize (torch's antialiased bicubic in float32
-against Pillow's fixed-point one) and the crop, pixels differ by 0.20 levels on average, 1 level
-at the 99th percentile, 8 at most.
+Measured on CPU (200 CIFAR-10 test JPEGs at 32, 160 and 224 px; benchmarks/bench_scaling.py
+repeats it): the decoded pixels equal Pillow's exactly; after the resize (torch's antialiased
+bicubic in two float32 passes, each rounded as Pillow rounds its fixed-point passes) and the crop,
+pixels differ by at most 1 level, on average by 5e-4 levels (32 px), 6e-5 (160 px), 0 (224 px).
 """
 
 from __future__ import annotations
@@ -38,9 +38,13 @@ from featlt.store.feature_store import FeatureStore
 
 MODEL = "test-efficientnet-random"
 EXIF_ORIENTATION = 0x0112
-# stated tolerances of the device path against the CPU path (measured: see the module docstring)
-PIXEL_MEAN_LEVELS, PIXEL_MAX_LEVELS = 0.5, 12
-FEATURE_MIN_COSINE = 0.999  # measured 0.99968 at worst on 41 16x16 JPEGs resized to 33 px
+# stated tolerances of the device path's code on CPU against the CPU path (measured: module
+# docstring)
+PIXEL_MEAN_LEVELS, PIXEL_MAX_LEVELS = 0.01, 1
+FEATURE_MIN_COSINE = 0.9999  # measured 0.999998 (largest difference 1.5e-5 of 0.021)
+# nvJPEG's IDCT and chroma upsampling differ from libjpeg-turbo's: a bound expected, not yet
+# measured (no GPU was lent to this task)
+NVJPEG_MEAN_LEVELS, NVJPEG_MAX_LEVELS = 1.0, 32
 
 
 def jpeg(pixels: np.ndarray, orientation: int = 1, mode: str = "RGB") -> bytes:
@@ -226,4 +230,4 @@ def test_nvjpeg_decoding_within_the_stated_tolerance() -> None:
     cpu = torch.stack([per_image(source.load_image("train", i)) for i in range(len(blobs))])
     difference = (device - cpu.to(torch.int16)).abs().float()
     assert decoder.fallbacks == 0
-    assert difference.mean() <= PIXEL_MEAN_LEVELS and difference.max() <= PIXEL_MAX_LEVELS
+    assert difference.mean() <= NVJPEG_MEAN_LEVELS and difference.max() <= NVJPEG_MAX_LEVELS
