@@ -18,11 +18,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from conftest import mount_tmpfs
 from PIL import Image
 
 from featlt.errors import FeatltError, StoreError
@@ -238,3 +240,22 @@ def test_a_killed_rank_redoes_only_its_rows_and_another_world_size_is_refused(
         read_all(runs["one"])["train/features"].tobytes()
     assert sorted(p.name for p in shard_folder(output).iterdir()) == [
         "rank00000.h5", "rank00001.h5"]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 96 KiB tmpfs: room for the data's shard headers, not for its rows."""
+    yield from mount_tmpfs(tmp_path / "small", "size=96k")
+
+
+def test_a_full_disk_during_a_shard_write_leaves_no_store_that_reads_complete(
+        runs: dict[str, Path], small_disk: Path) -> None:
+    output = small_disk / "full.h5"
+    failed = torchrun(output, runs["data"])
+    assert failed.returncode != 0
+    assert "No space left on device" in failed.stderr and "the unfinished file was removed" \
+        in failed.stderr
+    assert not output.exists() and not output.with_name("full.h5.partial").exists()
+    for shard in shard_folder(output).glob("rank*.h5"):  # a shard that finished, if any
+        with h5py.File(shard, "r") as file:
+            assert "shard" in json.loads(file.attrs["provenance"])
