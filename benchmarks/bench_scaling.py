@@ -181,8 +181,8 @@ def main() -> None:
                 "img_per_s_on_cpu": {"cpu": cpu["img_per_s"], "device_code_on_cpu":
                                      device["img_per_s"]},
                 "note": "the device path's code on CPU tensors (torchvision decode_jpeg, "
-                        "libjpeg-turbo): its decoded pixels equal Pillow's, the resize differs; "
-                        "nvJPEG on CUDA is not measured here",
+                        "libjpeg-turbo, whose pixels equal Pillow's; the resize in float32 "
+                        "passes rounded as Pillow's); nvJPEG on CUDA is not measured here",
             },
             "gpu": None,
             "gpu_reason": ("no CUDA GPU is visible on this machine and none was lent to this "
