@@ -11,7 +11,9 @@
 - :mod:`~featlt.store.digests`: block digests; :mod:`~featlt.store.verification`: whether reads
   check them;
 - :mod:`~featlt.store.indirection`: the walk that refuses data stored outside the file;
-  :mod:`~featlt.store.joined`: the rules a joined store's sources must meet.
+  :mod:`~featlt.store.joined`: the rules a joined store's sources must meet;
+  :mod:`~featlt.store.join_writer`: joining a torchrun extraction's shard stores into one store
+  of virtual datasets (the writer's side of those rules).
 
 Layer: store (may import only errors, runtime and file_hash). See docs/architecture.md.
 """
