@@ -257,3 +257,18 @@ def test_an_interrupted_combination_resumes_to_the_same_rows(
     assert resumed.exit_code == 0, resumed.output
     for split in ("train", "test"):
         assert np.array_equal(_read(out, split)[0], _read(stores["combined"], split)[0])
+
+
+def test_info_lists_the_members_in_one_line(stores: dict[str, Path]) -> None:
+    described = run("info", stores["combined"])
+    assert described.exit_code == 0, described.output
+    assert ("  combined store of 3 members: pixels_8, layer pre_logits, width 192 + "
+            "test_efficientnet.r160_in1k, 32 px, layer pre_logits, width 256 + "
+            "test_efficientnet.r160_in1k, 32 px, layer blocks.1, width 24\n") in described.output
+    members = json.loads(run("info", stores["combined"], "--json").stdout)["members"]
+    assert [(m["backbone"], m["resolution"], m["layer"], m["width"]) for m in members] == [
+        ("pixels_8", None, "pre_logits", 192),
+        ("test_efficientnet.r160_in1k", 32, "pre_logits", 256),
+        ("test_efficientnet.r160_in1k", 32, "blocks.1", 24)]
+    single = json.loads(run("info", stores["net"], "--json").stdout)
+    assert single["members"] is None

@@ -4,7 +4,9 @@ Each rank writes a batch-aligned contiguous shard of every split into its own st
 them through virtual datasets. The joined store reads bit-equal to a one-process run (same
 threads, pinned forward path); a killed rank's rerun redoes only its missing rows; a resume with
 another world size, shards of other settings, and a missing, moved or truncated shard are refused
-with a message naming the file or the attribute, never read as zeros.
+with a message naming the file or the attribute, never read as zeros. Shards of equal size
+swapped on disk are refused too (their digest tables are not those the join recorded), at the
+cost of reading digest tables only.
 """
 
 from __future__ import annotations
@@ -24,15 +26,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from click.testing import CliRunner, Result
 from conftest import mount_tmpfs
 from PIL import Image
 
+from featlt.cli import main
 from featlt.errors import FeatltError, StoreError
 from featlt.extract.distributed import shard_bounds, shard_folder, shard_path
 from featlt.extract.pipeline import FAULT_ENV, FAULT_RANK_ENV, ExtractConfig, extract_features
 from featlt.runtime import Runtime
 from featlt.store.feature_store import FeatureStore
 from featlt.store.join_writer import join_shards
+from featlt.store.writer import StoreWriter
 
 MODEL = "test-efficientnet-random"
 BATCH = 8
@@ -259,3 +264,111 @@ def test_a_full_disk_during_a_shard_write_leaves_no_store_that_reads_complete(
     for shard in shard_folder(output).glob("rank*.h5"):  # a shard that finished, if any
         with h5py.File(shard, "r") as file:
             assert "shard" in json.loads(file.attrs["provenance"])
+
+
+# Shards swapped on disk ----------------------------------------------------------------------
+SHARD_ROWS = 16  # each of two synthetic shards: equal sizes, so only the join record tells them
+TOY = {"backbone": {"model": "toy", "weights_sha256": "abc"},
+       "data": {"extracted_splits": ["train"]}, "store": {"dtype": "float32"},
+       "run": {"host": "a"}}
+
+
+def synthetic_join(folder: Path) -> tuple[Path, np.ndarray]:
+    """Two equal-size shard stores written as ranks 0 and 1 of a run, joined by
+    :func:`join_shards`: (the joined store, its (32, 4) features in order)."""
+    joined = folder / "joined.h5"
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(2 * SHARD_ROWS, 4)).astype(np.float32)
+    for rank in range(2):
+        rows = slice(rank * SHARD_ROWS, (rank + 1) * SHARD_ROWS)
+        shard = {"rank": rank, "world_size": 2, "rows": {"train": [rows.start, rows.stop]}}
+        with StoreWriter(shard_path(joined, rank), {**TOY, "shard": shard},
+                         chunk_bytes=64) as writer:
+            writer.begin_split("train", np.arange(SHARD_ROWS) % 3, np.arange(rows.start,
+                               rows.stop), ["a", "b", "c"], 4)
+            writer.write_rows("train", 0, features[rows])
+            writer.mark_complete()
+    join_shards(joined, [shard_path(joined, r) for r in range(2)], TOY, 2, "gloo")
+    return joined, features
+
+
+def swap_shards(joined: Path) -> None:
+    """Rename each of the two shard files onto the other."""
+    first, second = shard_path(joined, 0), shard_path(joined, 1)
+    first.rename(first.with_name("swap"))
+    second.rename(first)
+    first.with_name("swap").rename(second)
+
+
+def _info(*args: object) -> Result:
+    result = CliRunner().invoke(main, ["info", *(str(a) for a in args)])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def test_an_untouched_join_reads_and_info_names_each_shard(tmp_path: Path) -> None:
+    joined, features = synthetic_join(tmp_path)
+    with FeatureStore(joined) as store:
+        assert np.array_equal(store.read("train"), features)
+        assert store.source_index("train").tolist() == list(range(2 * SHARD_ROWS))
+        assert [m.file_name for m in store.sources()["train/features"]] == [
+            "joined.h5.shards/rank00000.h5", "joined.h5.shards/rank00001.h5"]
+    described = _info("--verify", joined)
+    assert described.exit_code == 0, described.output
+    assert ("joined from 2 shards (rank 0 joined.h5.shards/rank00000.h5, rank 1 "
+            "joined.h5.shards/rank00001.h5); every source's digest tables match the join "
+            "record") in described.output
+    assert "train/features rows 16-31 <- " in described.output
+    assert "every block digest matches" in described.output
+
+
+def test_swapped_shards_of_equal_size_are_refused_naming_the_file(tmp_path: Path) -> None:
+    joined, _ = synthetic_join(tmp_path)
+    swap_shards(joined)
+    refusal = (r"joined\.h5: the source .*joined\.h5\.shards/rank00000\.h5 is not the shard the "
+               r"join recorded there: its split 'train' \w+ digest table hashes to [0-9a-f]{32}, "
+               r"the join recorded [0-9a-f]{32}; the file holds rank 1's shard, the join put "
+               r"rank 0's here .*put each shard file back in its place.*rerun the same torchrun "
+               r"command with --resume.*re-extract with --overwrite")
+    for verify in (True, False):  # the check reads digest tables only: --no-verify keeps it
+        with pytest.raises(StoreError, match=refusal):
+            FeatureStore(joined, verify=verify)
+    for args in ((joined,), ("--verify", joined)):
+        refused = _info(*args)
+        assert refused.exit_code == 2 and "rank00000.h5 is not the shard the join recorded " \
+            "there" in refused.output
+    swap_shards(joined)  # put back: reads again
+    with FeatureStore(joined) as store:
+        store.verify_all()
+
+
+def test_the_shard_check_reads_no_feature_row(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    joined, _ = synthetic_join(tmp_path)
+    read: list[str] = []
+    real = h5py.Dataset.__getitem__
+
+    def recording(self: h5py.Dataset, key: object) -> object:
+        read.append(self.name)
+        return real(self, key)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", recording)
+    FeatureStore(joined, verify=False).close()  # the shard check alone reads the tables
+    assert read and all("/digests/" in name for name in read), read
+    swap_shards(joined)
+    read.clear()
+    with pytest.raises(StoreError, match="is not the shard the join recorded there"):
+        FeatureStore(joined)
+    assert read and all("/digests/" in name for name in read), read
+
+
+def test_an_edited_join_record_is_refused(tmp_path: Path) -> None:
+    joined, _ = synthetic_join(tmp_path)
+    with h5py.File(joined, "a") as file:
+        provenance = json.loads(file.attrs["provenance"])
+        provenance["distributed"]["shards"][0]["digests"]["train"]["features"] = "0" * 32
+        file.attrs["provenance"] = json.dumps(provenance)
+    with pytest.raises(StoreError, match=r"joined\.h5: its join record \(provenance "
+                                         r"'distributed'\) is malformed or does not hash to its "
+                                         r"own 'digest'"):
+        FeatureStore(joined)

@@ -1,5 +1,6 @@
 """``featlt info FILE.h5``: splits, counts, dtype, views, provenance, completeness, the sources
-of a joined store and (``--verify``) whether every block digest matches."""
+of a joined store (and the shards its join recorded), the members of a combined store and
+(``--verify``) whether every block digest matches."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def info_command(runtime: Runtime, feature_file: Path, verify_all: bool) -> None
     """Describe a feature store (incomplete files too, marked as such)."""
     from featlt.store import verification
     from featlt.store.feature_store import FeatureStore
+    from featlt.store.joined import recorded_shards
 
     if verify_all and not verification.default():
         raise FeatltError("info --verify --no-verify: the options contradict each other; "
@@ -48,6 +50,7 @@ def info_command(runtime: Runtime, feature_file: Path, verify_all: bool) -> None
             "created": store.created,
             "splits": splits,
             "virtual_sources": sources,
+            "members": _members(store.provenance),
             "verification": verification_record,
             "provenance": store.provenance,
         }
@@ -59,10 +62,18 @@ def info_command(runtime: Runtime, feature_file: Path, verify_all: bool) -> None
             f"  views {info.n_views}  logits {info.n_logits}  skipped {info.n_skipped}"
         )
         lines.append(f"         classes {len(info.class_names)}  counts {info.class_counts}")
+    if document["members"]:
+        lines.append(f"  combined store of {len(document['members'])} members: " + " + ".join(
+            _describe_member(m) for m in document["members"]))
     if sources:
         lines.append("  virtual arrays, read from these source stores:")
         for name, mappings in store.sources().items():
             lines += [f"    {name} {m.describe()}" for m in mappings]
+    shards = recorded_shards(store.provenance)
+    if shards:
+        lines.append(f"  joined from {len(shards)} shards (" + ", ".join(
+            f"rank {s['rank']} {s['file']}" for s in shards) + "); every source's digest "
+            "tables match the join record")
     lines.append("  " + verification_record["text"])
     lines.append("  provenance: " + json.dumps(store.provenance, indent=2).replace("\n", "\n  "))
     emit(runtime, document, "\n".join(lines))
@@ -92,3 +103,32 @@ def _verification(schema: int, verify: bool, checks: list[Any] | None,
     return {"digests": True, "checked": True, "blocks": blocks, "bytes": size,
             "seconds": round(seconds, 3), "unchecked_rows": unchecked,
             "arrays": checks, "text": text}
+
+
+def _members(provenance: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Each member of a combined store (backbone, resolution, layer, width), or None for a
+    store of one backbone."""
+    from featlt.store.members import is_combined, members_of
+
+    if not is_combined(provenance):
+        return None
+    out = []
+    for member in members_of(provenance):
+        backbone = member["backbone"]
+        feature = backbone.get("feature") or {}
+        out.append({"backbone": backbone.get("zoo") or backbone.get("model"),
+                    "resolution": backbone.get("resolution"), "layer": feature.get("layer"),
+                    "width": feature.get("dim")})
+    return out
+
+
+def _describe_member(member: dict[str, Any]) -> str:
+    """``name, R px, layer L, width D`` (parts not recorded left out)."""
+    parts = [str(member["backbone"])]
+    if member["resolution"]:
+        parts.append(f"{member['resolution']} px")
+    if member["layer"]:
+        parts.append(f"layer {member['layer']}")
+    if member["width"] is not None:
+        parts.append(f"width {member['width']}")
+    return ", ".join(parts)

@@ -17,7 +17,8 @@ Layout (one file per backbone x dataset, one group per split)::
 
 Reading: :class:`FeatureStore` first walks every object of the file
 (:mod:`featlt.store.indirection`): external links and external raw storage are refused, virtual
-datasets are read only when every source is a complete featlt store holding the mapped rows.
+datasets are read only when every source is a complete featlt store holding the mapped rows (and,
+in a store that records its shards' digest tables, the very shard recorded at its place).
 Then every read checks the digests of the blocks it touches (once per block per open store)
 unless verification is off (``--no-verify``; :mod:`featlt.store.verification`). Schema-1 stores
 (no digests) still read, with a one-line note.
@@ -186,6 +187,8 @@ class FeatureStore:
             )
         for name, mappings in self.layout.virtual.items():
             self._check_virtual(name, mappings)
+        joined.check_shard_digests(self.path, self.provenance, {
+            path: (source._file, source.provenance) for path, source in self._sources.items()})
         if self.complete:
             for split in self.splits:
                 self._check_row_counts(split)

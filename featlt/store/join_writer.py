@@ -20,13 +20,13 @@ its provenance equal to the run's (the run record and the shard's own rows aside
 differing attribute is named) and its rows the next ones of each split. The shards' rows are not
 read: their per-block digest tables (a few KiB) are, and the provenance records one BLAKE2b of
 each table and one over all of them (``distributed.digest``), so the joined file names the exact
-bytes it stands for. The file is written as ``OUT.h5.partial`` and renamed onto ``OUT.h5`` once
-complete.
+bytes it stands for, and every reader refuses a shard file that is not the one recorded at its
+place (:func:`featlt.store.joined.check_shard_digests`: shards swapped or replaced). The file
+is written as ``OUT.h5.partial`` and renamed onto ``OUT.h5`` once complete.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -45,6 +45,7 @@ from featlt.errors import StoreError
 from featlt.runtime import fault_cause_and_fix, write_error
 from featlt.store import digests as block_digests
 from featlt.store.files import SCHEMA_VERSION, partial_path
+from featlt.store.joined import JOIN_DIGEST_RULE, join_digest, table_hash
 from featlt.store.provenance import provenance_diff
 
 # Provenance keys of a shard that are its own: the run record and which rows it holds.
@@ -237,25 +238,15 @@ def _write_split(file: h5py.File, output: Path, split: str, holders: list[_Shard
 def _distributed_record(output: Path, shards: list[_Shard], world_size: int,
                         backend: str | None) -> dict[str, Any]:
     """The joined store's ``distributed`` provenance: world size, each shard's file, rows and
-    digest-table hashes, and one hash over them all."""
-    combined = hashlib.blake2b(digest_size=16, person=b"featlt-join-v1")
-    entries = []
-    for rank, shard in enumerate(shards):
-        hashed: dict[str, dict[str, str]] = {}
-        for split in sorted(shard.tables):
-            hashed[split] = {}
-            for name in sorted(shard.tables[split]):
-                table = np.ascontiguousarray(shard.tables[split][name])
-                digest = hashlib.blake2b(table.tobytes(), digest_size=16).hexdigest()
-                hashed[split][name] = digest
-                combined.update(f"{rank}/{split}/{name}={digest}\0".encode())
-        entries.append({"rank": rank, "file": _relative(shard.path, output),
-                        "rows": shard.provenance["shard"].get("rows") or {},
-                        "digests": hashed})
+    digest-table hashes, and one hash over them all (what
+    :func:`featlt.store.joined.check_shard_digests` checks on every read)."""
+    hashed = [{split: {name: table_hash(tables[name]) for name in sorted(tables)}
+               for split, tables in sorted(shard.tables.items())} for shard in shards]
+    entries = [{"rank": rank, "file": _relative(shard.path, output),
+                "rows": shard.provenance["shard"].get("rows") or {}, "digests": hashes}
+               for rank, (shard, hashes) in enumerate(zip(shards, hashed, strict=True))]
     return {"world_size": world_size, "backend": backend, "shards": entries,
-            "digest": combined.hexdigest(),
-            "digest_rule": "blake2b-128 over each shard's per-block digest tables "
-                           "(featlt.store.digests), in rank, split and array order"}
+            "digest": join_digest(list(enumerate(hashed))), "digest_rule": JOIN_DIGEST_RULE}
 
 
 def _relative(path: Path, output: Path) -> str:
