@@ -15,7 +15,8 @@ from conftest import write_rank_stores
 
 import featlt.rank.ranking as ranking
 from featlt.cli import main
-from featlt.rank.model import BASE_SCORES, KIND, SCORE_COLUMNS, VERSION
+from featlt.rank.model import BASE_SCORES, DEFAULT_SCORE, KIND, SCORE_COLUMNS, VERSION
+from featlt.rank.scoring import RANK_AVERAGES
 
 FAST = ("--device", "cpu", "--bootstrap", "50")
 
@@ -112,7 +113,9 @@ def test_a_score_undefined_on_one_file_is_missing_not_zero(stores, monkeypatch):
 
 
 def test_a_file_without_the_sorting_score_ranks_last_and_is_not_recommended(stores, monkeypatch):
-    _patch_scores(monkeypatch, {"b5": {"featlt": math.nan}})
+    # undefined on b5: the default score (or both scores of a rank average)
+    parts = RANK_AVERAGES.get(DEFAULT_SCORE, (DEFAULT_SCORE,))
+    _patch_scores(monkeypatch, {"b5": {name: math.nan for name in parts}})
     result = _run(*stores, *FAST, "--json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
@@ -150,3 +153,11 @@ def test_a_score_equal_on_every_file_is_flagged_and_not_ranked_on_silently(store
 def test_a_score_that_differs_is_not_flagged(stores):
     document = json.loads(_run(*stores, *FAST, "--json").stdout)
     assert "featlt" not in document["saturated"] and "knn" not in document["saturated"]
+
+
+def test_featlt_is_the_default_score_in_every_row(stores):
+    document = json.loads(_run(*stores, *FAST, "--json").stdout)
+    assert DEFAULT_SCORE in SCORE_COLUMNS and DEFAULT_SCORE != "featlt"
+    for row in document["rows"]:
+        assert row["scores"]["featlt"] == row["scores"][DEFAULT_SCORE]
+    assert document["columns"][0] == "featlt"

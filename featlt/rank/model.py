@@ -41,10 +41,20 @@ CANDIDATE_SCORES: tuple[str, ...] = ("featlt_v1", "logme_ncm", "ridge", "ridge_t
 #: for is absent from the rows (not null), and sorting by it is refused.
 OPTIONAL_SCORES: dict[str, tuple[str, ...]] = {"ridge": ("ridge", "ridge_tail"),
                                                "cv_la": ("cv_la",)}
+#: The candidate that the ``featlt`` column holds: chosen by the rule of docs/methods.md
+#: ("Choosing the default score", fixed 2026-12-06 before the runs it reads) on CIFAR-10-LT IF100
+#: and IF10 (results/ranking_validation.json, ``default_score_rule``).
+DEFAULT_SCORE = "featlt_v1"
 #: Every score a ranking may hold, in table order (every one: higher is better); a ranking shows
 #: the ones it computed.
 SCORE_COLUMNS: tuple[str, ...] = BASE_SCORES + CANDIDATE_SCORES
 STATIC = ("params", "imagenet_top1")
+
+
+def needed_optional(optional: tuple[str, ...]) -> tuple[str, ...]:
+    """``optional`` plus the opt-in score :data:`DEFAULT_SCORE` comes from, if it is one."""
+    needed = [name for name, columns in OPTIONAL_SCORES.items() if DEFAULT_SCORE in columns]
+    return tuple(dict.fromkeys((*optional, *needed)))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from featlt.rank.model import (
     RankedFile,
     RankInput,
     defined,
+    needed_optional,
     sort_key,
 )
 from featlt.rank.quality import missing_scores, quality_notes, quality_record, saturated_scores
@@ -45,7 +46,7 @@ from featlt.store.feature_store import FeatureStore
 def _score_entry(entry: RankInput, protocol: Any, separability_config: Any, device: str,
                  threads: int | None, config: RankConfig) -> RankedFile:
     scored = score_file(entry.path, protocol, separability_config, device, threads,
-                        optional=config.optional, seed=config.seed)
+                        optional=needed_optional(config.optional), seed=config.seed)
     try:
         static = static_baselines(entry.provenance)
         params, top1, source = float(static.params), static.imagenet_top1, static.source
@@ -139,9 +140,11 @@ def _row_record(row: RankedFile, picks: dict[str, CrossValidatedPick]) -> dict[s
 
 
 def _progress(row: RankedFile, pick: CrossValidatedPick | None = None) -> str:
-    value = row.scores["featlt"]
-    text = (f"{row.entry.label}: featlt {'n/a' if value is None else f'{value:.4f}'} "
-            f"({row.seconds:.1f} s)")
+    def shown(name: str) -> str:
+        value = row.scores.get(name)
+        return "n/a" if value is None else f"{value:.4f}"
+    text = (f"{row.entry.label}: scored in {row.seconds:.1f} s (LogME {shown('logme')}, "
+            f"NCM {shown('ncm')})")
     if row.measured is not None:
         text += (f", best head {row.measured.head} balanced accuracy "
                  f"{row.measured.balanced_accuracy:.4f}"

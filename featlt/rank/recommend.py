@@ -29,9 +29,10 @@ from featlt.errors import FeatltError
 from featlt.evaluation.bootstrap import class_mean, probability_best
 from featlt.rank.crossval import CrossValidatedPick
 from featlt.rank.formula import resampled_featlt_score
-from featlt.rank.model import RankConfig, RankedFile
+from featlt.rank.model import DEFAULT_SCORE, RankConfig, RankedFile
 from featlt.rank.paired import measured_recall
 from featlt.rank.quality import saturated_scores
+from featlt.rank.scoring import RANK_AVERAGES
 
 # The best head by validation on CIFAR-10-LT (results/heads_cifar10lt.json).
 DEFAULT_HEAD = "la_loss"
@@ -142,7 +143,8 @@ def _measured(rows: list[RankedFile], config: RankConfig) -> dict[str, Any]:
 def _cheap(rows: list[RankedFile], config: RankConfig) -> dict[str, Any]:
     best = rows[0]
     probability = None
-    if config.by == "featlt" and len(rows) > 1:
+    source = DEFAULT_SCORE if config.by == "featlt" else config.by
+    if source == "featlt_v1" and len(rows) > 1:  # the one score with a per-file resampling
         draws = np.stack([resampled_featlt_score(row.report, config.n_bootstrap,
                                                  config.seed + i) for i, row in enumerate(rows)],
                          axis=1)
@@ -151,10 +153,12 @@ def _cheap(rows: list[RankedFile], config: RankConfig) -> dict[str, Any]:
     how_sure = (
         f"{config.by} is the same on every file, so it cannot separate them: this is only the "
         "first file given" if config.by in saturated_scores(rows) else
-        f"bootstrap probability that it stays first by featlt's score: {probability:.2f}"
+        f"bootstrap probability that it stays first by {config.by}: {probability:.2f}"
         if probability is not None else
         "nothing else was ranked, so there is no comparison" if len(rows) == 1 else
-        f"no interval for {config.by}, which is a single number per backbone")
+        f"no interval for {config.by}, which is "
+        + ("a rank average over the files ranked" if source in RANK_AVERAGES
+           else "a single number per backbone"))
     sentence = (
         f"Use {best.entry.describe()} ({best.entry.label}), first by {config.by} "
         f"({'n/a' if value is None else f'{value:.4g}'}; {how_sure}), with the {DEFAULT_HEAD} "

@@ -2,8 +2,9 @@
 
 The separability report (:func:`featlt.separability.evaluate.evaluate_separability`) supplies
 kNN and NCM balanced accuracy, LogME, class-balanced LogME and GBC with their per-class values;
-SFDA (:mod:`featlt.separability.scores.sfda`) is added on the same rows; featlt's long-tail-aware
-score is computed from the report (:mod:`featlt.rank.formula`). The test split is never read.
+SFDA (:mod:`featlt.separability.scores.sfda`) is added on the same rows, and ``featlt_v1``, the
+formula of :mod:`featlt.rank.formula`, from the report. The test split is never read. ``featlt``
+is the candidate :data:`featlt.rank.model.DEFAULT_SCORE` names, set with the relative scores.
 
 Issue 17's candidate scores (docs/methods.md, "Candidate probe scores"):
 
@@ -29,7 +30,7 @@ from scipy.stats import rankdata
 from featlt.errors import FeatltError
 from featlt.rank.cv_head_score import DEFAULT_FOLDS, check_folds, cv_head_score
 from featlt.rank.formula import featlt_score
-from featlt.rank.model import OPTIONAL_SCORES, RankedFile
+from featlt.rank.model import DEFAULT_SCORE, OPTIONAL_SCORES, RankedFile
 from featlt.runtime import to_jsonable
 
 #: ``cv_la``'s fixed number of folds (a score's definition does not change with the run).
@@ -91,7 +92,6 @@ def score_file(
         candidates, details = _optional_scores(X, y, report, optional, device, seed)
     raw = report["scores"]
     scores = {
-        "featlt": featlt_score(report),
         "featlt_v1": featlt_score(report),
         "logme": raw["logme"],
         "gbc": raw["gbc"],
@@ -173,11 +173,14 @@ def rank_average(columns: Sequence[Sequence[float | None]]) -> list[float | None
 
 def add_relative_scores(rows: Sequence[RankedFile]) -> None:
     """Add every :data:`RANK_AVERAGES` score to each row's scores (once every file is scored,
-    before sorting); None on a file where one of its two scores is undefined."""
+    before sorting); None on a file where one of its two scores is undefined. Then ``featlt``,
+    the value of :data:`featlt.rank.model.DEFAULT_SCORE` (which may be one of them)."""
     for name, parts in RANK_AVERAGES.items():
         values = rank_average([[row.scores.get(part) for row in rows] for part in parts])
         for row, value in zip(rows, values, strict=True):
             row.scores[name] = value
+    for row in rows:
+        row.scores["featlt"] = row.scores.get(DEFAULT_SCORE)
 
 
 def _training_rows(path: Any, protocol: Any) -> tuple[np.ndarray, np.ndarray]:
