@@ -118,6 +118,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "0: no cross-validation)")
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--merge", type=Path, default=None,
+                        help="Merge the datasets of another results file of this script (a run "
+                             "in another process) into --output, apply the rule and rewrite the "
+                             "correlation tables; no ranking is run")
     parser.add_argument("--design", action="store_true",
                         help="Also validate the candidate formulas of the design step "
                              "(CIFAR-10-LT only; for information once the formula is fixed): "
@@ -130,8 +134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.zoo, args.heads_dir = args.work / "zoo", args.work / "heads"
         args.output, args.tables = args.work / "ranking_validation.json", args.work / "ranking"
         args.dataset = [SMOKE]
-    elif not args.dataset:
-        parser.error("--dataset is required (or --smoke)")
+    elif not args.dataset and args.merge is None:
+        parser.error("--dataset is required (or --smoke, or --merge)")
     return args
 
 
@@ -392,6 +396,28 @@ def default_score_rule(results: dict[str, Any]) -> dict[str, Any]:
             "tie_margin": RULE_TIE, "tied": tied, "candidates": table}
 
 
+def apply_rule(results: dict[str, Any]) -> None:
+    """Write the rule's choice into ``results`` and, once it is made, the issue's goal for the
+    chosen candidate on every dataset with a seed-pooled validation (``pooled.goal_default``)."""
+    rule = results["default_score_rule"] = default_score_rule(results)
+    if rule["chosen"] is None:
+        return
+    for entry in results.values():
+        if isinstance(entry, dict) and "pooled" in entry:
+            entry["pooled"]["goal_default"] = resolvable_goal(entry["pooled"], rule["chosen"])
+
+
+def merge_results(results: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with the datasets (and their run records) of ``other``, a results file of the
+    same script written by another process (datasets run side by side), and the rule applied."""
+    merged = dict(results)
+    for name in (d for d in other if d in PROTOCOLS):
+        merged[name] = other[name]
+        merged.setdefault("runs", {})[name] = other["runs"][name]
+    apply_rule(merged)
+    return merged
+
+
 def pick_regrets(document: dict[str, Any], pooled: dict[str, Any]) -> dict[str, Any]:
     """Full mode's cross-validated pick and the validation-only pick, each with its regret in
     points: against the best backbone of this view seed (its validation-selected head's test
@@ -595,6 +621,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     record = run_record(sys.argv)
     results = json.loads(args.output.read_text()) if args.output.is_file() else {}
+    if args.merge is not None:
+        results = merge_results(results, json.loads(args.merge.read_text()))
+        write_json_atomic(args.output, results)
+        args.tables.mkdir(parents=True, exist_ok=True)
+        (args.tables / "rank_correlation.md").write_text(correlation_table(results)
+                                                         + "\n" + resolvable_table(results))
+        log(f"merged {args.merge} into {args.output}; rule: {results['default_score_rule']}")
+        return
     for name in args.dataset:
         documents = rank_dataset(name, args)
         document = documents[args.view_seeds[0]]
@@ -609,7 +643,7 @@ def main(argv: list[str] | None = None) -> None:
         results[name] = summary(document)
         results[name]["pooled"] = pooled_validation(documents, args.bootstrap)
         results[name]["picks"] = pick_regrets(document, results[name]["pooled"])
-        results["default_score_rule"] = default_score_rule(results)
+        apply_rule(results)
         results["formula"] = FORMULA
         results["formula_commit"] = FORMULA_COMMIT
         results["heads"] = {"list": list(BENCH_HEADS), "note": "a fixed list of cheaper "

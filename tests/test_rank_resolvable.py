@@ -141,7 +141,7 @@ def test_rank_validate_json_holds_the_resolvable_fields(stores, tmp_path):
                                        str(tmp_path / "heads"), "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert document["version"] == VERSION == 4
+    assert document["version"] == VERSION >= 4
     validation = document["validation"]
     # separation 0.5 / 1.5 / 4 on 160 test images: every pair is resolvable
     assert validation["n_resolvable"] == len(validation["resolvable_pairs"]) == 3
@@ -235,3 +235,26 @@ def test_the_default_score_rule_takes_the_best_mean_and_breaks_ties_by_cost() ->
     gap = _rule_results({"featlt_v1": (0.6, 0.6), "logme_ncm": (0.6, 0.6), "ridge": (0.9, None),
                          "ridge_tail": (0.5, 0.5), "cv_la": (0.7, 0.7)})
     assert bench.default_score_rule(gap)["chosen"] == "cv_la"
+
+
+def test_merging_a_side_run_applies_the_rule_and_the_goal_to_every_dataset() -> None:
+    bench = _bench_rank()
+    design = _rule_results({"featlt_v1": (0.7, 0.7), "logme_ncm": (0.9, 0.9),
+                            "ridge": (0.8, 0.8), "ridge_tail": (0.5, 0.5), "cv_la": (0.6, 0.6)})
+    for entry in design.values():
+        entry["pooled"].update(n_resolvable=20, n_resolvable_pretrained=10)
+    held_out = {"fmnistlt_if100": {"pooled": {
+        "n_resolvable": 16, "n_resolvable_pretrained": 4, "scores": {
+            "logme_ncm": {"resolvable_pair_accuracy": 0.9, "top1_regret": 0.2,
+                          "resolvable_pair_accuracy_pretrained": 1.0},
+            "logme": {"resolvable_pair_accuracy": 0.95, "top1_regret": 0.0,
+                      "resolvable_pair_accuracy_pretrained": 1.0}}}},
+        "runs": {"fmnistlt_if100": {"command": "side run"}}}
+    merged = bench.merge_results(design, held_out)
+    assert merged["default_score_rule"]["chosen"] == "logme_ncm"
+    assert merged["runs"]["fmnistlt_if100"] == {"command": "side run"}
+    goal = merged["fmnistlt_if100"]["pooled"]["goal_default"]
+    assert goal["score"] == "logme_ncm" and goal["accuracy_at_least_every_comparator"] is False
+    assert goal["top1_regret_at_most_0.5_points"] is True
+    # fewer than 15 resolvable pretrained pairs: that part is not counted
+    assert goal["accuracy_at_least_every_comparator_pretrained"] is None
