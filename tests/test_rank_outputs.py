@@ -55,7 +55,7 @@ def test_json_output_holds_what_json_prints(stores, tmp_path):
     printed = json.loads(result.stdout)
     written = json.loads(out.read_text())
     assert written == printed
-    assert written["kind"] == KIND == "featlt.rank" and written["version"] == VERSION == 4
+    assert written["kind"] == KIND == "featlt.rank" and written["version"] == VERSION == 5
     assert written["columns"] == [c for c in SCORE_COLUMNS if c in written["rows"][0]["scores"]]
     assert set(BASE_SCORES) <= set(written["columns"]) and "knn_tail" not in written["columns"]
     run = written["run"]

@@ -22,13 +22,18 @@ SCORES = (*SCORE_COLUMNS, "measured")
 
 def rank_heads_writes(params: Params) -> list[str]:
     """What ``rank --full`` writes inside ``--heads-dir``: one ``<stem>-<settings key>`` folder
-    of ``fit-classifier`` output per feature file, with its ``crossval-<K>folds.json`` (glob
-    patterns)."""
+    of ``fit-classifier`` output per feature file, with its ``crossval-<K>folds.json``; with
+    ``--pairs`` also the combined stores (``combined/*.h5``) and their folders (``<stem>+<stem>
+    ...-<key>-<settings key>``) (glob patterns)."""
+    from featlt.rank.combined import COMBINED_DIR
     from featlt.rank.crossval import CV_FILE_PATTERN
 
     patterns = [*head_folder_writes(params), CV_FILE_PATTERN]
-    return [f"{glob.escape(Path(path).stem)}-*/{pattern}"
-            for path in params["feature_files"] for pattern in patterns]
+    stems = [glob.escape(Path(path).stem) for path in params["feature_files"]]
+    writes = [f"{stem}-*/{pattern}" for stem in stems for pattern in patterns]
+    if params.get("pairs"):
+        writes += [f"{COMBINED_DIR}/*.h5", *(f"*+*-*/{pattern}" for pattern in patterns)]
+    return writes
 
 
 @main.command("rank")
@@ -47,9 +52,9 @@ def rank_heads_writes(params: Params) -> list[str]:
               help="Write a PNG: each score against measured balanced accuracy (--full), else "
                    "the scores as bars.")
 @click.option("--json-output", "json_file", type=OutputPath("ranking.json"), default=None,
-              help="Write the JSON document that --json prints (kind featlt.rank, version 2: "
-                   "every score, the measured and validation fields when computed), "
-                   "atomically.")
+              help="Write the JSON document that --json prints (kind featlt.rank, version 5: "
+                   "every score, the measured, validation and combination fields when "
+                   "computed), atomically.")
 @click.option("--full", is_flag=True,
               help="Also fit the established heads on each file (selection on validation, "
                    "test scored once) and report the best one's accuracy.")
@@ -69,26 +74,46 @@ def rank_heads_writes(params: Params) -> list[str]:
                    "validation balanced accuracy only.")
 @click.option("--bootstrap", type=BOOTSTRAP_RANGE, default=1000, show_default=True,
               help="Bootstrap resamples of every interval and probability.")
+@click.option("--pairs", is_flag=True,
+              help="Also rank every pair of the files as a combined feature set (scored in "
+                   "memory, no file written: featlt's score, LogME, kNN, NCM, ridge probe); "
+                   "with --full the top --pairs-top are combined, fitted and measured.")
+@click.option("--pairs-max-k", type=click.IntRange(min=2), default=2, show_default=True,
+              help="With --pairs: grow combinations greedily up to K members (the top "
+                   "--pairs-top of each size extended by one file).")
+@click.option("--pairs-top", type=click.IntRange(min=1), default=3, show_default=True,
+              help="With --pairs: combinations fitted by --full (and grown by --pairs-max-k), "
+                   "best by featlt's score.")
+@click.option("--max-width", type=click.IntRange(min=1), default=8192, show_default=True,
+              help="With --pairs: the widest combined feature scored (wider ones are skipped "
+                   "with a note).")
 @featlt_command
 def rank_command(
     runtime: Runtime, feature_files: tuple[Path, ...], protocol_options: dict[str, Any],
     by: str, optional: tuple[str, ...], output: Path | None, plot_file: Path | None,
     json_file: Path | None, full: bool, validate: bool,
     heads: tuple[str, ...], heads_dir: Path, max_epochs: int | None, cv_folds: int,
-    bootstrap: int,
+    bootstrap: int, pairs: bool, pairs_max_k: int, pairs_top: int, max_width: int,
 ) -> None:
     """Rank FEATURE_FILES (one backbone each, same dataset) for long-tailed data.
 
     Cheap mode scores each file from its training rows (seconds per file); --full also fits the
     heads and measures each backbone on the test split. Ends with the backbone and head to use.
+    --pairs ranks every pair of the files (combined features) beside them.
     """
+    from featlt.errors import FeatltError
     from featlt.heads.workflow import expand_head_names
-    from featlt.rank.model import HeadSettings, RankConfig
+    from featlt.rank.model import HeadSettings, PairSettings, RankConfig
     from featlt.rank.ranking import rank_files
     from featlt.rank.table import ranking_text, write_csv
     from featlt.runtime import to_jsonable, write_json_atomic
 
+    if not pairs and (pairs_max_k, pairs_top, max_width) != (2, 3, 8192):
+        raise FeatltError("--pairs-max-k, --pairs-top and --max-width: apply to combinations "
+                          "only; add --pairs")
     config = RankConfig(
+        pairs=PairSettings(max_k=pairs_max_k, top=pairs_top, max_width=max_width)
+        if pairs else None,
         by=by, full=full, validate=validate, heads_dir=heads_dir, n_bootstrap=bootstrap,
         seed=runtime.seed, cv_folds=cv_folds, optional=tuple(dict.fromkeys(optional)),
         heads=HeadSettings(heads=tuple(expand_head_names(heads)), seed=runtime.seed,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from featlt.combine.rows import first_difference
 from featlt.errors import FeatltError
 from featlt.rank.model import RankInput
 from featlt.store.feature_store import FeatureStore
@@ -33,15 +34,17 @@ def _unique_labels(paths: list[Path]) -> list[str]:
     return labels
 
 
-def open_inputs(paths: list[Path], test_split: str, need_test: bool) -> tuple[
-    list[RankInput], list[str]
-]:
+def open_inputs(paths: list[Path], test_split: str, need_test: bool,
+                distinct: bool = False) -> tuple[list[RankInput], list[str]]:
     """Open and check every file; returns the distinct inputs (file order) and notes.
 
+    Args:
+        distinct: refuse two files of one feature identity (``rank --pairs``: combining them
+            adds nothing) instead of ranking them once.
     Raises:
         FeatltError: a file is missing, incomplete or not a feature store; two files hold
             different datasets (the message names the attribute); full mode and a file has no
-            test split.
+            test split; ``distinct`` and two files hold the same features.
     """
     if not paths:
         raise FeatltError("featlt rank: no feature files given; pass one or more FEATURES.h5")
@@ -71,6 +74,11 @@ def open_inputs(paths: list[Path], test_split: str, need_test: bool) -> tuple[
                 f"feature files {first.path} and {path} hold different datasets, so their "
                 "rankings are not comparable",
             )
+        if entry.identity in seen and distinct:
+            raise FeatltError(
+                f"feature files {seen[entry.identity].path} and {path}: the same features "
+                f"({entry.describe()}; backbone, weights, layer, resolution and dtype agree, "
+                "paths aside), so a combination of them adds nothing; drop one of them")
         if entry.identity in seen:
             notes.append(f"{path} holds the same backbone and settings as "
                          f"{seen[entry.identity].path}: ranked once, as "
@@ -120,7 +128,8 @@ def require_same_images(inputs: list[RankInput], protocol: Any, with_test: bool)
     test rows): their scores would describe different data, not different backbones.
 
     Raises:
-        FeatltError: naming both files, the row set, both image counts and the fix.
+        FeatltError: naming both files, the row set, both image counts, the first differing
+            source position and the fix.
     """
     if len(inputs) < 2:
         return
@@ -134,11 +143,13 @@ def require_same_images(inputs: list[RankInput], protocol: Any, with_test: bool)
                 continue
             same = ("the same number but other images; "
                     if other.size == positions.size else "")
+            at = first_difference(positions, other)
+            where = "" if at is None else f"; first differing source position {at}"
             raise FeatltError(
                 f"feature files {first.path} and {entry.path}: the view selects different "
                 f"{ROW_SETS[role]} images ({same}{positions.size} of the {stored} rows of "
                 f"'{split}' in {first.path.name}, {other.size} of the {other_stored} rows of "
-                f"'{other_split}' in {entry.path.name}), so their scores would compare "
+                f"'{other_split}' in {entry.path.name}{where}), so their scores would compare "
                 "different data, not backbones; extract every file from the same images (the "
                 "same --limit and --seed, or none) or rank only files extracted alike"
             )

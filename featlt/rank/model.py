@@ -6,8 +6,9 @@ need not import each other; ``tests/test_rank_imports.py`` holds that).
 
 - :data:`SCORE_COLUMNS`: the ranked scores, in table order;
 - :class:`RankInput`: one feature file to rank; :class:`HeadSettings`: what full mode fits;
-  :class:`Measured`: one backbone's best validation-selected head; :class:`RankConfig`: every
-  setting; :class:`RankedFile`: one row of the ranking;
+  :class:`Measured`: one backbone's best validation-selected head; :class:`PairSettings`: which
+  combinations ``--pairs`` scores; :class:`RankConfig`: every setting; :class:`Combination`:
+  what a combination row adds; :class:`RankedFile`: one row of the ranking;
 - :func:`sort_key`: the order of the table (descending, missing values last).
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from featlt.errors import FeatltError
-from featlt.store.members import describe_backbone, is_pretrained
+from featlt.store.members import DEFAULT_MAX_WIDTH, describe_backbone, is_pretrained
 
 KIND = "featlt.rank"
 #: 2: every score is null (never 0) where undefined, and ``missing`` / ``saturated`` say which.
@@ -29,7 +30,14 @@ KIND = "featlt.rank"
 #: 4: ``columns`` (the ranked score columns, in table order), ``run`` (featlt's version, git
 #: commit, command, machine, date), the ``featlt_v1`` column, and ``featlt`` naming the default
 #: score chosen by the rule of docs/methods.md ("Choosing the default score").
-VERSION = 4
+#: 5: ``rank --pairs``: every row has ``combination`` (null for a single file; for a
+#: combination of files scored in memory: its members, their files, width, parameter count, CPU
+#: time per image relative to the cheapest member, the combined store full mode wrote) and
+#: ``cpu_seconds_per_image``; ``file`` is null for a combination no file holds; ``pairs`` holds
+#: the settings and the combinations skipped; ``recommendation.combination`` the cross-validated
+#: gain of the best combination over the best single backbone (docs/methods.md, "Ranking
+#: combinations").
+VERSION = 5
 #: The scores every ranking computes, in table order: featlt's, then the comparators.
 BASE_SCORES: tuple[str, ...] = ("featlt", "logme", "gbc", "sfda", "knn", "ncm", "params",
                                 "imagenet_top1")
@@ -76,7 +84,12 @@ class RankInput:
 
     def describe(self) -> str:
         """The backbone in words: zoo name or timm model, resolution, inner layer; a combined
-        feature set's members joined by ``" + "``."""
+        feature set's members joined by ``" + "`` (a member without a backbone record by its
+        part of a ``A+B`` label)."""
+        members, parts = self.backbone.get("members"), self.label.split("+")
+        if isinstance(members, list) and len(members) == len(parts):
+            return " + ".join(describe_backbone(m.get("backbone") or {}, part)
+                              for m, part in zip(members, parts, strict=True))
         return describe_backbone(self.backbone, self.label)
 
 
@@ -118,6 +131,25 @@ class Measured:
 
 
 @dataclass(frozen=True)
+class PairSettings:
+    """``rank --pairs``: which combinations of the ranked files are scored, and fitted."""
+
+    max_k: int = 2  # members of the largest combination (2: pairs; more: grown greedily)
+    top: int = 3  # combinations kept by featlt's score: fitted by --full, grown by --pairs-max-k
+    max_width: int = DEFAULT_MAX_WIDTH  # the widest combined feature scored
+
+    def check(self) -> None:
+        if self.max_k < 2:
+            raise FeatltError(f"--pairs-max-k {self.max_k}: a combination has at least 2 "
+                              "members; use 2 (pairs) or more")
+        if self.top < 1:
+            raise FeatltError(f"--pairs-top {self.top}: must be at least 1, e.g. 3")
+        if self.max_width < 1:
+            raise FeatltError(f"--max-width {self.max_width}: must be at least 1, e.g. "
+                              f"{DEFAULT_MAX_WIDTH}")
+
+
+@dataclass(frozen=True)
 class RankConfig:
     """Every setting of a ranking; echoed into its document."""
 
@@ -134,8 +166,11 @@ class RankConfig:
     # best validation balanced accuracy, the rule before issue 17; featlt.rank.crossval)
     cv_folds: int = 5
     optional: tuple[str, ...] = ()  # opt-in candidate scores (OPTIONAL_SCORES keys)
+    pairs: PairSettings | None = None  # rank --pairs: also the combinations of the files
 
     def check(self) -> None:
+        if self.pairs is not None:
+            self.pairs.check()
         if self.by not in (*SCORE_COLUMNS, "measured"):
             raise FeatltError(f"--by {self.by}: unknown score; use one of "
                               f"{', '.join(SCORE_COLUMNS)} or measured (with --full)")
@@ -160,9 +195,25 @@ class RankConfig:
                               "or K >= 2 (pick by K-fold cross-validation), e.g. 5")
 
 
+@dataclass(frozen=True)
+class Combination:
+    """What a combination row (``rank --pairs``) adds to a row: its members and its cost."""
+
+    members: tuple[str, ...]  # the member files' labels, in combination order
+    files: tuple[Path, ...]  # the member files
+    width: int  # sum of the members' widths
+    cpu_relative: float | None  # CPU time per image over the cheapest member's (None: untimed)
+    written: Path | None = None  # the combined store full mode wrote (None: scored in memory)
+
+    def record(self) -> dict[str, Any]:
+        return {"members": list(self.members), "files": [str(p) for p in self.files],
+                "width": self.width, "cpu_time_relative": self.cpu_relative,
+                "combined_file": None if self.written is None else str(self.written)}
+
+
 @dataclass
 class RankedFile:
-    """One row of the ranking."""
+    """One row of the ranking: a feature file, or a combination of files (``rank --pairs``)."""
 
     entry: RankInput
     scores: dict[str, float | None]  # None where a score is undefined on this file
@@ -170,14 +221,19 @@ class RankedFile:
     report: dict[str, Any] = field(repr=False)
     seconds: float = 0.0
     measured: Measured | None = None
+    combination: Combination | None = None  # None: a single file
+    cpu_seconds: float | None = None  # CPU seconds per image of the backbone(s) (--pairs)
 
     def record(self) -> dict[str, Any]:
+        unwritten = self.combination is not None and self.combination.written is None
         return {
-            "label": self.entry.label, "file": str(self.entry.path),
+            "label": self.entry.label, "file": None if unwritten else str(self.entry.path),
             "backbone": self.entry.describe(), "pretrained": self.entry.pretrained,
             "scores": self.scores, "imagenet_top1_source": self.static_source,
             "measured": None if self.measured is None else self.measured.record(),
             "score_seconds": self.seconds,
+            "combination": None if self.combination is None else self.combination.record(),
+            "cpu_seconds_per_image": self.cpu_seconds,
         }
 
 

@@ -50,9 +50,16 @@ def saturated_scores(rows: list[RankedFile]) -> dict[str, float]:
     return out
 
 
+def held_scores(rows: list[RankedFile]) -> dict[str, int]:
+    """``{score: how many rows hold it}`` (a combination row of ``rank --pairs`` does not hold
+    the scores not computed on combinations, e.g. GBC)."""
+    return {score: sum(score in row.scores for row in rows) for score in SCORE_COLUMNS}
+
+
 def quality_notes(missing: dict[str, list[str]], saturated: dict[str, float], by: str,
-                  n_files: int) -> list[str]:
-    """The notes a ranking prints about its missing and saturated scores."""
+                  held: dict[str, int]) -> list[str]:
+    """The notes a ranking prints about its missing and saturated scores (``held``:
+    :func:`held_scores`)."""
     notes: list[str] = []
     for score, value in saturated.items():
         notes.append(
@@ -61,7 +68,7 @@ def quality_notes(missing: dict[str, list[str]], saturated: dict[str, float], by
             + (", so the table keeps the order the files were given in; rank by another "
                "score (e.g. --by featlt)" if score == by else ", not used to rank"))
     for score, labels in missing.items():
-        if len(labels) == n_files:
+        if len(labels) == held.get(score, 0):
             continue  # absent everywhere (e.g. no ImageNet top-1 for any file): nothing to rank
         notes.append(
             f"{NAMES[score]}: undefined on {', '.join(labels)} (shown as -, null in JSON, "

@@ -7,6 +7,11 @@ training view (:mod:`featlt.rank.crossval`), sorts, validates each score against
 ranking (:mod:`featlt.rank.validation`) when asked, and recommends one backbone and head with
 how sure the evidence is (:mod:`featlt.rank.recommend`). The document it returns is what
 ``--json`` prints.
+
+With ``config.pairs`` (``--pairs``) the combinations of the files are ranked beside them: timed
+(:mod:`featlt.rank.cost`), scored in memory (:mod:`featlt.rank.pairs`), in full mode the top ones
+written as combined stores (:mod:`featlt.rank.combined`), fitted and cross-validated like files,
+and named by the recommendation only when reliably better (:mod:`featlt.rank.combination_pick`).
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ from typing import Any
 from featlt.data.protocol import Protocol, resolve_view
 from featlt.errors import FeatltError
 from featlt.extractors.static_baselines import static_baselines
+from featlt.rank.combination_pick import mention_best_combination, recommend_combination
+from featlt.rank.combined import write_combination
+from featlt.rank.cost import TIMING_BATCH, TIMING_REPEATS, time_forward
 from featlt.rank.crossval import CrossValidatedPick, cross_validate
 from featlt.rank.inputs import open_inputs, require_same_images
 from featlt.rank.measured import measure, measured_head
 from featlt.rank.model import (
     KIND,
+    OPTIONAL_SCORES,
     SCORE_COLUMNS,
     VERSION,
     Measured,
@@ -34,9 +43,22 @@ from featlt.rank.model import (
     needed_optional,
     sort_key,
 )
-from featlt.rank.quality import missing_scores, quality_notes, quality_record, saturated_scores
+from featlt.rank.pairs import (
+    PairContext,
+    pair_members,
+    pair_optional,
+    rank_combinations,
+    top_combinations,
+)
+from featlt.rank.quality import (
+    held_scores,
+    missing_scores,
+    quality_notes,
+    quality_record,
+    saturated_scores,
+)
 from featlt.rank.recommend import recommend
-from featlt.rank.scoring import add_relative_scores, score_file
+from featlt.rank.scoring import RANK_AVERAGES, add_relative_scores, score_file
 from featlt.rank.validate_rows import validate_rows
 from featlt.run_record import run_record
 from featlt.runtime import to_jsonable
@@ -45,8 +67,10 @@ from featlt.store.feature_store import FeatureStore
 
 def _score_entry(entry: RankInput, protocol: Any, separability_config: Any, device: str,
                  threads: int | None, config: RankConfig) -> RankedFile:
+    # --pairs: every single file also gets what every combination gets (the ridge probe)
+    optional = needed_optional((*config.optional, *(pair_optional() if config.pairs else ())))
     scored = score_file(entry.path, protocol, separability_config, device, threads,
-                        optional=needed_optional(config.optional), seed=config.seed)
+                        optional=optional, seed=config.seed)
     try:
         static = static_baselines(entry.provenance)
         params, top1, source = float(static.params), static.imagenet_top1, static.source
@@ -76,47 +100,139 @@ def rank_files(
     config.check()
     protocol = protocol or Protocol(seed=config.seed)
     separability_config = separability_config or SeparabilityConfig(seed=config.seed)
-    inputs, notes = open_inputs(list(paths), protocol.test_split, need_test=config.full)
+    inputs, notes = open_inputs(list(paths), protocol.test_split, need_test=config.full,
+                                distinct=config.pairs is not None)
     require_same_images(inputs, protocol, with_test=config.full)
+    members: list[RankInput] = []
+    if config.pairs is not None:
+        members, pair_notes = pair_members(inputs, config.pairs)
+        notes += pair_notes
     rows: list[RankedFile] = []
     picks: dict[str, CrossValidatedPick] = {}  # label -> its cross-validated pick (--cv-folds K)
     for entry in inputs:
         row = _score_entry(entry, protocol, separability_config, device, threads, config)
         if config.full:
-            with FeatureStore(entry.path) as store:
-                view_record = resolve_view(store, protocol).record()
-            # cross-validation first: a class with fewer rows than folds is refused before
-            # anything is fitted
-            crossval = None if not config.cv_folds else cross_validate(
-                entry, protocol, view_record, config.heads_dir, config.heads, config.cv_folds,
-                device, config.n_bootstrap, config.seed, log=log)
-            row.measured = measure(entry, protocol, view_record, config.heads_dir,
-                                   config.heads, device, config.reuse_summaries, log=log)
-            if crossval is not None:
-                picks[entry.label] = CrossValidatedPick(crossval, _picked_head(
-                    entry, row.measured, crossval.best, protocol.test_split))
+            _measure_row(row, protocol, config, device, picks, log)
         rows.append(row)
         if log is not None:
             log(_progress(row, picks.get(entry.label)))
+    singles = list(rows)
+    combinations: list[RankedFile] = []
+    pairs_record: dict[str, Any] | None = None
+    if config.pairs is not None:
+        combinations, pairs_record = _rank_pairs(
+            rows, members, protocol, config, separability_config, device, threads, notes, log)
+        if config.full:  # the top combinations by featlt's score, over singles and all
+            add_relative_scores([*rows, *combinations])
+            chosen = {id(r) for r in top_combinations(combinations, config.pairs.top)}
+            combinations = [_fit_combination(r, protocol, config, device, picks, log)
+                            if id(r) in chosen else r for r in combinations]
+        rows += combinations
     add_relative_scores(rows)  # scores relative to the ranked set, once every file is scored
     rows.sort(key=lambda r: sort_key(r, config.by))
     missing, saturated = missing_scores(rows), saturated_scores(rows)
-    notes += quality_notes(missing, saturated, config.by, len(rows))
+    notes += quality_notes(missing, saturated, config.by, held_scores(rows))
+    columns = [c for c in SCORE_COLUMNS if any(c in r.scores for r in rows)]
+    for row in combinations:  # a score a combination does not have is null, never 0
+        for name in columns:
+            row.scores.setdefault(name, None)
+    measured = [r for r in rows if r.measured is not None]
     document: dict[str, Any] = {
         "kind": KIND, "version": VERSION, "run": run_record(), "config": _config_record(config),
-        "view": rows[0].report["input"]["view"],
-        "columns": [c for c in SCORE_COLUMNS if any(c in r.scores for r in rows)],
+        "view": singles[0].report["input"]["view"], "columns": columns,
         "rows": [_row_record(r, picks) for r in rows],
         **quality_record(missing, saturated),
-        "separability": {r.entry.label: r.report for r in rows}, "notes": notes,
+        # full separability reports of the single files (a combination's partial record is in
+        # pairs.scored)
+        "separability": {r.entry.label: r.report for r in singles}, "notes": notes,
     }
-    if config.validate and len(rows) > 1:
-        document["validation"] = validate_rows(rows, config.n_bootstrap, config.seed)
+    if pairs_record is not None:
+        pairs_record["scored"] = {r.entry.label: {"seconds": r.seconds,
+                                                  "timings": r.report["timings"],
+                                                  "candidate_scores": r.report["candidate_scores"]}
+                                  for r in combinations}
+        document["pairs"] = pairs_record
+    if config.validate and len(measured) > 1:
+        document["validation"] = validate_rows(measured, config.n_bootstrap, config.seed)
     elif config.validate:
         notes.append("--validate: a single backbone has no ranking to validate")
-    document["recommendation"] = recommend(rows, config, [picks[r.entry.label] for r in rows]
-                                           if picks else None)
+    ordered = [r for r in rows if r.combination is None]  # the singles, in table order
+    document["recommendation"] = recommend(ordered, config, [picks[r.entry.label] for r in
+                                                             ordered] if picks else None)
+    if combinations and not config.full:
+        document["recommendation"] = mention_best_combination(document["recommendation"],
+                                                              combinations)
+    fitted = [r for r in rows if r.combination is not None and r.measured is not None]
+    if fitted and picks:
+        document["recommendation"] = recommend_combination(
+            document["recommendation"], ordered, [picks[r.entry.label] for r in ordered], fitted,
+            [picks[r.entry.label] for r in fitted], protocol, config.n_bootstrap, config.seed)
+    elif fitted:
+        notes.append("--pairs --full --cv-folds 0: a combination is named only when its "
+                     "cross-validated gain over the best single backbone is reliable, so with "
+                     "no cross-validation the recommendation is a single backbone; use "
+                     "--cv-folds K")
     return to_jsonable(document)
+
+
+def _measure_row(row: RankedFile, protocol: Any, config: RankConfig, device: str,
+                 picks: dict[str, CrossValidatedPick], log: Any) -> None:
+    """Full mode on one row: cross-validate (``--cv-folds K``), then fit and measure its heads."""
+    entry = row.entry
+    with FeatureStore(entry.path) as store:
+        view_record = resolve_view(store, protocol).record()
+    # cross-validation first: a class with fewer rows than folds is refused before anything
+    # is fitted
+    crossval = None if not config.cv_folds else cross_validate(
+        entry, protocol, view_record, config.heads_dir, config.heads, config.cv_folds,
+        device, config.n_bootstrap, config.seed, log=log)
+    row.measured = measure(entry, protocol, view_record, config.heads_dir, config.heads, device,
+                           config.reuse_summaries, log=log)
+    if crossval is not None:
+        picks[entry.label] = CrossValidatedPick(crossval, _picked_head(
+            entry, row.measured, crossval.best, protocol.test_split))
+
+
+def _fit_combination(row: RankedFile, protocol: Any, config: RankConfig, device: str,
+                     picks: dict[str, CrossValidatedPick], log: Any) -> RankedFile:
+    """Full mode on a combination: written as a combined store (or reused), then measured."""
+    assert config.pairs is not None  # called with --pairs only
+    written = write_combination(row, config.heads_dir, config.pairs.max_width,
+                                protocol.test_split, log=log)
+    _measure_row(written, protocol, config, device, picks, log)
+    if log is not None:
+        log(_progress(written, picks.get(written.entry.label)))
+    return written
+
+
+def _rank_pairs(
+    singles: list[RankedFile], members: list[RankInput], protocol: Any, config: RankConfig,
+    separability_config: Any, device: str, threads: int | None, notes: list[str], log: Any,
+) -> tuple[list[RankedFile], dict[str, Any]]:
+    """``--pairs``: time every single file's backbone, score the combinations of ``members``;
+    returns their rows and the document's ``pairs`` record (adds notes)."""
+    from featlt.cluster.faiss_ops import resolve_faiss
+
+    assert config.pairs is not None  # called with --pairs only
+    times = {row.entry.label: time_forward(row.entry.provenance, row.entry.label, threads)
+             for row in singles}
+    for row in singles:
+        row.cpu_seconds = times[row.entry.label].seconds
+    untimed = [t.problem for t in times.values() if t.problem]
+    if untimed:
+        notes.append("CPU time per image not measured for: " + "; ".join(untimed))
+    context = PairContext(separability_config, resolve_faiss(device, threads), device,
+                          config.seed, config.pairs.max_width)
+    combinations, pair_notes = rank_combinations(members, singles, protocol, config.pairs,
+                                                 context, times, log=log)
+    notes += pair_notes
+    record = {"max_k": config.pairs.max_k, "top": config.pairs.top,
+              "max_width": config.pairs.max_width, "members": [e.label for e in members],
+              "scores": ["featlt_v1", "logme", "knn", "ncm", *[
+                  c for name in pair_optional() for c in OPTIONAL_SCORES[name]],
+                  *RANK_AVERAGES],
+              "timing": {"batch": TIMING_BATCH, "repeats": TIMING_REPEATS, "threads": threads}}
+    return combinations, record
 
 
 def _picked_head(entry: RankInput, measured: Measured, head: str, test_split: str) -> Measured:

@@ -89,7 +89,7 @@ def score_file(
         sfda_start = time.perf_counter()
         sfda_score = sfda(X, y, n_classes).score
         report["timings"]["sfda"] = round(time.perf_counter() - sfda_start, 3)
-        candidates, details = _optional_scores(X, y, report, optional, device, seed)
+        candidates, details = optional_scores(X, y, report, optional, device, seed)
     raw = report["scores"]
     scores = {
         "featlt_v1": featlt_score(report),
@@ -111,7 +111,7 @@ def score_file(
                       seconds=round(time.perf_counter() - start, 2))
 
 
-def _optional_scores(
+def optional_scores(
     X: np.ndarray, y: np.ndarray, report: dict[str, Any], optional: tuple[str, ...], device: str,
     seed: int,
 ) -> tuple[dict[str, float | None], dict[str, Any]]:

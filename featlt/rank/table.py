@@ -13,6 +13,7 @@ SHORT = {"featlt": "featlt", "logme": "LogME", "gbc": "GBC", "sfda": "SFDA", "kn
          "featlt_v1": "featlt-v1", "logme_ncm": "LogME+NCM", "ridge": "ridge",
          "ridge_tail": "ridge-tail", "cv_la": "cv-LA"}
 CSV_MEASURED = ("head", "val_balanced_accuracy", "balanced_accuracy", "tail_third")
+CSV_COMBINATION = ("members", "width", "cpu_time_relative")
 
 
 #: Width of every score column; each column is preceded by one space, so cells never touch.
@@ -71,6 +72,8 @@ def ranking_text(document: dict[str, Any]) -> str:
 
     A score undefined on a file shows as ``-``; a score equal on every file has ``*`` after its
     column name and a note saying it cannot separate the files (:mod:`featlt.rank.quality`).
+    With combination rows (``--pairs``; labelled ``A+B``) two more columns: the combination's
+    width and its CPU time per image relative to its cheapest member (``cpu x``).
 
     Columns have fixed widths and are separated by at least one space; numbers are formatted
     to fit their column (:func:`fit_number`), so no two values ever run together.
@@ -88,6 +91,9 @@ def ranking_text(document: dict[str, Any]) -> str:
     crossval = any(r.get("cv") for r in rows)  # rank --full --cv-folds K: the K-fold pick
     if crossval:
         header += f"  {'cv head':<{HEAD_WIDTH}} {'cv bacc':>7}"
+    pairs = any(r.get("combination") for r in rows)  # rank --pairs: width and relative cost
+    if pairs:
+        header += f" {'width':>6} {'cpu x':>6}"
     lines = [f"ranking by {document['config']['by']} (every score: higher is better)", header]
     for rank, row in enumerate(rows, 1):
         line = f"{rank:>2} {row['label']:<{width}}" + _cells(
@@ -101,6 +107,11 @@ def ranking_text(document: dict[str, Any]) -> str:
             cv = row.get("cv") or {"best_head": "-", "heads": {"-": {"balanced_accuracy": None}}}
             line += (f"  {cv['best_head']:<{HEAD_WIDTH}} "
                      f"{_fmt('cv', cv['heads'][cv['best_head']]['balanced_accuracy'], 7):>7}")
+        if pairs:
+            combination = row.get("combination") or {}
+            relative = combination.get("cpu_time_relative")
+            line += (f" {combination.get('width', '-'):>6} "
+                     f"{'-' if relative is None else f'{relative:.2f}':>6}")
         lines.append(line)
     if "validation" in document:
         lines += ["", validation_text(document["validation"])]
@@ -142,10 +153,21 @@ def csv_columns(document: dict[str, Any]) -> dict[str, list[Any]]:
     }
     for name in score_columns(rows):
         columns[name] = [r["scores"].get(name) for r in rows]
+    if any(r.get("combination") for r in rows):  # rank --pairs: combination rows
+        for key in CSV_COMBINATION:
+            columns[key] = [_combination_cell(r.get("combination"), key) for r in rows]
     if any(r["measured"] for r in rows):
         for key in CSV_MEASURED:
             columns[key] = [(r["measured"] or {}).get(key) for r in rows]
     return columns
+
+
+def _combination_cell(combination: dict[str, Any] | None, key: str) -> Any:
+    """A combination's CSV cell (members joined by ``+``); empty for a single file."""
+    if combination is None:
+        return None
+    value = combination.get(key)
+    return "+".join(value) if key == "members" else value
 
 
 def write_csv(path: Path, document: dict[str, Any]) -> Path:

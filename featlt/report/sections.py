@@ -122,6 +122,10 @@ def ranking_section(rank: RankResult, ctx: Context, dataset_anchor: str) -> Sect
     cv = any(row.get("cv") for row in rows)
     if cv:
         headers += ["best head (cross-validated)", ("CV bal. acc.", HIGHER), "95% interval"]
+    # rank --pairs (version 5): combination rows, with their width and relative CPU time
+    pairs = any(row.get("combination") for row in rows)
+    if pairs:
+        headers += ["width", "CPU time per image (x cheapest member)"]
     table_rows = []
     for position, row in enumerate(rows, 1):
         scores = row.get("scores") or {}
@@ -138,6 +142,9 @@ def ranking_section(rank: RankResult, ctx: Context, dataset_anchor: str) -> Sect
             best = (record.get("heads") or {}).get(record.get("best_head")) or {}
             cells += [str(record.get("best_head", "-")), cell(best.get("balanced_accuracy")),
                       _interval(best.get("balanced_accuracy_ci"))]
+        if pairs:
+            combination = row.get("combination") or {}
+            cells += [cell(combination.get("width")), cell(combination.get("cpu_time_relative"))]
         table_rows.append(cells)
     body.append(table(headers, table_rows, css_class="ranking"))
     notes = document.get("notes") or []

@@ -162,7 +162,9 @@ def _rank(path: Path, document: dict[str, Any]) -> list[Any]:
     embedded = document.get("separability") or {}
     if not isinstance(rows, list) or not rows or not isinstance(embedded, dict):
         raise FeatltError("rank document without rows; run `featlt rank --json-output` again")
-    first = embedded.get(str(rows[0].get("label"))) or {}
+    # the first row holding a separability report (a combination row of `rank --pairs` has none)
+    first = next((embedded[label] for label in (str(r.get("label")) for r in rows)
+                  if isinstance(embedded.get(label), dict)), {})
     dataset = dataset_of((first.get("input") or {}).get("features") or {}, document.get("view"))
     found: list[Any] = [RankResult(path, dataset, document)]
     for label, report in embedded.items():
