@@ -15,8 +15,16 @@ One module per job:
 - :mod:`featlt.rank.validation` — ties, Kendall tau-b, weighted tau, intervals, top-1 regret;
 - :mod:`featlt.rank.validate_rows` — every score validated against the measured ranking;
 - :mod:`featlt.rank.recommend` — the closing sentence: backbone, head, how sure;
+- :mod:`featlt.rank.pairs` — ``--pairs``: the combinations of the files, enumerated (greedily up
+  to ``--pairs-max-k``) and scored in memory;
+- :mod:`featlt.rank.cost` — each backbone's CPU time per image (a fixed timing run), and a
+  combination's;
+- :mod:`featlt.rank.combined` — ``--pairs --full``: the chosen combinations written as combined
+  stores under ``--heads-dir/combined``, reused while their members are unchanged;
+- :mod:`featlt.rank.combination_pick` — a combination named only when its paired
+  cross-validated gain over the best single backbone excludes 0;
 - :mod:`featlt.rank.ranking` — :func:`rank_files`, which ties them together;
 - :mod:`featlt.rank.table`, :mod:`featlt.rank.plots` — text, CSV and PNG output.
 
-Methods and formulas: docs/methods.md, "Ranking backbones".
+Methods and formulas: docs/methods.md, "Ranking backbones" and "Ranking combinations".
 """

@@ -173,11 +173,12 @@ def mention_best_combination(recommendation: dict[str, Any],
     top = top_combinations(combinations, 1)
     if not top:
         return recommendation
-    row = top[0]
+    row, combination = top[0], top[0].combination
+    assert combination is not None  # top_combinations returns combination rows
     return {**recommendation, "sentence": recommendation["sentence"] + (
         f" Best combination by featlt's score: {row.entry.label} ({row.scores['featlt']:.4g}, "
-        f"{row.combination.width if row.combination else '?'} wide); rank with --full to see "
-        "whether it is reliably better than one backbone.")}
+        f"{combination.width} wide); rank with --full to see whether it is reliably better "
+        "than one backbone.")}
 
 
 def _why_single(gains: list[Gain]) -> str:

@@ -101,9 +101,19 @@ def score_combination(members: Sequence[MemberArrays], entries: Sequence[RankInp
     """One combination's row: its scores (module docstring), parameters and cost.
 
     Args:
-        members: the k member files read by :func:`read_member` (one view).
+        members: the k member files read by :func:`read_member` under one view, member i's
+            training rows (n_train, D_i) in ascending source position; the scores are computed
+            on their combination, (n_train, sum D_i) float32.
         entries: (k,) the members as ranked inputs, in the same order.
         times: (k,) each member's CPU time per image (:func:`featlt.rank.cost.time_forward`).
+    Returns:
+        The row: ``scores`` (absent: the scores not computed on combinations), ``report`` (the
+        part of a separability report the scores read: ``data`` with the (C,) training counts
+        and shot groups, ``per_class`` (C,) kNN and NCM recalls, ``knn`` with the (C,) queries
+        per class, ``timings``, ``candidate_scores``), ``combination`` and ``cpu_seconds``.
+    Raises:
+        FeatltError: the members cannot be combined
+            (:func:`featlt.combine.arrays.combine_members`).
     """
     import threadpoolctl
 
