@@ -55,7 +55,7 @@ def time_forward(provenance: dict[str, Any], label: str, threads: int | None) ->
                                        "(synthetic or imported features)")
     try:
         group = build_forward(provenance, [], "cpu", f"feature file {label}").groups[0]
-    except (FeatltError, OSError, RuntimeError, ValueError, KeyError) as err:
+    except (FeatltError, ImportError, OSError, RuntimeError, ValueError, KeyError) as err:
         return ForwardTime(None, None, f"{label}: its backbone cannot be built here offline "
                                        f"({err})")
     model = group.backbone

@@ -180,6 +180,7 @@ def score_combination(members: Sequence[MemberArrays], entries: Sequence[RankInp
     except FeatltError as err:  # a member without a backbone record (e.g. synthetic features)
         scores["params"], source = None, str(err)
     label = "+".join(e.label for e in entries)
+    # a path no file holds (the row's file is null) until full mode writes the combination
     entry = RankInput(path=entries[0].path.parent / f"{label}.h5", label=label,
                       provenance=provenance, identity=feature_identity(provenance),
                       backbone=provenance["backbone"], has_test=arrays.X_test is not None)
