@@ -38,8 +38,14 @@ def test_featlt_score_and_knn_rank_synthetic_sets_in_their_constructed_order(ord
     assert knn["sep5"] > knn["sep3"] > knn["sep2"] > knn["sep1"]
     recommendation = document["recommendation"]
     assert recommendation["label"] == "sep5" and recommendation["head"] == "la_loss"
-    assert 0.5 < recommendation["probability_best"] <= 1.0
     assert recommendation["sentence"].startswith("Use ")
+    # the default, a rank average over the files, has no per-file resampling: said, not faked
+    assert recommendation["probability_best"] is None
+    assert "no interval for featlt, which is a rank average" in recommendation["sentence"]
+    by_v1 = rank_files(shuffled, config=RankConfig(n_bootstrap=50, by="featlt_v1"),
+                       device="cpu")
+    assert [row["label"] for row in by_v1["rows"]] == ["sep5", "sep3", "sep2", "sep1"]
+    assert 0.5 < by_v1["recommendation"]["probability_best"] <= 1.0
 
 
 def test_tie_groups_follow_the_measured_order_and_the_first_members_ties():

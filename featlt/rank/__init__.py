@@ -5,8 +5,9 @@ One module per job:
 - :mod:`featlt.rank.model` — the data model (settings, inputs, rows, score columns, sort order);
   a leaf: it imports no other ``featlt.rank`` module;
 - :mod:`featlt.rank.inputs` — open the files, refuse different datasets, say duplicates once;
-- :mod:`featlt.rank.formula` — featlt's long-tail-aware score from a separability report;
-- :mod:`featlt.rank.scoring` — cheap mode: the report, SFDA and featlt's score of one file;
+- :mod:`featlt.rank.formula` — ``featlt_v1``, the first long-tail-aware formula, from a
+  separability report (``featlt`` is :data:`featlt.rank.model.DEFAULT_SCORE`);
+- :mod:`featlt.rank.scoring` — cheap mode: the report, SFDA and the candidate scores of one file;
 - :mod:`featlt.rank.measured` — full mode: fit (or reuse) the heads, the best validation-selected
   head's test predictions;
 - :mod:`featlt.rank.paired` — the measured heads' recall on the shared test images, resampled

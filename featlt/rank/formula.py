@@ -1,4 +1,6 @@
-"""featlt's long-tail-aware ranking score, computed from a separability report.
+"""``featlt_v1``, featlt's first long-tail-aware ranking score, computed from a separability
+report (featlt's default score, the ``featlt`` column, is :data:`featlt.rank.model.DEFAULT_SCORE`
+since 2026-12-06; docs/methods.md, "Choosing the default score").
 
     featlt = 1/2 * mean_c r_c + 1/2 * mean_{c in tail third} r_c,
     r_c    = (kNN recall_c + NCM recall_c) / 2,

@@ -52,7 +52,7 @@ OPTIONAL_SCORES: dict[str, tuple[str, ...]] = {"ridge": ("ridge", "ridge_tail"),
 #: The candidate that the ``featlt`` column holds: chosen by the rule of docs/methods.md
 #: ("Choosing the default score", fixed 2026-12-06 before the runs it reads) on CIFAR-10-LT IF100
 #: and IF10 (results/ranking_validation.json, ``default_score_rule``).
-DEFAULT_SCORE = "featlt_v1"
+DEFAULT_SCORE = "logme_ncm"
 #: Every score a ranking may hold, in table order (every one: higher is better); a ranking shows
 #: the ones it computed.
 SCORE_COLUMNS: tuple[str, ...] = BASE_SCORES + CANDIDATE_SCORES
