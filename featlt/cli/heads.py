@@ -15,6 +15,7 @@ from featlt.cli.option_types import (
     OutputFolder,
     OutputPath,
     Params,
+    finite_float,
 )
 from featlt.cli.view_options import build_protocol, view_options
 from featlt.runtime import Runtime, atomic_outputs
@@ -53,10 +54,16 @@ def default_heads_dir(params: Params) -> Path:
               help="Cap the epochs of every trainable head (default: each head's own).")
 @click.option("--bootstrap", type=BOOTSTRAP_RANGE, default=1000, show_default=True,
               help="Bootstrap resamples for the test intervals (0: none).")
+@click.option("--memory-budget", "memory_budget", type=finite_float(min=0, min_open=True),
+              default=None, metavar="MB",
+              help="Keep resident memory above the level after imports under MB: features are "
+                   "read chunk by chunk (heads that cannot stream are refused when the budget "
+                   "cannot hold their features, naming the smallest that works).")
 @featlt_command
 def fit_classifier_command(
     runtime: Runtime, feature_file: Path, heads: tuple[str, ...],
     protocol_options: dict[str, Any], out_dir: Path | None, max_epochs: int | None, bootstrap: int,
+    memory_budget: float | None,
 ) -> None:
     """Fit, select on validation, evaluate on test and save classifier heads."""
     from featlt.heads.report import comparison_table
@@ -68,6 +75,7 @@ def fit_classifier_command(
             feature_file, heads, out_dir, protocol,
             device=runtime.device, seed=runtime.seed, n_bootstrap=bootstrap,
             overrides=None if max_epochs is None else {"max_epochs": max_epochs},
+            memory_budget_mb=memory_budget,
         )
     emit(runtime, summary, comparison_table(summary))
 

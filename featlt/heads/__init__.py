@@ -2,6 +2,8 @@
 
 ``make_head(name, **params)`` builds a named head, ``list_heads()`` lists the names;
 ``save_head``/``load_head`` write and read a fitted head (safetensors + JSON).
+``fit-classifier --memory-budget`` streams features by chunks (:mod:`featlt.heads.streaming`,
+the plan and its refusals: :mod:`featlt.heads.budget`).
 """
 
 from featlt.heads.base import BaseHead, HeadInputError

@@ -26,6 +26,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from featlt.errors import FeatltError
+from featlt.heads.streaming import StreamedFeatures
 
 PREDICT_CHUNK = 16384  # rows per float64 inference block (bounds memory, not results)
 
@@ -38,9 +39,13 @@ def check_features(head: BaseEstimator, X: Any, reset: bool, what: str = "X") ->
     """Validate a feature matrix and return it as float64 ``(n, D)``.
 
     With ``reset`` the feature count is recorded (``n_features_in_``), otherwise it is checked.
+    Streamed features (:class:`~featlt.heads.streaming.StreamedFeatures`) are returned as they
+    are after that check: the store refuses non-finite rows as it reads them.
     """
     from sklearn.utils.validation import validate_data
 
+    if isinstance(X, StreamedFeatures):
+        return check_streamed_width(head, X, reset, what)
     try:
         X = validate_data(head, X, reset=reset, dtype=np.float64, ensure_all_finite=True)
     except ValueError as err:
@@ -48,6 +53,19 @@ def check_features(head: BaseEstimator, X: Any, reset: bool, what: str = "X") ->
             f"{what} for {type(head).__name__}: {err} Pass a finite 2-D float array "
             "(n_samples, n_features), e.g. the features of a store read by featlt."
         ) from err
+    return X
+
+
+def check_streamed_width(head: BaseEstimator, X: StreamedFeatures, reset: bool,
+                         what: str) -> StreamedFeatures:
+    """Record (``reset``) or check ``n_features_in_`` against streamed ``X`` (n, D)."""
+    if reset:
+        head.n_features_in_ = X.dim
+    elif X.dim != head.n_features_in_:
+        raise HeadInputError(
+            f"{what} for {type(head).__name__}: {X.dim} features, but the head was fitted on "
+            f"{head.n_features_in_}; pass features of the same backbone"
+        )
     return X
 
 
@@ -93,7 +111,14 @@ def check_features_labels(
     from sklearn.utils.validation import validate_data
 
     try:
-        X, y = validate_data(head, X, y, reset=True, dtype=np.float64, ensure_all_finite=True)
+        if isinstance(X, StreamedFeatures):
+            X = check_streamed_width(head, X, True, "X")
+            y = np.asarray(y).reshape(-1)
+            if y.shape[0] != len(X):
+                raise ValueError(f"X has {len(X)} rows but y has {y.shape[0]} labels.")
+        else:
+            X, y = validate_data(head, X, y, reset=True, dtype=np.float64,
+                                 ensure_all_finite=True)
         check_classification_targets(y)
         if sample_weight is None:
             sample_weight = np.ones(X.shape[0])
@@ -202,16 +227,20 @@ class BaseHead(ClassifierMixin, BaseEstimator):
         return X, y_index, weights
 
     def logits(self, X: Any) -> np.ndarray:
-        """Raw logits ``(n, C)`` float64 for features ``X`` ``(n, D)``, column ``c`` for
+        """Raw logits ``(n, C)`` float64 for features ``X`` ``(n, D)`` (an array, or
+        :class:`~featlt.heads.streaming.StreamedFeatures` read chunk by chunk), column ``c`` for
         ``classes_[c]`` (no temperature)."""
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self)
         X = check_features(self, X, reset=False)
-        parts = [
-            self._raw_logits(X[i : i + PREDICT_CHUNK])
-            for i in range(0, X.shape[0], PREDICT_CHUNK)
-        ]
+        if isinstance(X, StreamedFeatures):  # one chunk at a time, only (n, C) kept
+            parts = [self._raw_logits(values) for _, values in X.chunks()]
+        else:
+            parts = [
+                self._raw_logits(X[i : i + PREDICT_CHUNK])
+                for i in range(0, X.shape[0], PREDICT_CHUNK)
+            ]
         if not parts:
             return np.empty((0, len(self.classes_)), dtype=np.float64)
         return np.concatenate(parts)

@@ -18,6 +18,7 @@ import numpy as np
 from featlt.cluster.prototypes import centred_unit, class_sums, cosine_to_means
 from featlt.heads.base import BaseHead, HeadInputError
 from featlt.heads.preprocess import apply_preprocessor, check_preprocess, fit_preprocessor
+from featlt.heads.streaming import StreamedFeatures
 from featlt.heads.trainable import param_error
 
 METRICS = ("l2", "cosine")
@@ -48,23 +49,31 @@ class NCMHead(BaseHead):
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None, X_val: Any = None,
             y_val: Any = None) -> NCMHead:
-        """Compute the class means of ``X`` (n, D); ``X_val``/``y_val`` are accepted and unused
-        (NCM has nothing to stop early)."""
+        """Compute the class means of ``X`` (n, D), an array or streamed features (then from
+        streamed sums); ``X_val``/``y_val`` are accepted and unused (NCM has nothing to stop
+        early)."""
         if self.metric not in METRICS:
             raise param_error(self, "metric", f"one of {', '.join(METRICS)}", self.metric)
         check_preprocess(self.preprocess, type(self).__name__)
         X, y_index, weights = self._start_fit(X, y, sample_weight)
         self.preprocess_state_ = fit_preprocessor(self.preprocess, X, weights)
         Z = apply_preprocessor(self.preprocess, self.preprocess_state_, X)
-        global_mean = weights @ Z / weights.sum()
-        U = centred_unit(Z, global_mean, np.float64)
         n_classes = len(self.classes_)
         mass = np.bincount(y_index, weights=weights, minlength=n_classes)
         if np.any(mass <= 0):
             raise HeadInputError(
                 "NCMHead.fit: a class has zero total sample_weight; give every class weight"
             )
-        means = class_sums(U, y_index, n_classes, weights) / mass[:, None]
+        if isinstance(Z, StreamedFeatures):  # two passes: the global mean, then class sums
+            global_mean = sum(weights[rows] @ values for rows, values in Z.chunks())
+            global_mean = global_mean / weights.sum()
+            sums = sum(class_sums(centred_unit(values, global_mean, np.float64), y_index[rows],
+                                  n_classes, weights[rows]) for rows, values in Z.chunks())
+        else:
+            global_mean = weights @ Z / weights.sum()
+            U = centred_unit(Z, global_mean, np.float64)
+            sums = class_sums(U, y_index, n_classes, weights)
+        means = sums / mass[:, None]
         self.state_ = {"global_mean": global_mean, "means": means}
         return self
 

@@ -25,6 +25,7 @@ from featlt.heads.base import (
 )
 from featlt.heads.linear import LinearHead
 from featlt.heads.losses import cross_entropy
+from featlt.heads.streaming import StreamedFeatures
 from featlt.heads.trainable import DEVICES, ValidationMixin, logit_validator, param_error
 from featlt.heads.training import TrainConfig, train_parameters
 
@@ -181,7 +182,10 @@ class LWS(ValidationMixin, PostHocWrapper):
         if val_rows is not None:
             Xv, yv = X[val_rows], y_index[val_rows]
         self.device_ = resolve_torch_device(self.device)
-        logits = self.base_.logits(X[train_rows])
+        train_X = X[train_rows]
+        # Streamed features: the base's logits (n, C) are computed chunk by chunk as read.
+        logits = (train_X.mapped(self.base_.logits, len(self.classes_))
+                  if isinstance(train_X, StreamedFeatures) else self.base_.logits(train_X))
         validate = None
         if Xv is not None:
             validate = logit_validator(

@@ -25,6 +25,10 @@ from featlt.heads.posthoc import LWS, PostHocLA, TauNorm
 # The optimisation grid of every trainable head (chosen on validation; epochs by early stopping).
 TRAIN_GRID: dict[str, tuple[Any, ...]] = {"lr": (1e-3, 3e-3), "weight_decay": (3e-3, 3e-2)}
 TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))  # 0.0, 0.1, ..., 2.0
+# The head classes that accept chunk-streamed features (exact classes: CWSHead subclasses
+# LinearHead but moves its sub-class targets over all rows each epoch).
+STREAMING_CLASSES: tuple[type[BaseHead], ...] = (LinearHead, CosineHead, LDAMDRWHead, NCMHead,
+                                                 TauNorm, LWS, PostHocLA)
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,12 @@ class HeadSpec:
     source: str  # code | paper | reconstruction (docs/methods.md labels), with the reference
     grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # selected on validation
     base: str | None = None  # post-hoc wrappers: the registry name of the base head
+
+    @property
+    def streams(self) -> bool:
+        """Whether the head fits and predicts on chunk-streamed features (``--memory-budget``,
+        :mod:`featlt.heads.streaming`); CWS, DLSA and CIBL need their rows in memory."""
+        return self.cls in STREAMING_CLASSES
 
     def build(self, **params: Any) -> BaseHead:
         """A new head of the recipe; estimator-valued defaults (DLSA's ``stage_head``) are

@@ -24,6 +24,7 @@ import numpy as np
 from featlt.errors import FeatltError
 from featlt.heads.base import BaseHead
 from featlt.heads.registry import head_spec
+from featlt.heads.streaming import StreamedFeatures
 
 TEMPERATURE_BOUNDS = (1e-3, 1e3)
 
@@ -44,11 +45,12 @@ class SelectedHead:
 
 @dataclass(frozen=True)
 class SelectionData:
-    """Training and validation arrays with labels 0..C-1."""
+    """Training and validation arrays with labels 0..C-1 (features in memory, or streamed by
+    chunks: :class:`featlt.heads.streaming.StreamedFeatures`)."""
 
-    X_train: np.ndarray  # (n_train, D)
+    X_train: np.ndarray | StreamedFeatures  # (n_train, D)
     y_train: np.ndarray  # (n_train,) int
-    X_val: np.ndarray  # (n_val, D)
+    X_val: np.ndarray | StreamedFeatures  # (n_val, D)
     y_val: np.ndarray  # (n_val,) int
     train_counts: np.ndarray  # (C,) long-tailed training counts (the prior)
     views_train: np.ndarray | None = None  # (n_train, V, D) stored augmented views, if read
@@ -208,6 +210,8 @@ def check_selection_data(data: SelectionData, class_names: list[str]) -> None:
                 f"{split} split: labels outside 0..{n_classes - 1}; the feature file is "
                 "inconsistent, re-extract it"
             )
+        if not isinstance(X, np.ndarray):  # streamed: the store refuses NaN/Inf as it reads
+            continue
         bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
         if bad.size:
             raise FeatltError(

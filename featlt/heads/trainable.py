@@ -27,6 +27,7 @@ from featlt.heads.base import (
 )
 from featlt.heads.losses import LossFn
 from featlt.heads.preprocess import apply_preprocessor, check_preprocess, fit_preprocessor
+from featlt.heads.streaming import StreamedFeatures
 from featlt.heads.training import (
     ForwardFn,
     RetargetFn,
@@ -59,16 +60,34 @@ def uniform_init(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
 
 
 def logit_validator(
-    logits_fn: ForwardFn, Zv: np.ndarray, yv: np.ndarray, n_classes: int, device: str
+    logits_fn: ForwardFn, Zv: np.ndarray | StreamedFeatures, yv: np.ndarray, n_classes: int,
+    device: str
 ) -> ValidateFn:
     """Score parameters on validation: (balanced accuracy, cross-entropy) of ``logits_fn``.
 
     Args:
         logits_fn: ``(params, Z) -> class logits (n, C)``.
-        Zv: (n_val, D) validation inputs of ``logits_fn``; yv: (n_val,) class indices.
+        Zv: (n_val, D) validation inputs of ``logits_fn``, in memory or streamed (read chunk by
+            chunk at every validation; only the (n_val,) predictions are kept).
+        yv: (n_val,) class indices.
     """
-    Z_t = torch.as_tensor(Zv, dtype=torch.float32, device=device)
     y_t = torch.as_tensor(yv, dtype=torch.int64, device=device)
+    if isinstance(Zv, StreamedFeatures):
+        def validate_streamed(params: dict[str, torch.Tensor]) -> tuple[float, float]:
+            predictions, nll_sum = [], 0.0
+            for positions, values in Zv.chunks():
+                logits = logits_fn(params, torch.as_tensor(values, dtype=torch.float32,
+                                                           device=device))
+                rows = torch.as_tensor(positions, device=device)
+                nll_sum += float(torch.nn.functional.cross_entropy(logits, y_t[rows],
+                                                                   reduction="sum"))
+                predictions.append(logits.argmax(dim=1))
+            predicted = torch.cat(predictions)
+            return (balanced_accuracy_torch(predicted, y_t, n_classes),
+                    nll_sum / max(len(Zv), 1))
+
+        return validate_streamed
+    Z_t = torch.as_tensor(Zv, dtype=torch.float32, device=device)
 
     def validate(params: dict[str, torch.Tensor]) -> tuple[float, float]:
         logits = logits_fn(params, Z_t)
@@ -205,6 +224,10 @@ class TorchHead(ValidationMixin, BaseHead):
         y_val: Any = None,
     ) -> TorchHead:
         """Fit on ``X`` (n, D) and labels ``y`` (n,); early-stop on ``X_val``/``y_val`` if given.
+
+        ``X`` (and ``X_val``) may be :class:`~featlt.heads.streaming.StreamedFeatures`: the
+        preprocessing statistics then come from one pass over the chunks and training reads
+        them in shuffled chunk order (heads that move their targets, CWS, need arrays).
 
         Returns:
             self, with ``classes_``, ``class_counts_``, ``log_prior_``, ``preprocess_state_``,

@@ -9,14 +9,19 @@ training, in float64 on the CPU for prediction.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from featlt.errors import FeatltError
 from featlt.heads.losses import LossFn
+from featlt.heads.streaming import StreamedFeatures, epoch_batches
+
+if TYPE_CHECKING:
+    from featlt.heads.streaming import Batch
 
 SAMPLING = ("instance", "class_balanced")
 # Small training sets get smaller batches and several passes per epoch, so that max_epochs
@@ -136,7 +141,7 @@ def epoch_order(
 def train_parameters(
     init: dict[str, np.ndarray],
     forward: ForwardFn,
-    Z: np.ndarray,
+    Z: np.ndarray | StreamedFeatures,
     targets: np.ndarray,
     weights: np.ndarray,
     loss_fn: LossFn,
@@ -150,14 +155,18 @@ def train_parameters(
     Args:
         init: initial parameters, name -> float array.
         forward: ``forward(params, Z_batch) -> logits (b, K)``.
-        Z: (n, D) preprocessed training features.
+        Z: (n, D) preprocessed training features, in memory or streamed by chunks
+            (:class:`~featlt.heads.streaming.StreamedFeatures`: chunks in shuffled order).
         targets: (n,) int64 in 0..K-1.
         weights: (n,) per-sample loss weights.
         validate: scores the current parameters on validation data; without it the last epoch
             is kept.
         decay: names of the parameters that get the L2 penalty.
-        retarget: called before every epoch; may return new targets (n,) for that epoch.
+        retarget: called before every epoch; may return new targets (n,) for that epoch (in
+            memory only).
     """
+    if retarget is not None and isinstance(Z, StreamedFeatures):
+        raise FeatltError("train_parameters: moving targets (retarget) need Z in memory")
     if config.sampling not in SAMPLING:
         raise FeatltError(f"sampling '{config.sampling}': use one of {', '.join(SAMPLING)}")
     if config.device != "cpu":
@@ -172,10 +181,33 @@ def train_parameters(
         torch.set_num_threads(threads)
 
 
+def memory_batches(
+    Z_t: torch.Tensor,
+    targets: np.ndarray,
+    w_t: torch.Tensor,
+    sampling: str,
+    rng: np.random.Generator,
+    draws: int,
+    batch: int,
+) -> Iterator[Batch]:
+    """One epoch of ``draws`` rows of in-memory ``Z_t`` (n, D) in minibatches of ``batch``, in
+    the order of :func:`epoch_order`.
+
+    Args:
+        targets: (n,) int64 targets of this epoch; w_t: (n,) per-row loss weights.
+    """
+    device = Z_t.device
+    t_t = torch.as_tensor(targets, dtype=torch.int64, device=device)
+    order = torch.as_tensor(epoch_order(targets, sampling, rng, draws), device=device)
+    for start in range(0, draws, batch):
+        rows = order[start : start + batch]
+        yield Z_t[rows], t_t[rows], w_t[rows]
+
+
 def _train(
     init: dict[str, np.ndarray],
     forward: ForwardFn,
-    Z: np.ndarray,
+    Z: np.ndarray | StreamedFeatures,
     targets: np.ndarray,
     weights: np.ndarray,
     loss_fn: LossFn,
@@ -191,9 +223,16 @@ def _train(
         for k, v in init.items()
     }
     optimizer = Adam(params, decay, config.lr, config.weight_decay)
-    Z_t = torch.as_tensor(Z, dtype=torch.float32, device=device)
-    t_t = torch.as_tensor(targets, dtype=torch.int64, device=device)
-    w_t = torch.as_tensor(weights, dtype=torch.float32, device=device)
+    if isinstance(Z, StreamedFeatures):
+        def batches(targets: np.ndarray, draws: int, batch: int) -> Iterator[Batch]:
+            return epoch_batches(Z, targets, weights, config.sampling, rng, draws, batch,
+                                 device)
+    else:
+        Z_t = torch.as_tensor(Z, dtype=torch.float32, device=device)
+        w_t = torch.as_tensor(weights, dtype=torch.float32, device=device)
+
+        def batches(targets: np.ndarray, draws: int, batch: int) -> Iterator[Batch]:
+            return memory_batches(Z_t, targets, w_t, config.sampling, rng, draws, batch)
     n = Z.shape[0]
     batch = effective_batch_size(config.batch_size, n)
     draws = epoch_draws(n, batch)
@@ -206,16 +245,13 @@ def _train(
         new_targets = None if retarget is None else retarget(epoch, params)
         if new_targets is not None:
             targets = new_targets
-            t_t = torch.as_tensor(targets, dtype=torch.int64, device=device)
-        order = torch.as_tensor(epoch_order(targets, config.sampling, rng, draws), device=device)
         total = 0.0
-        for start in range(0, draws, batch):
-            rows = order[start : start + batch]
-            loss = loss_fn(forward(params, Z_t[rows]), t_t[rows], w_t[rows], epoch)
+        for inputs, batch_targets, batch_weights in batches(targets, draws, batch):
+            loss = loss_fn(forward(params, inputs), batch_targets, batch_weights, epoch)
             grads = torch.autograd.grad(loss, list(params.values()))
             # Cosine annealing from lr to 0 over all steps of max_epochs.
             optimizer.step(grads, 0.5 * (1.0 + math.cos(math.pi * optimizer.t / total_steps)))
-            total += float(loss.detach()) * rows.shape[0]
+            total += float(loss.detach()) * inputs.shape[0]
         record = {"epoch": epoch + 1, "train_loss": total / draws}
         if validate is not None:
             with torch.no_grad():

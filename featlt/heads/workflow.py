@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import csv
 import time
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from featlt.errors import FeatltError
 from featlt.heads.io import load_head, save_head, seal
 from featlt.heads.registry import head_spec, list_heads
 from featlt.runtime import atomic_output, to_jsonable, write_json_atomic
+
+if TYPE_CHECKING:
+    from featlt.store.feature_store import FeatureStore
 
 SUMMARY_FILE = "summary.json"
 #: summary.json's seal: the sha256 of its canonical JSON without this key
@@ -50,6 +54,7 @@ def fit_classifiers(
     seed: int = 0,
     n_bootstrap: int = 1000,
     overrides: dict[str, Any] | None = None,
+    memory_budget_mb: float | None = None,
 ) -> dict[str, Any]:
     """Fit, select (validation only), evaluate (test, once) and save the named heads.
 
@@ -61,6 +66,9 @@ def fit_classifiers(
         protocol: :class:`featlt.data.protocol.Protocol` (profile, imbalance factor, validation
         source).
         overrides: fixed constructor parameters for every head that takes them (e.g. max_epochs).
+        memory_budget_mb: keep resident memory above the level after imports under this many
+            MB: features are streamed by chunks (:mod:`featlt.heads.budget`); None: the view
+            is read into memory.
     Returns:
         The summary document (also written to ``out_dir/summary.json``).
     """
@@ -68,25 +76,33 @@ def fit_classifiers(
     from featlt.heads.selection import select_heads
     from featlt.progress import Progress
     from featlt.runtime import resolve_torch_device
+    from featlt.store.feature_store import FeatureStore
 
     names = expand_head_names(list(heads))
     protocol = protocol or Protocol(seed=seed)
     device = resolve_torch_device(device)  # type: ignore[arg-type]
-    arrays, data = load_head_data(feature_file, protocol, with_views="cibl" in names)
-    start = time.perf_counter()
-    with Progress(len(names), "fit-classifier", "head") as progress:
-        selected = select_heads(names, data, device=device, seed=seed, overrides=overrides,
-                                on_selected=lambda _name: progress.update())
-    total_fit = time.perf_counter() - start
     out_dir = Path(out_dir)
     config = {"feature_file": str(feature_file), "heads": names, "device": device, "seed": seed,
               "n_bootstrap": n_bootstrap, "overrides": overrides or {}}
-    summary: dict[str, Any] = {"config": config, "provenance": arrays.provenance,
-                               "class_names": arrays.class_names, "heads": {}}
-    # The test split is scored here, once per head, after all selection is done.
-    for name, result in selected.items():
-        summary["heads"][name] = evaluate_and_save(name, result, arrays, config,
-                                                   out_dir / name, n_bootstrap, seed)
+    with ExitStack() as stack:  # a streamed run keeps the store open until the test is scored
+        if memory_budget_mb is None:
+            arrays, data = load_head_data(feature_file, protocol, with_views="cibl" in names)
+        else:
+            store = stack.enter_context(FeatureStore(feature_file))
+            arrays, data, plan = budget_head_data(store, protocol, names, memory_budget_mb)
+            config["memory_budget"] = {"mb": memory_budget_mb, "chunk_rows": plan.chunk_rows,
+                                       "estimate_mb": round(plan.need_mb, 1)}
+        start = time.perf_counter()
+        with Progress(len(names), "fit-classifier", "head") as progress:
+            selected = select_heads(names, data, device=device, seed=seed, overrides=overrides,
+                                    on_selected=lambda _name: progress.update())
+        total_fit = time.perf_counter() - start
+        summary: dict[str, Any] = {"config": config, "provenance": arrays.provenance,
+                                   "class_names": arrays.class_names, "heads": {}}
+        # The test split is scored here, once per head, after all selection is done.
+        for name, result in selected.items():
+            summary["heads"][name] = evaluate_and_save(name, result, arrays, config,
+                                                       out_dir / name, n_bootstrap, seed)
     summary["total_fit_seconds"] = total_fit
     summary = seal(summary, SUMMARY_SEAL_KEY)
     write_json_atomic(out_dir / SUMMARY_FILE, summary)
@@ -101,11 +117,60 @@ def load_head_data(feature_file: str | Path, protocol: Any, with_views: bool) ->
         test, provenance) and its :class:`featlt.heads.selection.SelectionData`.
     """
     from featlt.data.protocol import load_arrays
-    from featlt.heads.selection import SelectionData, check_selection_data
     from featlt.store.feature_store import FeatureStore
 
     with FeatureStore(feature_file) as store:
         arrays = load_arrays(store, protocol, with_views=with_views)
+    return arrays, check_head_data(arrays, feature_file, protocol)
+
+
+def budget_head_data(
+    store: FeatureStore, protocol: Any, names: list[str], budget_mb: float
+) -> tuple[Any, Any, Any]:
+    """The view of ``store`` for heads ``names`` under ``budget_mb``: streamed by chunks when
+    every head streams, else in memory when the budget holds it; else refused
+    (:func:`featlt.heads.budget.plan_memory`).
+
+    Returns:
+        ``(arrays, data, plan)``: arrays and :class:`featlt.heads.selection.SelectionData`
+        whose features are :class:`featlt.heads.streaming.StreamedFeatures` (in memory when
+        ``plan.chunk_rows`` is None), and the :class:`featlt.heads.budget.MemoryPlan`.
+    """
+    from featlt.data.protocol import FeatureArrays, resolve_view
+    from featlt.heads.budget import plan_memory, return_freed_memory, view_sizes
+    from featlt.heads.streaming import StreamedFeatures
+
+    return_freed_memory()
+    view = resolve_view(store, protocol)
+    sizes = view_sizes(store, view)
+    plan = plan_memory(names, sizes, budget_mb, f"feature file {store.path}")
+    if plan.chunk_rows is None:
+        arrays, data = load_head_data(store.path, protocol, with_views="cibl" in names)
+        return arrays, data, plan
+
+    def streamed(split: str | None, rows: np.ndarray | None) -> tuple[Any, Any]:
+        if split is None or rows is None:
+            return None, None
+        return (StreamedFeatures(store, split, rows, plan.chunk_rows, sizes.dim),
+                store.labels(split)[rows])
+
+    X_train, y_train = streamed(view.train_split, view.train_rows)
+    X_val, y_val = streamed(view.val_split, view.val_rows)
+    X_test, y_test = streamed(view.test_split, view.test_rows)
+    arrays = FeatureArrays(
+        X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val, X_test=X_test,
+        y_test=y_test, class_names=view.class_names, train_counts=view.train_counts, view=view,
+        provenance={"store": str(store.path), "features": store.provenance,
+                    "view": view.record()},
+    )
+    return arrays, check_head_data(arrays, store.path, protocol), plan
+
+
+def check_head_data(arrays: Any, feature_file: str | Path, protocol: Any) -> Any:
+    """Refuse a view that heads cannot be fitted or scored on; return its
+    :class:`featlt.heads.selection.SelectionData`."""
+    from featlt.heads.selection import SelectionData, check_selection_data
+
     if arrays.X_test is None:
         raise FeatltError(
             f"feature file {feature_file}: no '{protocol.test_split}' split to evaluate on; "
@@ -127,7 +192,7 @@ def load_head_data(feature_file: str | Path, protocol: Any, with_views: bool) ->
         raise FeatltError(
             f"feature file {feature_file}: test labels outside 0..{n_classes - 1}; re-extract"
         )
-    return arrays, data
+    return data
 
 
 def evaluate_and_save(name: str, result: Any, arrays: Any, config: dict[str, Any],
