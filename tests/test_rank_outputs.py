@@ -98,8 +98,12 @@ def test_a_score_undefined_on_one_file_is_missing_not_zero(stores, monkeypatch):
     assert by_label["b3"]["scores"]["logme"] is None and by_label["b3"]["scores"]["sfda"] is None
     assert by_label["b5"]["scores"]["logme"] is not None
     assert document["missing"]["logme"] == ["b3"] and document["missing"]["sfda"] == ["b3"]
-    # still ranked by featlt's score, where b3 keeps its place
-    assert [row["label"] for row in document["rows"]] == ["b5", "b3", "b1.5"]
+    # featlt's default averages LogME's rank with NCM's: undefined on b3, which ranks last
+    assert by_label["b3"]["scores"]["featlt"] is None
+    assert [row["label"] for row in document["rows"]] == ["b5", "b1.5", "b3"]
+    # a score that does not need LogME keeps b3 in its place
+    by_v1 = json.loads(_run(*stores, *FAST, "--json", "--by", "featlt_v1").stdout)
+    assert [row["label"] for row in by_v1["rows"]] == ["b5", "b3", "b1.5"]
     assert any(note.startswith("LogME: undefined on b3") and "never 0" in note
                for note in document["notes"])
     text = _run(*stores, *FAST).output
