@@ -29,6 +29,10 @@ from featlt.heads.workflow import fit_classifiers
 from featlt.store.feature_store import FeatureStore
 
 STREAMING = [name for name, spec in HEADS.items() if spec.streams]
+#: One head per streamed path, within the suite's time: a trainable head (the loop every
+#: linear-family head shares), crt's class-balanced sampling, NCM's streamed class sums and a
+#: post-hoc wrapper. Every streaming head's gap was measured once (docs/heads.md, "Out of core").
+ACCURACY_HEADS = ["linear", "crt", "ncm_cosine", "posthoc_la"]
 SEEDS = (0, 1, 2)
 CHUNKS_PER_EPOCH = 3.5  # the accuracy test's budget leaves room for chunks of n_train / this
 
@@ -77,14 +81,16 @@ def chunked_budget(store: Path, protocol: Protocol) -> float:
 
 @pytest.mark.slow
 def test_streamed_heads_match_in_memory(tmp_path: Path) -> None:
-    """Every streaming head within 0.5 points of balanced accuracy of the in-memory path
+    """One head per streamed path within 0.5 points of balanced accuracy of the in-memory path
     (mean of 3 seeds; chunks of about 1,170 of 4,084 training rows, stored class by class)."""
-    bacc: dict[str, dict[bool, list[float]]] = {name: {False: [], True: []} for name in STREAMING}
+    assert set(ACCURACY_HEADS) <= set(STREAMING)
+    bacc: dict[str, dict[bool, list[float]]] = {name: {False: [], True: []}
+                                                for name in ACCURACY_HEADS}
     for seed in SEEDS:
         store = accuracy_store(tmp_path, seed)
         for streamed in (False, True):
             summary = fit_classifiers(
-                store, STREAMING, tmp_path / f"heads{seed}{streamed}", Protocol(seed=seed),
+                store, ACCURACY_HEADS, tmp_path / f"heads{seed}{streamed}", Protocol(seed=seed),
                 device="cpu", seed=seed, n_bootstrap=0,
                 memory_budget_mb=chunked_budget(store, Protocol(seed=seed)) if streamed else None)
             if streamed:
@@ -111,7 +117,7 @@ def test_peak_memory_under_budget(tmp_path: Path) -> None:
     budget = 48.0
     assert store.stat().st_size > 1.5 * budget * 2**20
     done = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(store), "linear,crt,ncm_cosine,lws", str(budget),
+        [sys.executable, "-c", MEASURE, str(store), "linear,ncm_cosine", str(budget),
          str(tmp_path / "heads")], capture_output=True, text=True, check=True)
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     used = measured["peak_mb"] - measured["after_imports_mb"]
