@@ -115,22 +115,26 @@ def svg_open(width: int, height: int, label: str) -> str:
             f'<title>{esc(label)}</title>')
 
 
+def _grid_tick(line: tuple[float, float, float, float], stroke: str, at: tuple[float, float],
+               anchor: str, value: float) -> str:
+    """One grid line (x1, x2, y1, y2) and its tick label at ``at`` (x, y)."""
+    x1, x2, y1, y2 = line
+    return (f'<line x1="{x1:.1f}" x2="{x2:.1f}" y1="{y1:.1f}" y2="{y2:.1f}" stroke="{stroke}"/>'
+            f'<text x="{at[0]:.1f}" y="{at[1]:.1f}" text-anchor="{anchor}">'
+            f'{esc(fmt(value))}</text>')
+
+
 def axes(x: Scale, y: Scale, x_label: str, y_label: str) -> str:
     """Axis lines, ticks with labels, grid lines and the two axis titles."""
     parts = [f'<g class="axes" font-size="{FONT}">']
     top, bottom, left, right = min(y.start, y.end), max(y.start, y.end), x.start, x.end
     for value in y.ticks():
         py = y(value)
-        parts.append(f'<line x1="{left:.1f}" x2="{right:.1f}" y1="{py:.1f}" y2="{py:.1f}" '
-                     'stroke="#ddd"/>'
-                     f'<text x="{left - 4:.1f}" y="{py + 4:.1f}" text-anchor="end">'
-                     f'{esc(fmt(value))}</text>')
+        parts.append(_grid_tick((left, right, py, py), "#ddd", (left - 4, py + 4), "end", value))
     for value in x.ticks():
         px = x(value)
-        parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{top:.1f}" y2="{bottom:.1f}" '
-                     'stroke="#eee"/>'
-                     f'<text x="{px:.1f}" y="{bottom + FONT + 4:.1f}" text-anchor="middle">'
-                     f'{esc(fmt(value))}</text>')
+        parts.append(_grid_tick((px, px, top, bottom), "#eee", (px, bottom + FONT + 4), "middle",
+                                value))
     parts.append(f'<line x1="{left:.1f}" x2="{right:.1f}" y1="{bottom:.1f}" y2="{bottom:.1f}" '
                  'stroke="#333"/>'
                  f'<line x1="{left:.1f}" x2="{left:.1f}" y1="{top:.1f}" y2="{bottom:.1f}" '
