@@ -44,15 +44,18 @@ def member_of(store: FeatureStore) -> Member:
     return Member(path=store.path, provenance=store.provenance, dim=info.dim, dtype=info.dtype)
 
 
-def check_members(members: Sequence[Member], max_width: int) -> None:
+def check_members(members: Sequence[Member], max_width: int, min_members: int = 2) -> None:
     """Refuse members that cannot be combined.
 
+    Args:
+        min_members: the fewest members accepted; 1 gives a single store's L2-normalised copy
+            under the recipe (``benchmarks/bench_pairs.py``: singles normalised like pairs).
     Raises:
-        FeatltError: fewer than two members; a combined member; two datasets (naming the
+        FeatltError: fewer than ``min_members`` members; a combined member; two datasets (naming the
             attribute); two members of one feature identity; a combination wider than
             ``max_width`` (naming the width and the limit).
     """
-    if len(members) < 2:
+    if len(members) < min_members:
         raise FeatltError("featlt combine: needs two or more feature files; pass A.h5 B.h5 "
                           "[C.h5 ...]")
     first = members[0]

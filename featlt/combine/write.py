@@ -50,15 +50,17 @@ class CombineResult:
 
 
 def combine_stores(paths: Sequence[str | Path], output: str | Path, mode: WriteMode = "create",
-                   max_width: int = DEFAULT_MAX_WIDTH, budget_mb: float = 256.0
-                   ) -> CombineResult:
+                   max_width: int = DEFAULT_MAX_WIDTH, budget_mb: float = 256.0,
+                   min_members: int = 2) -> CombineResult:
     """Combine the member stores ``paths`` into the store ``output``.
 
     Args:
-        paths: k >= 2 complete feature stores of one dataset.
+        paths: k >= ``min_members`` complete feature stores of one dataset.
         mode: ``create``, ``overwrite`` or ``resume`` (as ``featlt extract``).
         max_width: the widest combined feature accepted.
         budget_mb: memory for one batch of combined rows.
+        min_members: 2 (a combination); 1 also accepts one store, written L2-normalised under
+            the same recipe (the benchmark's normalised singles).
     Raises:
         FeatltError: the checks of :func:`featlt.combine.inputs.check_members` and
             :func:`featlt.combine.rows.shared_split`; an output that is an input, exists
@@ -70,7 +72,7 @@ def combine_stores(paths: Sequence[str | Path], output: str | Path, mode: WriteM
         refuse_output_onto_inputs(output, list(paths))
         stores = [stack.enter_context(FeatureStore(p)) for p in paths]
         members = [member_of(s) for s in stores]
-        check_members(members, max_width)
+        check_members(members, max_width, min_members)
         splits, partial = common_splits(stores)
         shared = {split: shared_split(stores, split) for split in splits}
         smallest = members[int(np.argmin([sum(s.info(split).n_rows for split in splits)
