@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from featlt.cluster.faiss_ops import FaissContext, kmeans
+from featlt.cluster.rows import Rows, selected_blocks
 
 BLOCK_ROWS = 32768
 
@@ -63,6 +64,33 @@ def fit_density(
     return replace(mixture, train_log_density=log_density(X, mixture))
 
 
+def sampled_densest_fraction(
+    rows: Rows, y: np.ndarray, context: FaissContext, n_clusters: int, global_variance: float,
+    groups: dict[str, np.ndarray | None], rho: float, n_fit: int, n_scored: int, seed: int = 0,
+    niter: int = 20, prior_strength: float = 10.0,
+) -> tuple[DensityMixture, dict[str, Any]]:
+    """The mixture fitted on ``n_fit`` rows drawn from ``rows`` (n, D) (k-means, cluster sizes
+    and variances all from that sample) and the densest-fraction make-up of ``n_scored`` other
+    draws (their log-densities computed block by block; ``y`` (n,) labels).
+
+    Returns:
+        (mixture with the fitting sample's ``train_log_density``, :func:`densest_fraction` of
+        the scored sample with ``n_scored`` added).
+    """
+    n = rows.shape[0]
+    rng = np.random.default_rng(seed)
+    fit_rows = np.sort(rng.choice(n, min(n, n_fit), replace=False))
+    mixture = fit_density(rows.take(fit_rows), context, n_clusters, global_variance, seed=seed,
+                          niter=niter, max_points_per_centroid=fit_rows.size,
+                          prior_strength=prior_strength)
+    scored = np.sort(rng.choice(n, min(n, n_scored), replace=False))
+    log_p = np.empty(scored.size)
+    for first, block in selected_blocks(rows, scored):
+        log_p[first:first + block.shape[0]] = log_density(block, mixture)
+    dense = densest_fraction(log_p, y[scored], groups, rho)
+    return mixture, {**dense, "n_scored": int(scored.size)}
+
+
 def log_density(X: np.ndarray, mixture: DensityMixture) -> np.ndarray:
     """(n,) float64 ``log p(z)`` of the rows of ``X`` (n, D) under the mixture (blockwise)."""
     return log_density_and_cluster(X, mixture)[0]
@@ -73,8 +101,6 @@ def log_density_and_cluster(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``log p(z)`` (n,) float64 and the most likely component ``argmax_k pi_k N(z; mu_k,
     s_k^2 I)`` (n,) int64 of the rows of ``X`` (n, D), blockwise."""
-    from scipy.special import logsumexp
-
     dim = X.shape[1]
     centroids = mixture.centroids.astype(np.float32)
     c_sq = (centroids.astype(np.float64) ** 2).sum(axis=1)
@@ -86,8 +112,12 @@ def log_density_and_cluster(
         x_sq = (block.astype(np.float64) ** 2).sum(axis=1)
         dist = np.maximum(x_sq[:, None] + c_sq[None, :] - 2.0 * (block @ centroids.T), 0.0)
         joint = const[None, :] - dist / (2 * mixture.variances[None, :])
-        out[start:start + block.shape[0]] = logsumexp(joint, axis=1)
-        cluster[start:start + block.shape[0]] = joint.argmax(axis=1)
+        best = joint.argmax(axis=1)
+        top = joint[np.arange(best.size), best]
+        with np.errstate(invalid="ignore"):  # -inf - -inf: an empty component, exp gives 0
+            shifted = np.exp(joint - top[:, None])
+        out[start:start + block.shape[0]] = top + np.log(np.nansum(shifted, axis=1))
+        cluster[start:start + block.shape[0]] = best
     return out, cluster
 
 

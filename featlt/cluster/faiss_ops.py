@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -104,7 +104,13 @@ def _gpu_resources() -> Any:
 
 
 def check_finite_rows(X: np.ndarray, what: str) -> None:
-    """Raise :class:`FeatltError` when any row of ``X`` (n, D) holds NaN or Inf."""
+    """Raise :class:`FeatltError` when any row of ``X`` (n, D) holds NaN or Inf.
+
+    Row sums are checked first (a NaN or Inf element makes its row's sum non-finite), with no
+    (n, D) temporary; only when one is not finite (or overflows) are the elements checked.
+    """
+    if X.shape[0] == 0 or np.isfinite(X.sum(axis=1)).all():
+        return
     bad = ~np.isfinite(X).all(axis=1)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -236,8 +242,8 @@ def knn(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours of ``queries`` among the rows of ``base``, block by block.
 
-    The base is searched in blocks of ``block_rows`` rows whose results are merged in a heap, so
-    a per-block ``transform`` (e.g. centring and L2-normalising) never needs a full copy.
+    The base is searched in blocks of ``block_rows`` rows (:func:`knn_blocks`), so a per-block
+    ``transform`` (e.g. centring and L2-normalising) never needs a full copy.
 
     Args:
         queries: (q, D) float32, already transformed.
@@ -247,18 +253,42 @@ def knn(
     Returns:
         (D, I): (q, k) float32 distances or similarities and (q, k) int64 row ids into ``base``.
     """
+    n = int(base.shape[0])
+    blocks = ((start, base[start:start + block_rows]) for start in range(0, n, block_rows))
+    return knn_blocks(queries, blocks, n, k, context, metric, transform)
+
+
+def knn_blocks(
+    queries: np.ndarray,
+    blocks: Iterable[tuple[int, np.ndarray]],
+    n: int,
+    k: int,
+    context: FaissContext,
+    metric: Metric = "l2",
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours of ``queries`` among ``n`` base rows given as blocks, each
+    block's top k merged in a heap (a store read chunk by chunk needs one chunk at a time).
+
+    Args:
+        queries: (q, D) float32, already transformed.
+        blocks: ``(first row, (b, D) block)`` covering rows 0..n-1; ``transform`` maps a block
+            to the searched (b, D) float32.
+        k: neighbours per query, 1 <= k <= n.
+        metric: ``l2`` (squared distances, ascending) or ``ip`` (inner products, descending).
+    Returns:
+        (D, I): (q, k) float32 distances or similarities and (q, k) int64 base row ids.
+    """
     faiss = _faiss()
     queries = as_float32_rows(queries, "kNN queries")
-    n = int(base.shape[0])
     if not 1 <= k <= n:
         raise FeatltError(f"kNN: asked for {k} neighbours among {n} rows; lower k (--knn-k)")
     if metric not in ("l2", "ip"):
         raise FeatltError(f"kNN metric '{metric}': unknown; use l2 or ip")
     faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
     heap = faiss.ResultHeap(queries.shape[0], k, keep_max=metric == "ip")
-    for start in range(0, n, block_rows):
-        block = base[start:start + block_rows]
-        block = transform(block) if transform is not None else block
+    for start, raw in blocks:
+        block = transform(raw) if transform is not None else raw
         block = as_float32_rows(block, "kNN base")
         kb = min(k, block.shape[0])
         if context.device == "cuda":

@@ -36,7 +36,8 @@ def centred_unit(X: Any, mean: Any, dtype: Any = np.float32) -> np.ndarray:
 
 
 def _unit_rows_in_place(X: np.ndarray) -> np.ndarray:
-    X /= np.maximum(np.linalg.norm(X, axis=1, keepdims=True), NORM_FLOOR)
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X))  # no (n, D) temporary, unlike np.linalg.norm
+    X /= np.maximum(norms, NORM_FLOOR)[:, None]
     return X
 
 
@@ -45,15 +46,20 @@ def class_sums(
 ) -> np.ndarray:
     """(C, k) float64 per-class sums of the rows of ``values`` (n, k).
 
+    float32 rows are summed in float32 (one block of rows at a time is summed by the caller, the
+    blocks' sums added in float64); anything else in float64.
+
     Args:
         values: (n, k) rows; y: (n,) int class ids in 0..C-1.
         weights: (n,) optional row weights (the sum is then ``sum_i w_i values_i``).
     """
     import scipy.sparse as sp
 
-    data = np.ones(y.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    values = np.asarray(values)
+    dtype = np.float32 if values.dtype == np.float32 else np.float64
+    data = np.ones(y.size, dtype) if weights is None else np.asarray(weights, dtype=dtype)
     indicator = sp.csr_matrix((data, (y, np.arange(y.size))), shape=(n_classes, y.size))
-    return np.asarray(indicator @ np.asarray(values, dtype=np.float64))
+    return np.asarray(indicator @ np.asarray(values, dtype=dtype), dtype=np.float64)
 
 
 def cosine_to_means(U: np.ndarray, means: np.ndarray, zero_mean_score: float) -> np.ndarray:

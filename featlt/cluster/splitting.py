@@ -40,6 +40,7 @@ from featlt.cluster.faiss_ops import (
     l2_normalise,
     resolve_faiss,
 )
+from featlt.cluster.prototypes import class_sums
 from featlt.errors import FeatltError
 
 DEFAULT_MIN_SUBCLASS = 20  # m_min: a sub-class is never planned smaller than the "few" threshold
@@ -122,6 +123,8 @@ class ClasswiseSplit:
     max_points_per_centroid: int | None  # None: every class trained on all its points
     balanced: bool = True  # size-constrained assignment (sub-class sizes differ by <= 1)
     device: dict[str, Any] = field(default_factory=dict)
+    objective: float = 0.0  # mean squared L2 distance of a row to its sub-class prototype
+    rows_drawn: int | None = None  # split on this many drawn rows (None: every row)
 
     def plan_record(self) -> dict[str, Any]:
         """The split plan without per-sample arrays (for reports)."""
@@ -136,7 +139,8 @@ class ClasswiseSplit:
             "class_counts": self.class_counts, "sub_counts": self.sub_counts,
             "imbalance_before": self.imbalance_before, "imbalance_after": self.imbalance_after,
             "kept_whole": {str(c): why for c, why in self.kept_whole.items()},
-            "device": self.device,
+            "device": self.device, "objective_per_row": self.objective,
+            "rows_drawn": self.rows_drawn,
         }
 
 
@@ -267,6 +271,11 @@ class _ClassSplit:
     local: np.ndarray
     kept_whole: str | None = None
 
+    def objective(self, points: np.ndarray) -> float:
+        """Sum of squared L2 distances of ``points`` (n_c, D) to their prototypes."""
+        diff = points - self.centres[self.local]
+        return float(np.einsum("ij,ij->i", diff, diff).sum(dtype=np.float64))
+
 
 def _split_class(
     Xc: np.ndarray, k: int, context: FaissContext, seed: int, niter: int, spherical: bool,
@@ -335,12 +344,15 @@ def classwise_split(
     prototypes: list[np.ndarray] = []
     made = np.zeros(n_classes, dtype=np.int64)
     kept_whole: dict[int, str] = {}
+    objective = 0.0
     by_class = np.split(np.argsort(y, kind="stable"), np.cumsum(counts)[:-1])
     for c, rows in enumerate(by_class):
         if rows.size == 0:
             continue
-        part = _split_class(X[rows], int(planned[c]), context, seeds[c], niter, spherical,
+        Xc = X[rows]
+        part = _split_class(Xc, int(planned[c]), context, seeds[c], niter, spherical,
                             max_points_per_centroid, balanced, f"class {c} ({rows.size} points)")
+        objective += part.objective(l2_normalise(Xc) if spherical else Xc)
         if part.kept_whole is not None:
             kept_whole[c] = part.kept_whole
         sub_labels[rows] = int(made.sum()) + part.local
@@ -355,14 +367,13 @@ def classwise_split(
         kept_whole=kept_whole, n_ref=used_ref, m_min=int(m_min), seed=int(seed),
         niter=int(niter), spherical=bool(spherical), balanced=bool(balanced),
         max_points_per_centroid=max_points_per_centroid, device=context.record(),
+        objective=objective / y.shape[0],
     )
 
 
 def _sub_means(points: np.ndarray, labels: np.ndarray, k: int, spherical: bool) -> np.ndarray:
     """(k, D) float32 mean of each sub-class (unit norm when spherical); labels (n,) in 0..k-1."""
-    sums = np.zeros((k, points.shape[1]))
-    np.add.at(sums, labels, points.astype(np.float64))
-    means = sums / np.bincount(labels, minlength=k)[:, None]
+    means = class_sums(points, labels, k) / np.bincount(labels, minlength=k)[:, None]
     if spherical:
         means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
     return means.astype(np.float32)

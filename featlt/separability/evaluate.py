@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from featlt.cluster.density import densest_fraction, fit_density
+from featlt.cluster.density import densest_fraction, fit_density, sampled_densest_fraction
 from featlt.cluster.faiss_ops import FaissContext, resolve_faiss
+from featlt.cluster.rows import ArrayRows, Rows
 from featlt.cluster.splitting import classwise_split
 from featlt.errors import FeatltError
 from featlt.evaluation.metrics import group_means, mean_over_classes
@@ -28,6 +29,7 @@ from featlt.evaluation.shots import (
     class_group_labels,
     shot_groups,
 )
+from featlt.separability.samples import points_per_centroid, sampled_split
 from featlt.separability.scores.bins import bhattacharyya_bin_matrix, knn_bin_matrix
 from featlt.separability.scores.clustering import ClusteringScores, global_clustering
 from featlt.separability.scores.common import check_xy, n_classes_of
@@ -114,6 +116,15 @@ class SeparabilityConfig:
     split_n_ref: float | None = None  # CWS target sub-class size; None: median class size
     split_min_size: int = 20  # CWS m_min
     seed: int = 0
+    # exact: the reference computation: exact float32 kNN search, the density mixture and the
+    # classwise split on every row. Otherwise (default): kNN by bfloat16 candidates re-ranked
+    # exactly (recall checked on a few queries), the density mixture fitted on
+    # K_d x density_max_points_per_centroid drawn rows and scored on density_rows drawn rows,
+    # each class split on at most K_c x split_max_points_per_centroid drawn rows
+    # (benchmarks/bench_separability.py measures both in one run; docs/scaling.md).
+    exact: bool = False
+    density_rows: int = 200_000
+    split_max_points_per_centroid: int = 256
 
     def check(self) -> None:
         """Raise :class:`FeatltError` for a setting outside its range."""
@@ -131,6 +142,10 @@ class SeparabilityConfig:
             raise FeatltError(f"dense fraction {self.dense_fraction}: must be in (0, 1]")
         if self.density_clusters is not None and self.density_clusters < 1:
             raise FeatltError(f"density clusters {self.density_clusters}: must be at least 1")
+        if self.density_rows < 1 or self.split_max_points_per_centroid < 1:
+            raise FeatltError(
+                f"density rows {self.density_rows} / split points per centroid "
+                f"{self.split_max_points_per_centroid}: must be at least 1; e.g. 200000 and 256")
 
 
 @dataclass(frozen=True)
@@ -215,7 +230,7 @@ def evaluate_separability(
     else:
         X_val = y_val = None
     with threadpoolctl.threadpool_limits(limits=context.threads):
-        return _evaluate(X, y, n_classes, X_val, y_val, config, context, class_names)
+        return _evaluate(ArrayRows(X), y, n_classes, X_val, y_val, config, context, class_names)
 
 
 @dataclass
@@ -229,11 +244,17 @@ class _ReportParts:
 
 
 def _evaluate(
-    X: np.ndarray, y: np.ndarray, n_classes: int, X_val: np.ndarray | None,
+    X: Rows, y: np.ndarray, n_classes: int, X_val: np.ndarray | None,
     y_val: np.ndarray | None, config: SeparabilityConfig, context: FaissContext,
-    class_names: list[str] | None,
+    class_names: list[str] | None, sample_rows: int | None = None,
 ) -> SeparabilityReport:
-    """Every score of checked training rows ``X`` (N, D), ``y`` (N,) (and validation rows)."""
+    """Every score of checked training rows ``X`` (N, D) (in memory, or read from a store by
+    chunks), ``y`` (N,) (and validation rows).
+
+    Args:
+        sample_rows: at most this many rows are held at once by the k-means stages (global
+            clustering, density, split: each trains on a drawn sample); None: no limit.
+    """
     counts = _training_counts(y, n_classes)
     parts = _ReportParts(per_class={"count": counts})
     moments = _moments(X, y, n_classes, parts)
@@ -243,19 +264,22 @@ def _evaluate(
         parts.notes.append(f"classes {absent.tolist()} have no training samples and are left out")
     _logme_scores(moments, parts)
     gaussians, shrunk = _gaussian_scores(X, y, n_classes, moments, config, parts)
-    clustering = _clustering_scores(X, y, config, context, parts)
+    clustering = _clustering_scores(X, y, config, context, parts, sample_rows)
     dense = _densest_fraction(X, y, moments, groups, int(np.count_nonzero(counts)), config,
-                              context, parts)
+                              context, parts, sample_rows)
     queries, knn_train = _neighbour_scores(
         X, y, n_classes, X_val, y_val, groups, moments.mean, config, context, parts)
     with _timed(parts.timings, "bins"):
         matrices = {grouping: _bin_matrices(counts, grouping, knn_train, gaussians.means, shrunk)
                     for grouping in ("relative", "absolute")}
     with _timed(parts.timings, "split"):
-        split = classwise_split(
-            X, y, n_classes=n_classes, n_ref=config.split_n_ref, m_min=config.split_min_size,
-            seed=config.seed, niter=config.cluster_niter, device=context.requested,
-            threads=context.threads)
+        if config.exact and isinstance(X, ArrayRows):
+            split = classwise_split(
+                X.X, y, n_classes=n_classes, n_ref=config.split_n_ref,
+                m_min=config.split_min_size, seed=config.seed, niter=config.cluster_niter,
+                device=context.requested, threads=context.threads)
+        else:
+            split = sampled_split(X, y, n_classes, config, context, sample_rows)
     if split.kept_whole:
         parts.notes.append(f"split plan: classes {sorted(split.kept_whole)} kept whole "
                            "(see split_plan.kept_whole)")
@@ -289,9 +313,7 @@ def _training_counts(y: np.ndarray, n_classes: int) -> np.ndarray:
     return counts
 
 
-def _moments(
-    X: np.ndarray, y: np.ndarray, n_classes: int, parts: _ReportParts
-) -> FeatureMoments:
+def _moments(X: Rows, y: np.ndarray, n_classes: int, parts: _ReportParts) -> FeatureMoments:
     """The shared feature moments; the rows must not all be identical."""
     with _timed(parts.timings, "moments"):
         moments = feature_moments(X, y, n_classes)
@@ -314,14 +336,14 @@ def _logme_scores(moments: FeatureMoments, parts: _ReportParts) -> None:
 
 
 def _gaussian_scores(
-    X: np.ndarray, y: np.ndarray, n_classes: int, moments: FeatureMoments,
+    X: Rows, y: np.ndarray, n_classes: int, moments: FeatureMoments,
     config: SeparabilityConfig, parts: _ReportParts,
 ) -> tuple[ClassGaussians, np.ndarray]:
     """GBC on PCA-projected class Gaussians; returns the Gaussians and their shrunk variances
     (for the Bhattacharyya overlap matrix)."""
     with _timed(parts.timings, "gaussians"):
         basis = pca_basis(moments, config.pca_dim)
-        gaussians = class_gaussians(basis.transform(X), y, n_classes)
+        gaussians = class_gaussians(X, y, n_classes, basis.project)
         gbc_result = gbc_from_gaussians(gaussians, config.gbc_gaussian)
         shrunk = shrink_variances(gaussians, config.overlap_prior_strength)
     parts.scores["gbc"] = gbc_result.score
@@ -330,33 +352,49 @@ def _gaussian_scores(
 
 
 def _clustering_scores(
-    X: np.ndarray, y: np.ndarray, config: SeparabilityConfig, context: FaissContext,
-    parts: _ReportParts,
+    X: Rows, y: np.ndarray, config: SeparabilityConfig, context: FaissContext,
+    parts: _ReportParts, sample_rows: int | None,
 ) -> ClusteringScores:
-    """Purity and NMI of one k-means with K = classes present."""
+    """Purity and NMI of one k-means with K = classes present (in memory: faiss draws the
+    training rows; from a store: a drawn sample of at most ``sample_rows`` rows)."""
     with _timed(parts.timings, "clustering"):
+        k = int(np.count_nonzero(np.bincount(y)))
         clustering = global_clustering(
-            X, y, context, seed=config.seed, niter=config.cluster_niter,
-            max_points_per_centroid=config.cluster_max_points_per_centroid)
+            X.X if isinstance(X, ArrayRows) else X, y, context, seed=config.seed,
+            niter=config.cluster_niter,
+            max_points_per_centroid=points_per_centroid(
+                config.cluster_max_points_per_centroid, k, sample_rows))
     parts.scores["purity"], parts.scores["nmi"] = clustering.purity, clustering.nmi
     return clustering
 
 
 def _densest_fraction(
-    X: np.ndarray, y: np.ndarray, moments: FeatureMoments, groups: dict[str, np.ndarray | None],
+    X: Rows, y: np.ndarray, moments: FeatureMoments, groups: dict[str, np.ndarray | None],
     n_present: int, config: SeparabilityConfig, context: FaissContext, parts: _ReportParts,
+    sample_rows: int | None,
 ) -> dict[str, Any]:
     """Which classes fill the densest share of the training rows under the density mixture
-    (``n_present``: classes with training rows, the least number of mixture clusters)."""
+    (``n_present``: classes with training rows, the least number of mixture clusters); exact:
+    on every row, else fitted and scored on drawn rows (:func:`sampled_densest_fraction`)."""
     with _timed(parts.timings, "density"):
-        n_dense_clusters = config.density_clusters or max(
-            n_present, min(256, X.shape[0] // 500))
-        mixture = fit_density(
-            X, context, n_dense_clusters, moments.total_variance / X.shape[1],
-            seed=config.seed, niter=config.cluster_niter,
-            max_points_per_centroid=config.density_max_points_per_centroid,
-            prior_strength=config.density_prior_strength)
-        dense = densest_fraction(mixture.train_log_density, y, groups, config.dense_fraction)
+        n_rows, dim = X.shape
+        n_dense_clusters = config.density_clusters or max(n_present, min(256, n_rows // 500))
+        variance = moments.total_variance / dim
+        if config.exact and isinstance(X, ArrayRows):
+            mixture = fit_density(
+                X.X, context, n_dense_clusters, variance, seed=config.seed,
+                niter=config.cluster_niter,
+                max_points_per_centroid=config.density_max_points_per_centroid,
+                prior_strength=config.density_prior_strength)
+            dense = densest_fraction(mixture.train_log_density, y, groups, config.dense_fraction)
+        else:
+            ppc = points_per_centroid(config.density_max_points_per_centroid,
+                                      min(n_dense_clusters, n_rows), sample_rows)
+            mixture, dense = sampled_densest_fraction(
+                X, y, context, n_dense_clusters, variance, groups, config.dense_fraction,
+                n_fit=min(n_dense_clusters, n_rows) * ppc, n_scored=config.density_rows,
+                seed=config.seed, niter=config.cluster_niter,
+                prior_strength=config.density_prior_strength)
         dense.update(n_clusters=int(mixture.centroids.shape[0]),
                      prior_strength=mixture.prior_strength,
                      method="cluster-size-weighted isotropic Gaussian mixture on faiss k-means "
@@ -365,7 +403,7 @@ def _densest_fraction(
 
 
 def _neighbour_scores(
-    X: np.ndarray, y: np.ndarray, n_classes: int, X_val: np.ndarray | None,
+    X: Rows, y: np.ndarray, n_classes: int, X_val: np.ndarray | None,
     y_val: np.ndarray | None, groups: dict[str, np.ndarray | None], mean: np.ndarray,
     config: SeparabilityConfig, context: FaissContext, parts: _ReportParts,
 ) -> tuple[np.ndarray, KNNResult]:
@@ -380,7 +418,7 @@ def _neighbour_scores(
                                         seed=config.seed)
         knn_train, knn_val = knn_evaluate(
             X, y, n_classes, queries, context, X_val, y_val, k=config.knn_k,
-            metric=config.knn_metric, mean=mean)
+            metric=config.knn_metric, mean=mean, search="exact" if config.exact else "bf16")
     with _timed(parts.timings, "ncm"):
         ncm_fit = fit_ncm(X, y, n_classes, mean)
         ncm_train = ncm_loo(X, y, n_classes, fit=ncm_fit)
@@ -419,7 +457,7 @@ def _bin_matrices(
 
 
 def _data_record(
-    X: np.ndarray, y_val: np.ndarray | None, n_classes: int, class_names: list[str] | None,
+    X: Rows, y_val: np.ndarray | None, n_classes: int, class_names: list[str] | None,
     counts: np.ndarray, groups: dict[str, np.ndarray | None], knn_train: KNNResult,
 ) -> dict[str, Any]:
     """The report's ``data`` section: sizes, classes, counts and shot groups."""
@@ -450,6 +488,7 @@ def _knn_record(
         "all_tail_third_samples_included": bool(
             tail is None or np.array_equal(per_class[tail], counts[tail])),
         "exact_all_rows": bool(queries.size == n_train),
+        "search": knn_train.search,
     }
 
 

@@ -18,12 +18,13 @@ stages reuse them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from featlt.cluster.faiss_ops import FaissContext, kmeans
+from featlt.cluster.faiss_ops import FaissContext, KMeansResult, assign, kmeans
+from featlt.cluster.rows import Rows
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,17 @@ def default_restarts(work_per_run: float) -> int:
 
 
 def global_clustering(
-    X: np.ndarray, y: np.ndarray, context: FaissContext, n_clusters: int | None = None,
+    X: np.ndarray | Rows, y: np.ndarray, context: FaissContext, n_clusters: int | None = None,
     seed: int = 0, niter: int = 20, max_points_per_centroid: int = 256, n_init: int | None = None,
 ) -> ClusteringScores:
     """Purity and NMI of the best of ``n_init`` seeded faiss k-means of ``X`` (n, D) against
     labels ``y`` (n,); best = lowest inertia.
 
     Args:
+        X: an (n, D) array (faiss draws each run's training sample), or
+            :class:`~featlt.cluster.rows.Rows` read block by block (one training sample of
+            at most K times ``max_points_per_centroid`` rows is drawn here and read, then every
+            row is assigned block by block).
         n_clusters: K; None: the number of distinct labels.
         max_points_per_centroid: faiss trains on at most K times this many sampled points; all
             points are assigned.
@@ -80,12 +85,16 @@ def global_clustering(
     from sklearn.metrics import normalized_mutual_info_score
 
     k = int(np.unique(y).size) if n_clusters is None else int(n_clusters)
-    n_sampled = min(X.shape[0], k * max_points_per_centroid)
-    n_init = n_init or default_restarts(n_sampled * k * X.shape[1] * niter)
+    n, dim = X.shape
+    n_sampled = min(n, k * max_points_per_centroid)
+    n_init = n_init or default_restarts(n_sampled * k * dim * niter)
     seeds = np.random.SeedSequence(seed).generate_state(n_init)
-    runs = [kmeans(X, k, context, seed=int(run_seed) % 2**31, niter=niter,
-                   max_points_per_centroid=max_points_per_centroid,
-                   what="global clustering features") for run_seed in seeds]
+    if isinstance(X, np.ndarray):
+        runs = [kmeans(X, k, context, seed=int(run_seed) % 2**31, niter=niter,
+                       max_points_per_centroid=max_points_per_centroid,
+                       what="global clustering features") for run_seed in seeds]
+    else:
+        runs = _sampled_runs(X, k, context, seeds, niter, n_sampled, seed)
     purity = [purity_score(y, run.labels) for run in runs]
     nmi = [float(normalized_mutual_info_score(y, run.labels)) for run in runs]
     best = int(np.argmin([run.inertia for run in runs]))
@@ -93,7 +102,30 @@ def global_clustering(
     return ClusteringScores(
         purity=purity[best], nmi=nmi[best],
         n_clusters=k, inertia=result.inertia, n_train_points=result.n_train_points,
-        max_points_per_centroid=result.max_points_per_centroid, n_empty=result.n_empty,
+        max_points_per_centroid=max_points_per_centroid, n_empty=result.n_empty,
         device=context.record(), n_init=n_init,
         purity_range=(min(purity), max(purity)), nmi_range=(min(nmi), max(nmi)),
     )
+
+
+def _sampled_runs(
+    rows: Rows, k: int, context: FaissContext, seeds: np.ndarray, niter: int, n_sampled: int,
+    seed: int,
+) -> list[KMeansResult]:
+    """One k-means per seed on the same ``n_sampled`` rows drawn from ``rows``, every row then
+    assigned block by block (labels, squared distances and inertia over all n rows)."""
+    n = rows.shape[0]
+    drawn = np.random.default_rng(seed).choice(n, n_sampled, replace=False)
+    sample = rows.take(np.sort(drawn))
+    runs = []
+    for run_seed in seeds:
+        run = kmeans(sample, k, context, seed=int(run_seed) % 2**31, niter=niter,
+                     max_points_per_centroid=None, what="global clustering features")
+        labels, sq = np.empty(n, np.int64), np.empty(n, np.float32)
+        for first, block in rows.blocks():
+            part = slice(first, first + block.shape[0])
+            sq[part], labels[part] = assign(block, run.centroids, context)
+        runs.append(replace(run, labels=labels, sq_distances=sq,
+                            inertia=float(sq.sum(dtype=np.float64)),
+                            n_empty=int(k - np.unique(labels).size)))
+    return runs

@@ -17,13 +17,14 @@ formula. Reduced to shot-group x shot-group means in :mod:`featlt.separability.s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from featlt.cluster.prototypes import class_sums
+from featlt.cluster.rows import Rows, as_rows
 from featlt.errors import FeatltError
 from featlt.separability.scores.common import check_xy, n_classes_of
 from featlt.separability.scores.moments import FeatureMoments, feature_moments
@@ -44,12 +45,11 @@ class PCABasis:
     components: np.ndarray  # (D, k) float64, orthonormal columns, by decreasing variance
     explained_variance: np.ndarray  # (k,) float64
 
-    def transform(self, X: np.ndarray, block_rows: int = 65536) -> np.ndarray:
-        """(n, k) float32 coordinates of the rows of ``X`` (n, D), computed blockwise."""
-        out = np.empty((X.shape[0], self.components.shape[1]), dtype=np.float32)
-        for s in range(0, X.shape[0], block_rows):
-            out[s:s + block_rows] = (X[s:s + block_rows] - self.mean) @ self.components
-        return out
+    def project(self, block: np.ndarray) -> np.ndarray:
+        """(b, k) float64 coordinates of the rows of ``block`` (b, D), computed in float32
+        (centred first, so rounding acts on small values)."""
+        centred = np.asarray(block, dtype=np.float32) - self.mean.astype(np.float32)
+        return (centred @ self.components.astype(np.float32)).astype(np.float64)
 
 
 def pca_basis(moments: FeatureMoments, n_components: int = GBC_DIM) -> PCABasis:
@@ -74,16 +74,24 @@ class ClassGaussians:
 
 
 def class_gaussians(
-    Z: np.ndarray, y: np.ndarray, n_classes: int, block_rows: int = 65536
+    Z: np.ndarray | Rows, y: np.ndarray, n_classes: int,
+    project: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> ClassGaussians:
-    """Class means and per-dimension variances of projected features ``Z`` (n, k), blockwise."""
+    """Class means and per-dimension variances of the rows of ``Z`` (n, k) (an array or
+    :class:`~featlt.cluster.rows.Rows`), each block mapped by ``project`` first when given
+    (e.g. :meth:`PCABasis.project` of (n, D) features): one pass, class sums of the values and
+    of their squares in float64."""
     counts = np.bincount(y, minlength=n_classes).astype(np.int64)
-    blocks = [slice(s, s + block_rows) for s in range(0, Z.shape[0], block_rows)]
-    sums = sum(class_sums(Z[b], y[b], n_classes) for b in blocks)
+    sums = squares = None
+    for first, block in as_rows(Z).blocks():
+        values = project(block) if project is not None else np.asarray(block, np.float64)
+        labels = y[first:first + block.shape[0]]
+        part, part_sq = class_sums(values, labels, n_classes), class_sums(values**2, labels,
+                                                                           n_classes)
+        sums, squares = (part, part_sq) if sums is None else (sums + part, squares + part_sq)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / counts[:, None]
-        squares = sum(class_sums((Z[b] - means[y[b]]) ** 2, y[b], n_classes) for b in blocks)
-        variances = squares / counts[:, None]
+        variances = np.maximum(squares / counts[:, None] - means**2, 0.0)
     return ClassGaussians(counts=counts, means=means, variances=variances)
 
 
@@ -176,4 +184,4 @@ def gbc(
     X, y = check_xy(X, y, "GBC features")
     n_classes = n_classes_of(y, n_classes)
     basis = pca_basis(feature_moments(X, y, n_classes), n_components)
-    return gbc_from_gaussians(class_gaussians(basis.transform(X), y, n_classes), gaussian)
+    return gbc_from_gaussians(class_gaussians(X, y, n_classes, basis.project), gaussian)

@@ -1,9 +1,10 @@
-"""Feature moments streamed class by class: counts, class sums, Gram matrices, covariance.
+"""Feature moments streamed block by block: counts, class sums, Gram matrices, covariance.
 
 LogME needs the uncentred Gram matrix ``X^T X`` and the class-balanced one ``sum_i w_i x_i x_i^T``;
-PCA needs the covariance. One pass over the rows, grouped by class, gives all three with one
-float32 matrix product per block: rows are shifted by an approximate mean before the product (so
-float32 rounding acts on small centred values) and the sums are accumulated in float64.
+PCA needs the covariance. One pass over the rows (block by block, rows grouped by class inside
+a block) gives all three with one float32 matrix product per class and block: rows are shifted
+by an approximate mean before the product (so float32 rounding acts on small centred values)
+and the sums are accumulated in float64.
 Memory: O(C D + D^2) besides the features; no N x N matrix.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from featlt.cluster.rows import Rows, as_rows
 
 BLOCK_ROWS = 16384
 
@@ -45,28 +48,39 @@ def class_weights(counts: np.ndarray) -> np.ndarray:
 
 
 def feature_moments(
-    X: np.ndarray, y: np.ndarray, n_classes: int, block_rows: int = BLOCK_ROWS
+    X: np.ndarray | Rows, y: np.ndarray, n_classes: int, block_rows: int = BLOCK_ROWS
 ) -> FeatureMoments:
-    """Moments of ``X`` (n, D) float32 with labels ``y`` (n,) int in 0..C-1."""
-    n, dim = X.shape
+    """Moments of ``X`` (n, D) float32 (an array, or :class:`~featlt.cluster.rows.Rows`
+    read block by block) with labels ``y`` (n,) int in 0..C-1.
+
+    Each block's rows are grouped by class, so a class's Gram matrix is one product per block
+    (a store written class by class gives about one class per block).
+    """
+    rows = as_rows(X)
+    n, dim = rows.shape
     counts = np.bincount(y, minlength=n_classes).astype(np.int64)
     weights = class_weights(counts)
-    shift = X[: min(n, 4096)].mean(axis=0, dtype=np.float64)
-    shift32 = shift.astype(np.float32)
+    shift: np.ndarray | None = None
     gram_s = np.zeros((dim, dim))
     gram_w = np.zeros((dim, dim))
     sums_s = np.zeros((n_classes, dim))  # class sums of the shifted rows
-    order = np.argsort(y, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    for c in np.flatnonzero(counts):
-        rows = order[bounds[c]:bounds[c + 1]]
-        gram_c = np.zeros((dim, dim))
-        for start in range(0, rows.size, block_rows):
-            block = X[rows[start:start + block_rows]] - shift32
-            gram_c += block.T @ block
-            sums_s[c] += block.sum(axis=0, dtype=np.float64)
-        gram_s += gram_c
-        gram_w += weights[c] * gram_c
+    for first, block in rows.blocks():
+        if shift is None:  # an approximate mean: rows are shifted by it before the products
+            shift = block[: min(block.shape[0], 4096)].mean(axis=0, dtype=np.float64)
+            shift32 = shift.astype(np.float32)
+        labels = y[first:first + block.shape[0]]
+        order = np.argsort(labels, kind="stable")
+        sorted_labels = labels[order]
+        edges = np.flatnonzero(np.diff(sorted_labels)) + 1
+        for part in np.split(order, edges):
+            for start in range(0, part.size, block_rows):
+                piece = block[part[start:start + block_rows]] - shift32
+                c = int(labels[part[0]])
+                gram_c = (piece.T @ piece).astype(np.float64)
+                gram_s += gram_c
+                gram_w += weights[c] * gram_c
+                sums_s[c] += piece.sum(axis=0, dtype=np.float64)
+    assert shift is not None
     total_s = sums_s.sum(axis=0)
     total_w = weights @ sums_s
     mean_s = total_s / n

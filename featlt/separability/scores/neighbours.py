@@ -25,13 +25,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from featlt.cluster.faiss_ops import FaissContext, knn
+from featlt.cluster.faiss_ops import FaissContext, knn_blocks
+from featlt.cluster.lowp_search import knn_bf16, recall_at_k
 from featlt.cluster.prototypes import centred_unit, class_sums, cosine_to_means
+from featlt.cluster.rows import Rows, as_rows
 from featlt.errors import FeatltError
 from featlt.evaluation.metrics import mean_over_classes, per_class_recall
 
 KnnMetric = Literal["cosine", "l2"]
-BLOCK_ROWS = 65536
+KnnSearch = Literal["exact", "bf16"]
+RECALL_QUERIES = 128  # queries the bf16 search is checked on against the exact search
 
 
 def stratified_query_rows(
@@ -113,6 +116,7 @@ class KNNResult:
     metric: str
     leave_one_out: bool
     device: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)  # method, and its recall check
 
 
 def vote(neighbour_labels: np.ndarray) -> np.ndarray:
@@ -122,56 +126,82 @@ def vote(neighbour_labels: np.ndarray) -> np.ndarray:
     return neighbour_labels[np.arange(votes.shape[0]), votes.argmax(axis=1)]
 
 
+@dataclass(frozen=True)
+class SearchCheck:
+    """The approximate search against the exact one on a few queries."""
+
+    n_queries: int
+    recall_at_k: float  # mean share of each checked query's exact neighbours found
+
+
 def _search(
-    X_base: np.ndarray, queries: np.ndarray, k: int, metric: KnnMetric, mean: np.ndarray,
-    context: FaissContext,
-) -> np.ndarray:
-    if metric == "cosine":
-        transform = cosine_transform(mean)
-        _, ids = knn(transform(queries), X_base, k, context, metric="ip", transform=transform)
-    elif metric == "l2":
-        _, ids = knn(queries, X_base, k, context, metric="l2")
-    else:
+    rows: Rows, queries: np.ndarray, k: int, metric: KnnMetric, mean: np.ndarray,
+    context: FaissContext, search: KnnSearch,
+) -> tuple[np.ndarray, SearchCheck | None]:
+    """(q, k) int64 neighbour row ids of ``queries`` (q, D) among ``rows``; with
+    ``search="bf16"`` (cosine only) also the recall check of :data:`RECALL_QUERIES` queries."""
+    n = rows.shape[0]
+    if metric not in ("cosine", "l2"):
         raise FeatltError(f"kNN metric '{metric}': unknown; use cosine or l2")
-    return ids
+    if metric == "l2":
+        return knn_blocks(queries, rows.blocks(), n, k, context, metric="l2")[1], None
+    transform = cosine_transform(mean)
+    unit = transform(queries)
+    if search == "exact":
+        return knn_blocks(unit, rows.blocks(), n, k, context, metric="ip",
+                          transform=transform)[1], None
+    check = np.unique(np.linspace(0, unit.shape[0] - 1, min(RECALL_QUERIES, unit.shape[0]))
+                      .astype(np.int64))
+    _, ids, exact = knn_bf16(unit, rows.blocks(), k, transform=transform, check=check)
+    assert exact is not None
+    return ids, SearchCheck(int(check.size), recall_at_k(ids[check], exact))
 
 
 def knn_evaluate(
-    X: np.ndarray, y: np.ndarray, n_classes: int, query_rows: np.ndarray,
+    X: np.ndarray | Rows, y: np.ndarray, n_classes: int, query_rows: np.ndarray,
     context: FaissContext, X_held: np.ndarray | None = None, y_held: np.ndarray | None = None,
     k: int = 10, metric: KnnMetric = "cosine", mean: np.ndarray | None = None,
+    search: KnnSearch = "exact",
 ) -> tuple[KNNResult, KNNResult | None]:
     """Leave-one-out kNN of training rows and kNN of held-out rows, in one pass over the base.
 
     Args:
-        X: (n, D) float32 training features; y: (n,) int64 labels.
-        query_rows: (q,) int rows of X used as leave-one-out queries.
+        X: (n, D) float32 training features (an array, or
+            :class:`~featlt.cluster.rows.Rows` read block by block); y: (n,) int64 labels.
+        query_rows: (q,) sorted int rows of X used as leave-one-out queries.
         X_held, y_held: (h, D) and (h,) held-out rows (e.g. validation); optional.
         mean: (D,) training mean for the cosine preprocessing (computed when None).
+        search: ``exact`` (faiss, exact float32), or ``bf16`` (cosine: bfloat16 candidates
+            re-ranked exactly, :mod:`featlt.cluster.lowp_search`, its recall checked on a few
+            queries and recorded in the result's ``search``).
     Returns:
         (leave-one-out result, held-out result or None).
     """
-    n = X.shape[0]
+    rows = as_rows(X)
+    n = rows.shape[0]
     if n < 2:
         raise FeatltError("kNN: needs at least 2 training rows")
     k = min(k, n - 1)
-    mean = X.mean(axis=0, dtype=np.float64) if mean is None else mean
-    queries = X[query_rows]
+    if mean is None:
+        mean = sum(block.sum(axis=0, dtype=np.float64) for _, block in rows.blocks()) / n
+    queries = rows.take(query_rows)
     if X_held is not None:
         queries = np.concatenate([queries, np.asarray(X_held, dtype=np.float32)])
-    ids = _search(X, queries, k + 1, metric, mean, context)
+    ids, check = _search(rows, queries, k + 1, metric, mean, context, search)
     own, held = ids[:query_rows.size], ids[query_rows.size:]
     keep = own != query_rows[:, None]
     keep[keep.all(axis=1), -1] = False  # self not found (duplicates): drop the farthest
     counts = np.bincount(y, minlength=n_classes)
     query_labels = y[query_rows]
+    record = {"method": search, **({} if check is None else {
+        "recall_check_queries": check.n_queries, "recall_at_k": check.recall_at_k})}
     loo = _result(query_labels, y[own[keep].reshape(own.shape[0], k)], counts[query_labels] > 1,
-                  n_classes, np.flatnonzero(counts == 1), k, metric, True, context)
+                  n_classes, np.flatnonzero(counts == 1), k, metric, True, context, record)
     if X_held is None or y_held is None:
         return loo, None
     held_result = _result(np.asarray(y_held, dtype=np.int64), y[held[:, :k]],
                           np.ones(held.shape[0], dtype=bool), n_classes, np.empty(0, np.int64),
-                          k, metric, False, context)
+                          k, metric, False, context, record)
     return loo, held_result
 
 
@@ -186,6 +216,7 @@ def knn_loo(
 def _result(
     query_labels: np.ndarray, neighbours: np.ndarray, evaluated: np.ndarray, n_classes: int,
     excluded: np.ndarray, k: int, metric: str, loo: bool, context: FaissContext,
+    search: dict[str, Any],
 ) -> KNNResult:
     predicted = vote(neighbours)
     recall = per_class_recall(query_labels[evaluated], predicted[evaluated], n_classes)
@@ -194,7 +225,7 @@ def _result(
         query_labels=query_labels, neighbour_labels=neighbours,
         queries_per_class=np.bincount(query_labels, minlength=n_classes).astype(np.int64),
         excluded_classes=[int(c) for c in excluded], k=int(k), metric=metric, leave_one_out=loo,
-        device=context.record(),
+        device=context.record(), search=search,
     )
 
 
@@ -218,24 +249,28 @@ class NCMFit:
 
 
 def fit_ncm(
-    X: np.ndarray, y: np.ndarray, n_classes: int, mean: np.ndarray | None = None
+    X: np.ndarray | Rows, y: np.ndarray, n_classes: int, mean: np.ndarray | None = None
 ) -> NCMFit:
-    """Fit NCM on training rows ``X`` (n, D), ``y`` (n,), streaming blocks."""
-    mean = X.mean(axis=0, dtype=np.float64) if mean is None else np.asarray(mean, np.float64)
+    """Fit NCM on training rows ``X`` (n, D) (an array or
+    :class:`~featlt.cluster.rows.Rows`), ``y`` (n,), block by block."""
+    rows = as_rows(X)
+    if mean is None:
+        mean = sum(block.sum(axis=0, dtype=np.float64) for _, block in rows.blocks()) / len(y)
+    mean = np.asarray(mean, np.float64)
     transform = cosine_transform(mean)
-    sums = np.zeros((n_classes, X.shape[1]))
-    for start in range(0, X.shape[0], BLOCK_ROWS):
-        block = transform(X[start:start + BLOCK_ROWS])
-        sums += class_sums(block, y[start:start + BLOCK_ROWS], n_classes)
+    sums = np.zeros((n_classes, rows.shape[1]))
+    for start, raw in rows.blocks():
+        sums += class_sums(transform(raw), y[start:start + raw.shape[0]], n_classes)
     return NCMFit(mean=mean, sums=sums,
                   counts=np.bincount(y, minlength=n_classes).astype(np.int64))
 
 
 def ncm_loo(
-    X: np.ndarray, y: np.ndarray, n_classes: int, mean: np.ndarray | None = None,
+    X: np.ndarray | Rows, y: np.ndarray, n_classes: int, mean: np.ndarray | None = None,
     fit: NCMFit | None = None,
 ) -> NCMResult:
-    """Leave-one-out NCM balanced accuracy on the training rows ``X`` (n, D), ``y`` (n,).
+    """Leave-one-out NCM balanced accuracy on the training rows ``X`` (n, D) (an array or
+    :class:`~featlt.cluster.rows.Rows`), ``y`` (n,).
 
     Args:
         fit: :func:`fit_ncm` of the same rows (computed when None).
@@ -246,12 +281,12 @@ def ncm_loo(
     sq_norms = (sums**2).sum(axis=1)
     sums32 = sums.astype(np.float32)
     predicted = np.empty(y.size, dtype=np.int64)
-    for start in range(0, X.shape[0], BLOCK_ROWS):
-        block = transform(X[start:start + BLOCK_ROWS])
-        labels = y[start:start + BLOCK_ROWS]
+    for start, raw in as_rows(X).blocks():
+        block = transform(raw)
+        labels = y[start:start + raw.shape[0]]
         dots = (block @ sums32.T).astype(np.float64)  # (b, C): x . S_c
         own = dots[np.arange(labels.size), labels]
-        x_sq = (block.astype(np.float64) ** 2).sum(axis=1)
+        x_sq = np.einsum("ij,ij->i", block, block).astype(np.float64)  # 1, or 0 for a zero row
         with np.errstate(invalid="ignore", divide="ignore"):
             cos = dots / np.sqrt(sq_norms)[None, :]
             loo_norm = np.sqrt(np.maximum(sq_norms[labels] - 2 * own + x_sq, 0.0))
