@@ -53,6 +53,7 @@ import json
 import sys
 import tempfile
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Run end to end on synthetic stores under --work (no zoo)")
     parser.add_argument("--zoo", type=Path, default=CACHE / "zoo")
     parser.add_argument("--heads-dir", type=Path, default=CACHE / "rank-heads")
-    parser.add_argument("--work", type=Path, default=CACHE / "bench-pairs",
-                        help="Where each dataset's step-1 ranking document is kept (resume)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="Where each dataset's step-1 ranking document is kept, for a "
+                             "rerun to resume (default: ~/.cache/featlt/bench-pairs; --smoke: "
+                             "the folder of everything it writes, default a new temporary one)")
     parser.add_argument("-o", "--output", type=Path, default=RESULTS / "pairs.json")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--cv-folds", type=int, default=5)
@@ -104,12 +107,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.smoke:
         if args.dataset:
             parser.error("--smoke runs on synthetic stores: no --dataset")
-        work = Path(tempfile.mkdtemp(prefix="featlt-bench-pairs-smoke-"))
+        work = args.work or Path(tempfile.mkdtemp(prefix="featlt-bench-pairs-smoke-"))
         args.zoo, args.heads_dir, args.work = work / "zoo", work / "heads", work / "work"
         args.output, args.dataset = work / "pairs.json", [SMOKE]
     elif not args.dataset:
         parser.error("--dataset is required (or --smoke)")
+    else:
+        args.work = args.work or CACHE / "bench-pairs"
     return args
+
+
+def turn(name: str) -> AbstractContextManager[None]:
+    """One turn of the shared heavy lock (none for the smoke mode's few seconds of work)."""
+    return nullcontext() if name == SMOKE else heavy_lock()
 
 
 def dataset_files(name: str, args: argparse.Namespace) -> list[Path]:
@@ -219,7 +229,7 @@ def measure_sets(name: str, sets: dict[str, Path], args: argparse.Namespace) -> 
         protocol, settings = protocol_of(name, seed), head_settings(name, seed, args.bootstrap)
         outcomes = []
         for label, entry in zip(labels, entries, strict=True):
-            with heavy_lock(), FeatureStore(entry.path) as store:
+            with turn(name), FeatureStore(entry.path) as store:
                 view = resolve_view(store, protocol)
                 n_classes = len(store.info(protocol.test_split).class_names)
                 clock = time.perf_counter()
@@ -336,7 +346,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     costs: dict[str, float] = {}
     clock = time.perf_counter()
     files = dataset_files(name, args)
-    with heavy_lock():
+    with turn(name):
         document = full_mode_with_pairs(name, files, args)
     costs["full_mode_with_pairs_seconds"] = round(time.perf_counter() - clock, 1)
     clock = time.perf_counter()
@@ -345,7 +355,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
                if r.get("combination") is None}
     top = [r for r in document["rows"] if r.get("combination") and r.get("measured")]
     drawn = drawn_pairs(document)
-    with heavy_lock():
+    with turn(name):
         pairs = {r["label"]: written_pair(r, heads_dir) for r in [*top, *drawn]}
         normalised = {label: normalised_single(path, heads_dir) for label, path in singles.items()}
     costs["write_sets_seconds"] = round(time.perf_counter() - clock, 1)
