@@ -52,6 +52,14 @@ def plot_writes(params: Params) -> list[str]:
               help="CWS target sub-class size n_ref (default: median class size).")
 @click.option("--min-subclass-size", type=POSITIVE, default=20, show_default=True,
               help="CWS fewest samples per planned sub-class (m_min).")
+@click.option("--exact", is_flag=True,
+              help="The exact computation: exact float32 kNN search, the density mixture and "
+                   "the split on every row (slower; the default's tolerances: docs/scaling.md).")
+@click.option("--memory-budget", "memory_budget", type=finite_float(min=0, min_open=True),
+              default=None,
+              help="Read the training rows chunk by chunk so that resident memory above the "
+                   "level after imports stays under this many MB (refused below the smallest "
+                   "budget that works, naming it).")
 @featlt_command
 def evaluate_separability_command(
     runtime: Runtime,
@@ -68,6 +76,8 @@ def evaluate_separability_command(
     dense_fraction: float,
     split_ref: float | None,
     min_subclass_size: int,
+    exact: bool,
+    memory_budget: float | None,
 ) -> None:
     """How well each feature file keeps rare classes apart: scores, bin matrices, split plan.
 
@@ -81,9 +91,9 @@ def evaluate_separability_command(
         knn_k=knn_k, knn_queries=knn_queries, knn_metric=knn_metric, pca_dim=pca_dim,
         gbc_gaussian=gbc_gaussian, density_clusters=density_clusters,
         dense_fraction=dense_fraction, split_n_ref=split_ref, split_min_size=min_subclass_size,
-        seed=runtime.seed,
+        seed=runtime.seed, exact=exact,
     )
     with atomic_outputs("separability output"):  # the report and every plot, or none
         document = run_separability(list(feature_files), protocol, config, runtime.device,
-                                    runtime.threads, output, plots_dir)
+                                    runtime.threads, output, plots_dir, memory_budget)
     emit(runtime, document, format_document(document))

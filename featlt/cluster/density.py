@@ -20,7 +20,7 @@ import numpy as np
 from featlt.cluster.faiss_ops import FaissContext, kmeans
 from featlt.cluster.rows import Rows, selected_blocks
 
-BLOCK_ROWS = 32768
+BLOCK_ELEMENTS = 2**19  # rows x clusters per block of log-densities (a few float64 copies)
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,9 @@ def log_density_and_cluster(
     const = mixture.log_weights - 0.5 * dim * np.log(2 * np.pi * mixture.variances)
     out = np.empty(X.shape[0])
     cluster = np.empty(X.shape[0], dtype=np.int64)
-    for start in range(0, X.shape[0], BLOCK_ROWS):
-        block = X[start:start + BLOCK_ROWS]
+    step = max(1, BLOCK_ELEMENTS // centroids.shape[0])
+    for start in range(0, X.shape[0], step):
+        block = X[start:start + step]
         x_sq = (block.astype(np.float64) ** 2).sum(axis=1)
         dist = np.maximum(x_sq[:, None] + c_sq[None, :] - 2.0 * (block @ centroids.T), 0.0)
         joint = const[None, :] - dist / (2 * mixture.variances[None, :])

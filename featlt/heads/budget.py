@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 from featlt.errors import FeatltError
 from featlt.heads.registry import HEADS, head_spec
+from featlt.store.memory import MB, MIN_CHUNK_ROWS
 
 if TYPE_CHECKING:
     from featlt.data.protocol import DataView
     from featlt.store.feature_store import FeatureStore
 
-MB = 2**20
 # Allocations that do not scale with the data: torch's autograd and allocator on first use,
 # HDF5's chunk cache and one stored block read (about 1 MiB) with its float32 copy,
 # scipy/sklearn helpers' first calls.
@@ -40,7 +40,6 @@ MEMORY_ELEMENT_BYTES = 24
 # Copies of the (n, C) float64 validation/test logits alive at once (logits, softmax,
 # log-softmax, bootstrap).
 LOGIT_COPIES = 4
-MIN_CHUNK_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -141,23 +140,3 @@ def plan_memory(names: list[str], sizes: ViewSizes, budget_mb: float, what: str)
         )
     rows = int((budget_mb - fixed) / chunk_mb)
     return MemoryPlan(budget_mb, rows, fixed + rows * chunk_mb)
-
-
-def return_freed_memory() -> None:
-    """Pin glibc's mmap threshold (128 KiB) so that every chunk-sized array is mapped on its
-    own and goes back to the system when freed.
-
-    By default glibc raises the threshold after a large block is freed, and later chunks then
-    come from the heap, whose fragments stay resident: on a 77 MB store under a 48 MB budget
-    that added 12 MB to the peak. The setting lasts for the process; without glibc (no
-    ``mallopt``) nothing changes.
-    """
-    import ctypes
-    import ctypes.util
-
-    m_mmap_threshold = -3  # from glibc's <malloc.h>
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.mallopt(m_mmap_threshold, 128 * 1024)
-    except (OSError, AttributeError, TypeError):
-        return

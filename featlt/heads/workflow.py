@@ -137,8 +137,9 @@ def budget_head_data(
         ``plan.chunk_rows`` is None), and the :class:`featlt.heads.budget.MemoryPlan`.
     """
     from featlt.data.protocol import FeatureArrays, resolve_view
-    from featlt.heads.budget import plan_memory, return_freed_memory, view_sizes
+    from featlt.heads.budget import plan_memory, view_sizes
     from featlt.heads.streaming import StreamedFeatures
+    from featlt.store.memory import return_freed_memory
 
     return_freed_memory()
     view = resolve_view(store, protocol)

@@ -19,7 +19,7 @@ import numpy as np
 
 from featlt.cluster.density import densest_fraction, fit_density, sampled_densest_fraction
 from featlt.cluster.faiss_ops import FaissContext, resolve_faiss
-from featlt.cluster.rows import ArrayRows, Rows
+from featlt.cluster.rows import ArrayRows, Rows, StoreRows
 from featlt.cluster.splitting import classwise_split
 from featlt.errors import FeatltError
 from featlt.evaluation.metrics import group_means, mean_over_classes
@@ -29,10 +29,11 @@ from featlt.evaluation.shots import (
     class_group_labels,
     shot_groups,
 )
+from featlt.separability.budget import report_plan
 from featlt.separability.samples import points_per_centroid, sampled_split
 from featlt.separability.scores.bins import bhattacharyya_bin_matrix, knn_bin_matrix
 from featlt.separability.scores.clustering import ClusteringScores, global_clustering
-from featlt.separability.scores.common import check_xy, n_classes_of
+from featlt.separability.scores.common import check_labels, check_xy, n_classes_of
 from featlt.separability.scores.gaussian import (
     ClassGaussians,
     class_gaussians,
@@ -195,7 +196,7 @@ def _matrix_record(matrix: np.ndarray) -> list[list[float | None]]:
 
 
 def evaluate_separability(
-    X_train: np.ndarray,
+    X_train: np.ndarray | Rows,
     y_train: np.ndarray,
     n_classes: int | None = None,
     X_val: np.ndarray | None = None,
@@ -203,34 +204,43 @@ def evaluate_separability(
     config: SeparabilityConfig | None = None,
     context: FaissContext | None = None,
     class_names: list[str] | None = None,
+    sample_rows: int | None = None,
 ) -> SeparabilityReport:
     """Every separability score of training features, and of validation features where given.
 
     Args:
-        X_train: (N, D) training features; y_train: (N,) int class ids in 0..C-1.
+        X_train: (N, D) training features, or :class:`~featlt.cluster.rows.Rows` read by chunks
+            (a store under a memory budget); y_train: (N,) int class ids in 0..C-1.
         n_classes: C; None: ``y_train.max() + 1``.
         X_val, y_val: (n_val, D) and (n_val,) held-out rows (kNN and NCM only); optional.
         context: faiss device and threads; None: ``resolve_faiss("auto")`` (1 thread).
+        sample_rows: at most this many rows are held by a k-means stage (None: no limit).
     """
     import threadpoolctl
 
     config = config or SeparabilityConfig()
     config.check()
     context = context or resolve_faiss("auto")
-    X, y = check_xy(X_train, y_train, "training features")
+    if isinstance(X_train, np.ndarray):
+        X, y = check_xy(X_train, y_train, "training features")
+        rows: Rows = ArrayRows(X)
+    else:  # read from a store, whose reader refuses non-finite rows
+        rows, y = X_train, check_labels(y_train, X_train.shape[0], "training features")
     n_classes = n_classes_of(y, n_classes)
     if X_val is not None and y_val is not None and len(y_val) > 0:
         X_val, y_val = check_xy(X_val, y_val, "validation features")
         n_classes_of(y_val, n_classes)
-        if X_val.shape[1] != X.shape[1]:
+        if X_val.shape[1] != rows.shape[1]:
             raise FeatltError(
-                f"validation features have {X_val.shape[1]} dimensions, training {X.shape[1]}; "
+                f"validation features have {X_val.shape[1]} dimensions, training "
+                f"{rows.shape[1]}; "
                 "use features of the same backbone"
             )
     else:
         X_val = y_val = None
     with threadpoolctl.threadpool_limits(limits=context.threads):
-        return _evaluate(ArrayRows(X), y, n_classes, X_val, y_val, config, context, class_names)
+        return _evaluate(rows, y, n_classes, X_val, y_val, config, context, class_names,
+                         sample_rows)
 
 
 @dataclass
@@ -355,12 +365,13 @@ def _clustering_scores(
     X: Rows, y: np.ndarray, config: SeparabilityConfig, context: FaissContext,
     parts: _ReportParts, sample_rows: int | None,
 ) -> ClusteringScores:
-    """Purity and NMI of one k-means with K = classes present (in memory: faiss draws the
-    training rows; from a store: a drawn sample of at most ``sample_rows`` rows)."""
+    """Purity and NMI of one k-means with K = classes present (exact: faiss draws each run's
+    training rows from the array; otherwise one drawn sample of at most ``sample_rows`` rows,
+    the same in memory and from a store)."""
     with _timed(parts.timings, "clustering"):
         k = int(np.count_nonzero(np.bincount(y)))
         clustering = global_clustering(
-            X.X if isinstance(X, ArrayRows) else X, y, context, seed=config.seed,
+            X.X if config.exact and isinstance(X, ArrayRows) else X, y, context, seed=config.seed,
             niter=config.cluster_niter,
             max_points_per_centroid=points_per_centroid(
                 config.cluster_max_points_per_centroid, k, sample_rows))
@@ -506,6 +517,7 @@ def evaluate_store(
     config: SeparabilityConfig | None = None,
     device: str = "auto",
     threads: int | None = None,
+    memory_budget_mb: float | None = None,
 ) -> SeparabilityReport:
     """The separability report of a feature store under an index view.
 
@@ -515,6 +527,9 @@ def evaluate_store(
     Args:
         protocol: a :class:`featlt.data.protocol.Protocol`; None: ``Protocol()`` (every stored
             training row; validation from a stored 'val' split, else carved from the training rows).
+        memory_budget_mb: read the training rows chunk by chunk so that resident memory above the
+            level after imports stays under this many MB (:mod:`featlt.separability.budget`,
+            recorded in ``report.input["memory_budget"]``); None: read them into memory.
     """
     from dataclasses import replace
 
@@ -522,12 +537,12 @@ def evaluate_store(
     from featlt.store.feature_store import FeatureStore
 
     path = Path(path)
+    config = config or SeparabilityConfig()
     try:
         context = resolve_faiss(device, threads)
         total = time.perf_counter()
         with FeatureStore(path) as store:
             view = resolve_view(store, protocol)
-            X_train = _read_rows(store, view.train_split, view.train_rows)
             y_train = store.labels(view.train_split)[view.train_rows]
             X_val = _read_rows(store, view.val_split, view.val_rows)
             y_val = store.labels(view.val_split)[view.val_rows]
@@ -535,9 +550,20 @@ def evaluate_store(
                       "view": view.record(), "created": store.created,
                       "featlt_version": store.featlt_version}
             class_names = view.class_names
-        read_seconds = round(time.perf_counter() - total, 3)
-        report = evaluate_separability(
-            X_train, y_train, len(class_names), X_val, y_val, config, context, class_names)
+            if memory_budget_mb is None:
+                X_train: np.ndarray | Rows = _read_rows(store, view.train_split, view.train_rows)
+                sample_rows = None
+            else:
+                plan = report_plan(store, view, y_train, len(class_names), config,
+                                   memory_budget_mb, f"feature file {path}")
+                record["memory_budget"] = plan.record()
+                X_train = StoreRows(store, view.train_split, view.train_rows, plan.chunk_rows,
+                                    store.info(view.train_split).dim)
+                sample_rows = plan.sample_rows
+            read_seconds = round(time.perf_counter() - total, 3)
+            report = evaluate_separability(
+                X_train, y_train, len(class_names), X_val, y_val, config, context, class_names,
+                sample_rows)
     except FeatltError as err:
         if str(path) in str(err):
             raise

@@ -51,8 +51,12 @@ def run_separability(
     threads: int | None = None,
     output: Path | None = None,
     plots_dir: Path | None = None,
+    memory_budget_mb: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate every file, write the JSON document (atomically) and the plots.
+
+    ``memory_budget_mb``: each file's training rows are read chunk by chunk under it
+    (:func:`featlt.separability.evaluate.evaluate_store`); None: in memory.
 
     Returns:
         the document: ``{"kind", "report_version", "reports": [record, ...], "comparison":
@@ -63,8 +67,8 @@ def run_separability(
     config = config or SeparabilityConfig()
     if output is not None:
         refuse_output_onto_inputs(output, paths)
-    records = [to_jsonable(evaluate_store(path, protocol, config, device, threads).record())
-               for path in paths]
+    records = [to_jsonable(evaluate_store(path, protocol, config, device, threads,
+                                          memory_budget_mb).record()) for path in paths]
     comparison = [{"label": _label(r), "file": r["input"]["file"], **r["scores"]}
                   for r in records]
     document: dict[str, Any] = {

@@ -21,16 +21,21 @@ def check_xy(X: np.ndarray, y: np.ndarray, what: str = "features") -> tuple[np.n
         (X as C-contiguous float32, y as int64).
     """
     X = as_float32_rows(X, what)
+    return X, check_labels(y, X.shape[0], what)
+
+
+def check_labels(y: np.ndarray, n_rows: int, what: str = "features") -> np.ndarray:
+    """``y`` (n_rows,) non-negative integer class ids of ``n_rows`` rows, as int64."""
     y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+    if y.ndim != 1 or y.shape[0] != n_rows:
         raise FeatltError(
-            f"{what}: {X.shape[0]} rows but labels of shape {y.shape}; pass one label per row"
+            f"{what}: {n_rows} rows but labels of shape {y.shape}; pass one label per row"
         )
-    if X.shape[0] == 0:
+    if n_rows == 0:
         raise FeatltError(f"{what}: no rows; pass a non-empty split")
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
         raise FeatltError(f"{what}: labels must be non-negative integer class ids")
-    return X, y.astype(np.int64)
+    return y.astype(np.int64)
 
 
 def n_classes_of(y: np.ndarray, n_classes: int | None) -> int:
