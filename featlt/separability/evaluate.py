@@ -374,7 +374,7 @@ def _clustering_scores(
             X.X if config.exact and isinstance(X, ArrayRows) else X, y, context, seed=config.seed,
             niter=config.cluster_niter,
             max_points_per_centroid=points_per_centroid(
-                config.cluster_max_points_per_centroid, k, sample_rows))
+                config.cluster_max_points_per_centroid, k, sample_rows, y.size))
     parts.scores["purity"], parts.scores["nmi"] = clustering.purity, clustering.nmi
     return clustering
 
@@ -400,7 +400,7 @@ def _densest_fraction(
             dense = densest_fraction(mixture.train_log_density, y, groups, config.dense_fraction)
         else:
             ppc = points_per_centroid(config.density_max_points_per_centroid,
-                                      min(n_dense_clusters, n_rows), sample_rows)
+                                      min(n_dense_clusters, n_rows), sample_rows, n_rows)
             mixture, dense = sampled_densest_fraction(
                 X, y, context, n_dense_clusters, variance, groups, config.dense_fraction,
                 n_fit=min(n_dense_clusters, n_rows) * ppc, n_scored=config.density_rows,

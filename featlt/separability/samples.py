@@ -25,10 +25,11 @@ if TYPE_CHECKING:
 MIN_POINTS_PER_CENTROID = 39  # below this faiss warns that the centroids are poorly estimated
 
 
-def points_per_centroid(configured: int, k: int, sample_rows: int | None) -> int:
-    """The training points per centroid of a k-means with ``k`` centroids: ``configured``,
-    lowered to what ``sample_rows`` rows hold (at least :data:`MIN_POINTS_PER_CENTROID`)."""
-    if sample_rows is None:
+def points_per_centroid(configured: int, k: int, sample_rows: int | None, n: int) -> int:
+    """The training points per centroid of a k-means with ``k`` centroids on ``n`` rows:
+    ``configured``, lowered to what ``sample_rows`` rows hold when they cannot hold
+    ``min(n, k x configured)`` (never below :data:`MIN_POINTS_PER_CENTROID`)."""
+    if sample_rows is None or sample_rows >= min(n, k * configured):
         return configured
     return max(MIN_POINTS_PER_CENTROID, min(configured, sample_rows // max(k, 1)))
 
@@ -63,7 +64,7 @@ def sampled_split(
     counts = np.bincount(y, minlength=n_classes).astype(np.int64)
     k_plan = plan_splits(counts, config.split_n_ref, config.split_min_size)
     per_centroid = points_per_centroid(config.split_max_points_per_centroid,
-                                       int(k_plan[counts > 0].sum()), sample_rows)
+                                       int(k_plan[counts > 0].sum()), sample_rows, y.size)
     rows = split_sample(y, k_plan, per_centroid, config.seed)
     split = classwise_split(
         X.take(rows), y[rows], n_classes=n_classes, k_per_class=k_plan, m_min=config.split_min_size,
