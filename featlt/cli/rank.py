@@ -12,7 +12,14 @@ import click
 
 from featlt.cli import emit, featlt_command, main
 from featlt.cli.heads import head_folder_writes
-from featlt.cli.option_types import BOOTSTRAP_RANGE, InputPath, OutputFolder, OutputPath, Params
+from featlt.cli.option_types import (
+    BOOTSTRAP_RANGE,
+    InputPath,
+    OutputFolder,
+    OutputPath,
+    Params,
+    finite_float,
+)
 from featlt.cli.view_options import build_protocol, view_options
 from featlt.rank.model import OPTIONAL_SCORES, SCORE_COLUMNS
 from featlt.runtime import Runtime
@@ -87,6 +94,11 @@ def rank_heads_writes(params: Params) -> list[str]:
 @click.option("--max-width", type=click.IntRange(min=1), default=8192, show_default=True,
               help="With --pairs: the widest combined feature scored (wider ones are skipped "
                    "with a note).")
+@click.option("--memory-budget", "memory_budget", type=finite_float(min=0, min_open=True),
+              default=None,
+              help="Score each file from training rows read chunk by chunk so that resident "
+                   "memory above the level after imports stays under this many MB (cheap mode; "
+                   "refused below the smallest budget that works, naming it).")
 @featlt_command
 def rank_command(
     runtime: Runtime, feature_files: tuple[Path, ...], protocol_options: dict[str, Any],
@@ -94,6 +106,7 @@ def rank_command(
     json_file: Path | None, full: bool, validate: bool,
     heads: tuple[str, ...], heads_dir: Path, max_epochs: int | None, cv_folds: int,
     bootstrap: int, pairs: bool, pairs_max_k: int, pairs_top: int, max_width: int,
+    memory_budget: float | None,
 ) -> None:
     """Rank FEATURE_FILES (one backbone each, same dataset) for long-tailed data.
 
@@ -123,7 +136,8 @@ def rank_command(
         click.echo(line, err=True)
 
     document = rank_files(list(feature_files), build_protocol(protocol_options, runtime.seed),
-                          config, device=runtime.device, threads=runtime.threads, log=progress)
+                          config, device=runtime.device, threads=runtime.threads, log=progress,
+                          memory_budget_mb=memory_budget)
     # the command as typed (``featlt rank ...``), for a reader of the document
     document["run"]["command"] = shlex.join(["featlt", *sys.argv[1:]])
     document["outputs"] = {"csv": None, "plot": None,

@@ -66,11 +66,12 @@ from featlt.store.feature_store import FeatureStore
 
 
 def _score_entry(entry: RankInput, protocol: Any, separability_config: Any, device: str,
-                 threads: int | None, config: RankConfig) -> RankedFile:
+                 threads: int | None, config: RankConfig,
+                 memory_budget_mb: float | None = None) -> RankedFile:
     # --pairs: every single file also gets what every combination gets (the ridge probe)
     optional = needed_optional((*config.optional, *(pair_optional() if config.pairs else ())))
     scored = score_file(entry.path, protocol, separability_config, device, threads,
-                        optional=optional, seed=config.seed)
+                        optional=optional, seed=config.seed, memory_budget_mb=memory_budget_mb)
     try:
         static = static_baselines(entry.provenance)
         params, top1, source = float(static.params), static.imagenet_top1, static.source
@@ -83,21 +84,39 @@ def _score_entry(entry: RankInput, protocol: Any, separability_config: Any, devi
                       report=scored.report, seconds=scored.seconds)
 
 
+def _check_budget_mode(config: RankConfig, budget_mb: float) -> None:
+    """Refuse what ``--memory-budget`` cannot keep: the modes that hold features in memory."""
+    held = [flag for flag, on in (("--full", config.full), ("--pairs", config.pairs is not None),
+                                  (f"--with {','.join(config.optional)}", bool(config.optional)))
+            if on]
+    if held:
+        raise FeatltError(
+            f"--memory-budget {budget_mb:g}: {', '.join(held)} "
+            f"{'needs' if len(held) == 1 else 'need'} the features in memory; rank "
+            "under a budget in cheap mode (leave them out), and fit heads under a budget with "
+            "`featlt fit-classifier FILE --memory-budget MB`")
+
+
 def rank_files(
     paths: list[Path], protocol: Any = None, config: RankConfig | None = None,
     separability_config: Any = None, device: str = "auto", threads: int | None = None,
-    log: Any = None,
+    log: Any = None, memory_budget_mb: float | None = None,
 ) -> dict[str, Any]:
     """Rank the feature files; returns the JSON-able ranking document.
 
     Args:
         protocol: the index view (:class:`featlt.data.protocol.Protocol`) applied to every file.
         log: called with a line of progress per file (None: silent).
+        memory_budget_mb: score every file from training rows read chunk by chunk under it
+            (the separability report and SFDA stream); cheap mode only (``--full``,
+            ``--pairs`` and ``--with`` hold features in memory and are refused with it).
     """
     from featlt.separability.evaluate import SeparabilityConfig  # torch and faiss: load late
 
     config = config or RankConfig()
     config.check()
+    if memory_budget_mb is not None:
+        _check_budget_mode(config, memory_budget_mb)
     protocol = protocol or Protocol(seed=config.seed)
     separability_config = separability_config or SeparabilityConfig(seed=config.seed)
     inputs, notes = open_inputs(list(paths), protocol.test_split, need_test=config.full,
@@ -110,7 +129,8 @@ def rank_files(
     rows: list[RankedFile] = []
     picks: dict[str, CrossValidatedPick] = {}  # label -> its cross-validated pick (--cv-folds K)
     for entry in inputs:
-        row = _score_entry(entry, protocol, separability_config, device, threads, config)
+        row = _score_entry(entry, protocol, separability_config, device, threads, config,
+                           memory_budget_mb)
         if config.full:
             _measure_row(row, protocol, config, device, picks, log)
         rows.append(row)

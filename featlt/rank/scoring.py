@@ -61,7 +61,7 @@ def check_optional(optional: Sequence[str]) -> tuple[str, ...]:
 
 def score_file(
     path: Any, protocol: Any, separability_config: Any, device: str, threads: int | None,
-    optional: Sequence[str] = (), seed: int = 0,
+    optional: Sequence[str] = (), seed: int = 0, memory_budget_mb: float | None = None,
 ) -> FileScores:
     """Scores of ``path`` under the index view ``protocol`` (training and validation rows).
 
@@ -70,6 +70,9 @@ def score_file(
             ``ridge`` adds ``ridge`` and ``ridge_tail``, ``cv_la`` adds ``cv_la``; both are
             computed on the view's training rows (the rows of SFDA and the report's kNN / NCM).
         seed: seeds ``cv_la``'s folds and heads.
+        memory_budget_mb: the report and SFDA read the training rows chunk by chunk under it
+            (:func:`featlt.separability.evaluate.evaluate_store`); the opt-in scores need the
+            rows in memory and are refused with it.
     Raises:
         FeatltError: an unknown optional score; ``cv_la`` on a view with a class of fewer
         training rows than its folds.
@@ -78,18 +81,27 @@ def score_file(
     from featlt.separability.scores.sfda import sfda
 
     optional = check_optional(optional)
+    if optional and memory_budget_mb is not None:
+        raise FeatltError(f"--with {','.join(optional)}: needs the training rows in memory; "
+                          "leave it out under --memory-budget")
     start = time.perf_counter()
     report = to_jsonable(evaluate_store(path, protocol, separability_config, device,
-                                        threads).record())
-    X, y = _training_rows(path, protocol)
+                                        threads, memory_budget_mb).record())
     import threadpoolctl
 
     n_classes = len(report["data"]["class_names"])
-    with threadpoolctl.threadpool_limits(limits=threads):
-        sfda_start = time.perf_counter()
-        sfda_score = sfda(X, y, n_classes).score
-        report["timings"]["sfda"] = round(time.perf_counter() - sfda_start, 3)
-        candidates, details = optional_scores(X, y, report, optional, device, seed)
+    if memory_budget_mb is not None:
+        with threadpoolctl.threadpool_limits(limits=threads):
+            sfda_score = _streamed_sfda(path, protocol, report, n_classes)
+        candidates: dict[str, float | None] = {}
+        details: dict[str, Any] = {}
+    else:
+        X, y = _training_rows(path, protocol)
+        with threadpoolctl.threadpool_limits(limits=threads):
+            sfda_start = time.perf_counter()
+            sfda_score = sfda(X, y, n_classes).score
+            report["timings"]["sfda"] = round(time.perf_counter() - sfda_start, 3)
+            candidates, details = optional_scores(X, y, report, optional, device, seed)
     raw = report["scores"]
     scores = {
         "featlt_v1": featlt_score(report),
@@ -181,6 +193,25 @@ def add_relative_scores(rows: Sequence[RankedFile]) -> None:
             row.scores[name] = value
     for row in rows:
         row.scores["featlt"] = row.scores.get(DEFAULT_SCORE)
+
+
+def _streamed_sfda(path: Any, protocol: Any, report: dict[str, Any], n_classes: int) -> float:
+    """SFDA of the view's training rows read in the report's chunks (its memory budget plan);
+    adds its seconds to the report's timings."""
+    from featlt.cluster.rows import StoreRows
+    from featlt.data.protocol import resolve_view
+    from featlt.separability.scores.sfda import sfda
+    from featlt.store.feature_store import FeatureStore
+
+    start = time.perf_counter()
+    with FeatureStore(path) as store:
+        view = resolve_view(store, protocol)
+        rows = StoreRows(store, view.train_split, view.train_rows,
+                         report["input"]["memory_budget"]["chunk_rows"],
+                         store.info(view.train_split).dim)
+        score = sfda(rows, store.labels(view.train_split)[view.train_rows], n_classes).score
+    report["timings"]["sfda"] = round(time.perf_counter() - start, 3)
+    return score
 
 
 def _training_rows(path: Any, protocol: Any) -> tuple[np.ndarray, np.ndarray]:

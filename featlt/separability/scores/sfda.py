@@ -25,13 +25,16 @@ Prior-weighted throughout, so head classes dominate, as the issue and docs/metho
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import softmax
 
+from featlt.cluster.prototypes import class_sums
+from featlt.cluster.rows import Rows
 from featlt.errors import FeatltError
-from featlt.separability.scores.common import check_xy, n_classes_of
+from featlt.separability.scores.common import check_labels, check_xy, n_classes_of
 
 MIN_SHRINKAGE = 1e-10  # the authors' floor on the adaptive shrinkage
 SHRINKAGE_RATE = 5.0  # l = exp(-5 lambda_max(S_w))
@@ -62,23 +65,26 @@ class _Discriminant:
         return softmax(X.astype(np.float64) @ self.coef.T + self.intercept, axis=1)
 
 
-def _within_scatter(X: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[
+Blocks = Callable[[], Iterator[tuple[int, np.ndarray]]]  # (first row, (b, D) rows), re-iterable
+
+
+def _within_scatter(blocks: Blocks, y: np.ndarray, n_classes: int, dim: int) -> tuple[
     np.ndarray, np.ndarray, np.ndarray
 ]:
-    """(S_w (D, D), class means (C, D), priors (C,)) with S_w = sum_c pi_c Cov_c, in float64.
+    """(S_w (D, D), class means (C, D), priors (C,)) with S_w = sum_c pi_c Cov_c, in float64,
+    from two passes over the (n, D) rows ``blocks()`` gives.
 
     The rows are centred on their class mean before the product (float64 blocks): the
     shrinkage can be as small as 1e-10 of the mean variance, far below float32 rounding.
     """
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    sums = np.zeros((n_classes, X.shape[1]))
-    for c in np.flatnonzero(counts):
-        sums[c] = X[y == c].sum(axis=0, dtype=np.float64)
+    sums = np.zeros((n_classes, dim))
+    for first, block in blocks():
+        sums += class_sums(block.astype(np.float64), y[first:first + block.shape[0]], n_classes)
     means = np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=counts[:, None] > 0)
-    scatter = np.zeros((X.shape[1], X.shape[1]))
-    for start in range(0, y.shape[0], BLOCK_ROWS):
-        rows = slice(start, start + BLOCK_ROWS)
-        centred = X[rows].astype(np.float64) - means[y[rows]]
+    scatter = np.zeros((dim, dim))
+    for first, block in blocks():
+        centred = block.astype(np.float64) - means[y[first:first + block.shape[0]]]
         scatter += centred.T @ centred
     scatter /= y.shape[0]
     return (scatter + scatter.T) / 2, means, counts / y.shape[0]
@@ -108,10 +114,10 @@ def _solve(shrunk: np.ndarray, means: np.ndarray) -> np.ndarray:
         return ((means @ eigvecs) / eigvals) @ eigvecs.T
 
 
-def _fit(X: np.ndarray, y: np.ndarray, n_classes: int, shrinkage: float | None) -> tuple[
-    _Discriminant, float
-]:
-    scatter, means, priors = _within_scatter(X, y, n_classes)
+def _fit(
+    blocks: Blocks, y: np.ndarray, n_classes: int, dim: int, shrinkage: float | None
+) -> tuple[_Discriminant, float]:
+    scatter, means, priors = _within_scatter(blocks, y, n_classes, dim)
     if shrinkage is None:
         shrinkage = adaptive_shrinkage(scatter)
     dim = scatter.shape[0]
@@ -123,43 +129,61 @@ def _fit(X: np.ndarray, y: np.ndarray, n_classes: int, shrinkage: float | None) 
     return _Discriminant(coef=coef, intercept=intercept, means=means), shrinkage
 
 
-def _true_class_probability(disc: _Discriminant, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(n,) float64 p(y_i | x_i), computed in blocks so memory stays at (block, C)."""
-    out = np.empty(y.shape[0])
-    for start in range(0, y.shape[0], BLOCK_ROWS):
-        block = slice(start, start + BLOCK_ROWS)
-        proba = disc.proba(X[block])
-        out[block] = proba[np.arange(proba.shape[0]), y[block]]
-    return out
+def _true_class_probability(
+    disc: _Discriminant, block: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """(b,) float64 p(y_i | x_i) of the rows of ``block`` (b, D) with labels (b,)."""
+    proba = disc.proba(block)
+    return proba[np.arange(proba.shape[0]), labels]
 
 
-def sfda(X: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> SFDAResult:
-    """SFDA of features ``X`` (n, D) for labels ``y`` (n,) in 0..C-1; higher is better.
+def _blocks(X: np.ndarray | Rows) -> Blocks:
+    """The re-iterable blocks of an array (of :data:`BLOCK_ROWS` rows) or of ``Rows``."""
+    if isinstance(X, np.ndarray):
+        return lambda: ((s, X[s:s + BLOCK_ROWS]) for s in range(0, X.shape[0], BLOCK_ROWS))
+    return X.blocks
+
+
+def sfda(X: np.ndarray | Rows, y: np.ndarray, n_classes: int | None = None) -> SFDAResult:
+    """SFDA of features ``X`` (n, D) (an array, or :class:`~featlt.cluster.rows.Rows` read by
+    chunks: seven passes, nothing of size n x D held) for labels ``y`` (n,) in 0..C-1; higher
+    is better.
 
     Needs at least two classes with samples; absent classes are ignored (prior 0).
     """
-    X, y = check_xy(X, y, "SFDA features")
+    if isinstance(X, np.ndarray):
+        X, y = check_xy(X, y, "SFDA features")
+    else:
+        y = check_labels(y, X.shape[0], "SFDA features")
     n_classes = n_classes_of(y, n_classes)
     present = np.flatnonzero(np.bincount(y, minlength=n_classes))
     if present.size < 2:
         raise FeatltError(
             f"SFDA features: only {present.size} class has samples; SFDA needs at least 2"
         )
-    first, shrinkage = _fit(X, y, n_classes, None)
+    dim, blocks = X.shape[1], _blocks(X)
+    first, shrinkage = _fit(blocks, y, n_classes, dim, None)
     # ConfMix: the true-class probability of the softened posteriors mixes each sample with
     # the mean of the other present classes' means.
-    soft = np.empty(y.shape[0])
-    for start in range(0, y.shape[0], BLOCK_ROWS):
-        block = slice(start, start + BLOCK_ROWS)
-        posterior = softmax(first.proba(X[block]), axis=1)
-        soft[block] = posterior[np.arange(posterior.shape[0]), y[block]]
+    soft, first_pass = np.empty(y.shape[0]), np.empty(y.shape[0])
+    for start, block in blocks():
+        labels = y[start:start + block.shape[0]]
+        proba = first.proba(block)
+        first_pass[start:start + labels.size] = proba[np.arange(labels.size), labels]
+        posterior = softmax(proba, axis=1)
+        soft[start:start + labels.size] = posterior[np.arange(labels.size), labels]
     means = first.means[present]
     other_means = np.zeros_like(first.means)
     other_means[present] = (means.sum(axis=0) - means) / (present.size - 1)
-    mixed = (soft[:, None] * X + (1.0 - soft[:, None]) * other_means[y]).astype(np.float32)
-    second, _ = _fit(mixed, y, n_classes, shrinkage)
-    return SFDAResult(
-        score=float(_true_class_probability(second, mixed, y).mean()),
-        shrinkage=shrinkage,
-        first_pass_score=float(_true_class_probability(first, X, y).mean()),
-    )
+
+    def mixed() -> Iterator[tuple[int, np.ndarray]]:
+        for start, block in blocks():
+            part = slice(start, start + block.shape[0])
+            yield start, (soft[part, None] * block + (1.0 - soft[part, None])
+                          * other_means[y[part]]).astype(np.float32)
+
+    second, _ = _fit(mixed, y, n_classes, dim, shrinkage)
+    final = np.concatenate([_true_class_probability(second, block, y[s:s + block.shape[0]])
+                            for s, block in mixed()])
+    return SFDAResult(score=float(final.mean()), shrinkage=shrinkage,
+                      first_pass_score=float(first_pass.mean()))
