@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from featlt.cluster.faiss_ops import FaissContext, kmeans
-from featlt.cluster.rows import Rows, selected_blocks
+from featlt.cluster.faiss_ops import FaissContext, kmeans, training_rows
+from featlt.cluster.rows import Rows, selected_blocks, take_in_order
 
 BLOCK_ELEMENTS = 2**19  # rows x clusters per block of log-densities (a few float64 copies)
 
@@ -69,20 +69,22 @@ def sampled_densest_fraction(
     groups: dict[str, np.ndarray | None], rho: float, n_fit: int, n_scored: int, seed: int = 0,
     niter: int = 20, prior_strength: float = 10.0,
 ) -> tuple[DensityMixture, dict[str, Any]]:
-    """The mixture fitted on ``n_fit`` rows drawn from ``rows`` (n, D) (k-means, cluster sizes
-    and variances all from that sample) and the densest-fraction make-up of ``n_scored`` other
-    draws (their log-densities computed block by block; ``y`` (n,) labels).
+    """The mixture fitted on about ``n_fit`` rows of ``rows`` (n, D), the ones faiss would draw
+    (:func:`~featlt.cluster.faiss_ops.training_rows`: the in-memory k-means' centroids; cluster
+    sizes and variances from those rows too), and the densest-fraction make-up of ``n_scored``
+    drawn rows (their log-densities computed block by block; ``y`` (n,) labels).
 
     Returns:
         (mixture with the fitting sample's ``train_log_density``, :func:`densest_fraction` of
         the scored sample with ``n_scored`` added).
     """
     n = rows.shape[0]
-    rng = np.random.default_rng(seed)
-    fit_rows = np.sort(rng.choice(n, min(n, n_fit), replace=False))
-    mixture = fit_density(rows.take(fit_rows), context, n_clusters, global_variance, seed=seed,
-                          niter=niter, max_points_per_centroid=fit_rows.size,
+    k = min(n_clusters, n)
+    fit_rows = training_rows(n, k, max(1, n_fit // k), seed)
+    mixture = fit_density(take_in_order(rows, fit_rows), context, n_clusters, global_variance,
+                          seed=seed, niter=niter, max_points_per_centroid=fit_rows.size,
                           prior_strength=prior_strength)
+    rng = np.random.default_rng(seed)
     scored = np.sort(rng.choice(n, min(n, n_scored), replace=False))
     log_p = np.empty(scored.size)
     for first, block in selected_blocks(rows, scored):

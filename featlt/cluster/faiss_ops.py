@@ -214,6 +214,26 @@ def kmeans(
     )
 
 
+def training_rows(n: int, k: int, max_points_per_centroid: int, seed: int) -> np.ndarray:
+    """The rows faiss's k-means (:func:`kmeans` with this ``seed``) trains on out of ``n``: all
+    of them in order when ``n <= k x max_points_per_centroid``, else the first ``k x
+    max_points_per_centroid`` of faiss's seeded permutation, in that order.
+
+    A k-means of exactly those rows (``max_points_per_centroid=None``) gives the same centroids
+    bit for bit, so rows read from a store by chunks train the k-means the in-memory run trains.
+
+    Returns:
+        (m,) int64 row indices, in faiss's order.
+    """
+    limit = int(k) * int(max_points_per_centroid)
+    if n <= limit:
+        return np.arange(n, dtype=np.int64)
+    faiss = _faiss()
+    perm = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
+    faiss.rand_perm(faiss.swig_ptr(perm), n, int(seed))
+    return perm[:limit].astype(np.int64)
+
+
 def assign(
     X: np.ndarray, centroids: np.ndarray, context: FaissContext, spherical: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:

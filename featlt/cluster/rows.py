@@ -84,6 +84,15 @@ class StoreRows:
         return self._read(self.rows[np.asarray(positions, dtype=np.int64)])
 
 
+def take_in_order(rows: Rows, positions: np.ndarray) -> np.ndarray:
+    """(r, D) float32 rows at ``positions`` (r,) in the order given (read sorted, then placed)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    order = np.argsort(positions, kind="stable")
+    out = np.empty((positions.size, rows.shape[1]), dtype=np.float32)
+    out[order] = rows.take(positions[order])
+    return out
+
+
 def selected_blocks(rows: Rows, positions: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     """The rows at sorted ``positions`` (r,), block by block: ``(index into positions, (b, D)
     float32 selected rows)``; one block of ``rows`` is held at a time."""

@@ -507,7 +507,7 @@ def _read_rows(store: Any, split: str, rows: np.ndarray) -> np.ndarray:
     """(len(rows), D) float32 features, filled block by block (peak memory ~ one copy)."""
     out = np.empty((rows.size, store.info(split).dim), dtype=np.float32)
     for positions, values in store.iter_rows(split, rows):
-        out[positions] = values
+        out[positions[0]:positions[-1] + 1] = values  # positions: consecutive, a slice
     return out
 
 

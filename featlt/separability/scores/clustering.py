@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from featlt.cluster.faiss_ops import FaissContext, KMeansResult, assign, kmeans
-from featlt.cluster.rows import Rows
+from featlt.cluster.faiss_ops import FaissContext, KMeansResult, assign, kmeans, training_rows
+from featlt.cluster.rows import Rows, take_in_order
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,9 @@ def global_clustering(
 
     Args:
         X: an (n, D) array (faiss draws each run's training sample), or
-            :class:`~featlt.cluster.rows.Rows` read block by block (one training sample of
-            at most K times ``max_points_per_centroid`` rows is drawn here and read, then every
-            row is assigned block by block).
+            :class:`~featlt.cluster.rows.Rows` read block by block (each run reads the rows
+            faiss would draw, so the centroids equal the in-memory run's; then every row is
+            assigned block by block).
         n_clusters: K; None: the number of distinct labels.
         max_points_per_centroid: faiss trains on at most K times this many sampled points; all
             points are assigned.
@@ -94,7 +94,7 @@ def global_clustering(
                        max_points_per_centroid=max_points_per_centroid,
                        what="global clustering features") for run_seed in seeds]
     else:
-        runs = _sampled_runs(X, k, context, seeds, niter, n_sampled, seed)
+        runs = _sampled_runs(X, k, context, seeds, niter, max_points_per_centroid)
     purity = [purity_score(y, run.labels) for run in runs]
     nmi = [float(normalized_mutual_info_score(y, run.labels)) for run in runs]
     best = int(np.argmin([run.inertia for run in runs]))
@@ -109,18 +109,20 @@ def global_clustering(
 
 
 def _sampled_runs(
-    rows: Rows, k: int, context: FaissContext, seeds: np.ndarray, niter: int, n_sampled: int,
-    seed: int,
+    rows: Rows, k: int, context: FaissContext, seeds: np.ndarray, niter: int,
+    max_points_per_centroid: int,
 ) -> list[KMeansResult]:
-    """One k-means per seed on the same ``n_sampled`` rows drawn from ``rows``, every row then
-    assigned block by block (labels, squared distances and inertia over all n rows)."""
+    """One k-means per seed on the rows faiss would draw for it (:func:`training_rows`, read
+    from ``rows``: the centroids of the in-memory run), every row then assigned block by block
+    (labels, squared distances and inertia over all n rows)."""
     n = rows.shape[0]
-    drawn = np.random.default_rng(seed).choice(n, n_sampled, replace=False)
-    sample = rows.take(np.sort(drawn))
     runs = []
     for run_seed in seeds:
-        run = kmeans(sample, k, context, seed=int(run_seed) % 2**31, niter=niter,
+        run_seed = int(run_seed) % 2**31
+        sample = take_in_order(rows, training_rows(n, k, max_points_per_centroid, run_seed))
+        run = kmeans(sample, k, context, seed=run_seed, niter=niter,
                      max_points_per_centroid=None, what="global clustering features")
+        del sample
         labels, sq = np.empty(n, np.int64), np.empty(n, np.float32)
         for first, block in rows.blocks():
             part = slice(first, first + block.shape[0])
