@@ -124,9 +124,10 @@ def plan_report(sizes: ReportSizes, budget_mb: float, what: str) -> ReportPlan:
     if budget_mb < minimum:
         raise FeatltError(
             f"--memory-budget {budget_mb:g}: below the smallest budget that works on {what} "
-            f"(about {math.ceil(minimum)} MB: {fixed:.1f} MB for labels, {sizes.n_queries} kNN "
-            f"queries, {sizes.n_val} validation rows and the {sizes.dim} x {sizes.dim} moments, "
-            f"chunks of {least_chunk} rows and k-means samples of {least_sample} rows); pass "
+            f"(about {math.ceil(minimum)} MB: {fixed:.1f} MB held whole for first-use "
+            f"allocations, labels, {sizes.n_queries} kNN queries, {sizes.n_val} validation rows "
+            f"and the {sizes.dim} x {sizes.dim} moments, then chunks of {least_chunk} rows and "
+            f"k-means samples of {least_sample} rows); pass "
             f"--memory-budget {math.ceil(minimum)} or more"
         )
     left = budget_mb - fixed
