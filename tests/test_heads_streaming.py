@@ -185,3 +185,38 @@ def test_cli_memory_budget(synthetic_store: Path, tmp_path: Path) -> None:
                                 "--json", "-o", str(tmp_path / "c")])
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["config"]["memory_budget"]["mb"] == minimum
+
+
+class _ArrayRows:
+    """A stand-in for :class:`StreamedFeatures` over an in-memory (n, D) array: what
+    :func:`epoch_batches` reads (``chunk_rows``, ``len``, ``read``)."""
+
+    def __init__(self, X: np.ndarray, chunk_rows: int) -> None:
+        self.X, self.chunk_rows = X, chunk_rows
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def read(self, positions: np.ndarray, raw_rows: int) -> np.ndarray:
+        return self.X[positions].astype(np.float64)
+
+
+def test_class_balanced_draws_of_a_rare_class_are_spread_over_the_epoch() -> None:
+    """A rare class stored in one block is drawn about draws / C times: those draws go to many
+    chunks, so every quarter of the epoch holds a fair share of them (in one chunk, crt lost
+    6 points at 100k rows under a budget)."""
+    import torch
+
+    from featlt.heads.streaming import epoch_batches
+
+    counts = [30000, 6000, 3000, 600, 60]  # stored class by class; blocks of 64 rows
+    targets = np.repeat(np.arange(len(counts)), counts).astype(np.int64)
+    rows = _ArrayRows(targets[:, None].astype(np.float32), chunk_rows=128 * 64)
+    drawn = torch.cat([batch[1] for batch in epoch_batches(
+        rows, targets, np.ones(targets.size), "class_balanced", np.random.default_rng(0),
+        draws=targets.size, batch=256, device=torch.device("cpu"))]).numpy()
+    assert drawn.size == targets.size
+    per_class = np.bincount(drawn, minlength=len(counts))
+    assert np.all(np.abs(per_class / drawn.size - 1 / len(counts)) < 0.02)  # balanced
+    quarters = [np.count_nonzero(part == 4) for part in np.array_split(drawn, 4)]
+    assert min(quarters) > 0.5 * per_class[4] / 4, quarters
