@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-CANDIDATES_PER_K = 4  # candidates per block: this many times k (at least k + 16)
+CANDIDATES_PER_K = 2  # candidates per block: this many times k, plus 8
 QUERY_CHUNK = 256  # queries re-ranked at once: bounds the (chunk, candidates, D) gather
 
 
@@ -54,15 +54,15 @@ def knn_bf16(
     for start, block in blocks:
         base = transform(block) if transform is not None else block
         base = np.ascontiguousarray(base, dtype=np.float32)
-        n_cand = min(base.shape[0], max(CANDIDATES_PER_K * k, k + 16))
+        n_cand = min(base.shape[0], CANDIDATES_PER_K * k + 8)
         scores = queries_h @ torch.from_numpy(base).to(torch.bfloat16).T  # (q, b) bfloat16
         candidates = torch.topk(scores, n_cand, dim=1, sorted=False).indices.numpy()
         del scores
         found.add(_exact_scores(queries, base, candidates), candidates + start)
         if exact is not None and check is not None:
-            full = queries[check] @ base.T  # (c, b) float32
-            top = np.argpartition(-full, min(k, base.shape[0]) - 1, axis=1)[:, :k]
-            exact.add(np.take_along_axis(full, top, axis=1), top + start)
+            full = torch.from_numpy(queries[check] @ base.T)  # (c, b) float32
+            values, top = torch.topk(full, min(k, base.shape[0]), dim=1, sorted=False)
+            exact.add(values.numpy(), top.numpy() + start)
     values, ids = found.result()
     return values, ids, None if exact is None else exact.result()[1]
 

@@ -120,10 +120,11 @@ class SeparabilityConfig:
     # exact: the reference computation: exact float32 kNN search, the density mixture and the
     # classwise split on every row. Otherwise (default): kNN by bfloat16 candidates re-ranked
     # exactly (recall checked on a few queries), the density mixture fitted on
-    # K_d x density_max_points_per_centroid drawn rows and scored on density_rows drawn rows,
-    # each class split on at most K_c x split_max_points_per_centroid drawn rows
+    # K_d x density_sample_points_per_centroid rows (of faiss's draw) and scored on density_rows
+    # drawn rows, each class split on at most K_c x split_max_points_per_centroid drawn rows
     # (benchmarks/bench_separability.py measures both in one run; docs/scaling.md).
     exact: bool = False
+    density_sample_points_per_centroid: int = 128
     density_rows: int = 200_000
     split_max_points_per_centroid: int = 256
 
@@ -143,10 +144,13 @@ class SeparabilityConfig:
             raise FeatltError(f"dense fraction {self.dense_fraction}: must be in (0, 1]")
         if self.density_clusters is not None and self.density_clusters < 1:
             raise FeatltError(f"density clusters {self.density_clusters}: must be at least 1")
-        if self.density_rows < 1 or self.split_max_points_per_centroid < 1:
+        if min(self.density_rows, self.split_max_points_per_centroid,
+               self.density_sample_points_per_centroid) < 1:
             raise FeatltError(
-                f"density rows {self.density_rows} / split points per centroid "
-                f"{self.split_max_points_per_centroid}: must be at least 1; e.g. 200000 and 256")
+                f"density rows {self.density_rows} / points per centroid of the density "
+                f"{self.density_sample_points_per_centroid} and split "
+                f"{self.split_max_points_per_centroid}: must be at least 1; e.g. 200000, 128, "
+                "256")
 
 
 @dataclass(frozen=True)
@@ -399,7 +403,7 @@ def _densest_fraction(
                 prior_strength=config.density_prior_strength)
             dense = densest_fraction(mixture.train_log_density, y, groups, config.dense_fraction)
         else:
-            ppc = points_per_centroid(config.density_max_points_per_centroid,
+            ppc = points_per_centroid(config.density_sample_points_per_centroid,
                                       min(n_dense_clusters, n_rows), sample_rows, n_rows)
             mixture, dense = sampled_densest_fraction(
                 X, y, context, n_dense_clusters, variance, groups, config.dense_fraction,
@@ -504,8 +508,14 @@ def _knn_record(
 
 
 def _read_rows(store: Any, split: str, rows: np.ndarray) -> np.ndarray:
-    """(len(rows), D) float32 features, filled block by block (peak memory ~ one copy)."""
-    out = np.empty((rows.size, store.info(split).dim), dtype=np.float32)
+    """(len(rows), D) float32 features of sorted ``rows``: the whole split as one block (no
+    copy), else filled block by block (peak memory ~ one copy)."""
+    info = store.info(split)
+    if 0 < rows.size == info.n_rows:  # sorted and unique: every row, in order
+        budget_mb = rows.size * info.dim * 4 / 2**20 + 1
+        ((_, values),) = store.iter_rows(split, None, budget_mb=budget_mb)
+        return values
+    out = np.empty((rows.size, info.dim), dtype=np.float32)
     for positions, values in store.iter_rows(split, rows):
         out[positions[0]:positions[-1] + 1] = values  # positions: consecutive, a slice
     return out
