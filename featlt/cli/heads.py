@@ -15,7 +15,7 @@ from featlt.cli.option_types import (
     OutputFolder,
     OutputPath,
     Params,
-    finite_float,
+    memory_budget_option,
 )
 from featlt.cli.view_options import build_protocol, view_options
 from featlt.runtime import Runtime, atomic_outputs
@@ -54,11 +54,8 @@ def default_heads_dir(params: Params) -> Path:
               help="Cap the epochs of every trainable head (default: each head's own).")
 @click.option("--bootstrap", type=BOOTSTRAP_RANGE, default=1000, show_default=True,
               help="Bootstrap resamples for the test intervals (0: none).")
-@click.option("--memory-budget", "memory_budget", type=finite_float(min=0, min_open=True),
-              default=None, metavar="MB",
-              help="Keep resident memory above the level after imports under MB: features are "
-                   "read chunk by chunk (heads that cannot stream are refused when the budget "
-                   "cannot hold their features, naming the smallest that works).")
+@memory_budget_option("Read the features chunk by chunk (heads that cannot stream run in "
+                      "memory when the budget holds their features)")
 @featlt_command
 def fit_classifier_command(
     runtime: Runtime, feature_file: Path, heads: tuple[str, ...],

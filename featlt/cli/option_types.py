@@ -204,3 +204,17 @@ class OutputFolder(_OutputType):
 def path_role(param: click.Parameter) -> str | None:
     """``"input"`` or ``"output"`` for a path parameter with a role, else None."""
     return getattr(param.type, "role", None) if isinstance(param.type, click.Path) else None
+
+
+def memory_budget_option(read: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--memory-budget MB`` (fit-classifier, evaluate-separability, rank) as ``memory_budget``.
+
+    Args:
+        read: what the command reads chunk by chunk under it, and any limit, as the start of
+            the help text.
+    """
+    return click.option(
+        "--memory-budget", "memory_budget", type=finite_float(min=0, min_open=True),
+        default=None, metavar="MB",
+        help=f"{read}, so that resident memory above the level after imports stays under MB "
+             "(a budget below the smallest that works is refused, naming it).")

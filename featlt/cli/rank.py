@@ -18,7 +18,7 @@ from featlt.cli.option_types import (
     OutputFolder,
     OutputPath,
     Params,
-    finite_float,
+    memory_budget_option,
 )
 from featlt.cli.view_options import build_protocol, view_options
 from featlt.rank.model import OPTIONAL_SCORES, SCORE_COLUMNS
@@ -94,11 +94,7 @@ def rank_heads_writes(params: Params) -> list[str]:
 @click.option("--max-width", type=click.IntRange(min=1), default=8192, show_default=True,
               help="With --pairs: the widest combined feature scored (wider ones are skipped "
                    "with a note).")
-@click.option("--memory-budget", "memory_budget", type=finite_float(min=0, min_open=True),
-              default=None,
-              help="Score each file from training rows read chunk by chunk so that resident "
-                   "memory above the level after imports stays under this many MB (cheap mode; "
-                   "refused below the smallest budget that works, naming it).")
+@memory_budget_option("Score each file from training rows read chunk by chunk (cheap mode)")
 @featlt_command
 def rank_command(
     runtime: Runtime, feature_files: tuple[Path, ...], protocol_options: dict[str, Any],

@@ -16,6 +16,7 @@ from featlt.cli.option_types import (
     OutputPath,
     Params,
     finite_float,
+    memory_budget_option,
 )
 from featlt.cli.view_options import build_protocol, view_options
 from featlt.runtime import Runtime, atomic_outputs
@@ -55,11 +56,7 @@ def plot_writes(params: Params) -> list[str]:
 @click.option("--exact", is_flag=True,
               help="The exact computation: exact float32 kNN search, the density mixture and "
                    "the split on every row (slower; the default's tolerances: docs/scaling.md).")
-@click.option("--memory-budget", "memory_budget", type=finite_float(min=0, min_open=True),
-              default=None,
-              help="Read the training rows chunk by chunk so that resident memory above the "
-                   "level after imports stays under this many MB (refused below the smallest "
-                   "budget that works, naming it).")
+@memory_budget_option("Read the training rows chunk by chunk")
 @featlt_command
 def evaluate_separability_command(
     runtime: Runtime,
