@@ -184,12 +184,12 @@ def drawn_pairs(document: dict[str, Any]) -> list[dict[str, Any]]:
 def written_pair(row: dict[str, Any], heads_dir: Path) -> Path:
     """A combination row's combined store, where full mode writes (and reuses) it."""
     from featlt.combine.write import combine_stores
-    from featlt.rank.combined import COMBINED_DIR, combination_key
+    from featlt.rank.combined import combination_path
 
     if row["combination"].get("combined_file"):
         return Path(row["combination"]["combined_file"])
     files = tuple(Path(f) for f in row["combination"]["files"])
-    path = heads_dir / COMBINED_DIR / f"{row['label']}-{combination_key(files)}.h5"
+    path = combination_path(row["label"], files, heads_dir)
     if not path.is_file():
         combine_stores(list(files), path, mode="overwrite")
     return path

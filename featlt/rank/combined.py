@@ -37,6 +37,12 @@ def combination_key(files: tuple[Path, ...]) -> str:
     return hashlib.sha256(json.dumps(record).encode()).hexdigest()[:12]
 
 
+def combination_path(label: str, files: tuple[Path, ...], heads_dir: Path) -> Path:
+    """Where full mode keeps the combination ``label`` of member ``files``:
+    ``heads_dir/combined/<label>-<key>.h5`` (:func:`combination_key`)."""
+    return heads_dir / COMBINED_DIR / f"{label}-{combination_key(files)}.h5"
+
+
 def write_combination(row: RankedFile, heads_dir: Path, max_width: int, test_split: str,
                       log: Callable[[str], None] | None = None) -> RankedFile:
     """The combination ``row`` with its combined store written (or reused) and its entry
@@ -53,8 +59,7 @@ def write_combination(row: RankedFile, heads_dir: Path, max_width: int, test_spl
 
     combination = row.combination
     assert combination is not None  # only combination rows are written
-    path = (heads_dir / COMBINED_DIR
-            / f"{row.entry.label}-{combination_key(combination.files)}.h5")
+    path = combination_path(row.entry.label, combination.files, heads_dir)
     if path.is_file():
         message = f"{row.entry.label}: reusing the combined store {path}"
     else:
