@@ -2,6 +2,7 @@
 
     python3 benchmarks/bench_pairs.py --dataset cifar10lt_if100 [--dataset fmnistlt_if100 ...]
     python3 benchmarks/bench_pairs.py --smoke        # synthetic stores, end to end, < 1 min
+    python3 benchmarks/bench_pairs.py --dataset cifar10lt_if10 --normalised-only  # beside it
 
 Issue 20's measurement, on the zoo of ``benchmarks/zoo_features.py`` (the views, heads and view
 seeds of ``benchmarks/bench_rank.py``, so every single file's heads are reused from its runs):
@@ -44,6 +45,13 @@ other heavy jobs can slip in between; everything fitted or written is kept (head
 ``--heads-dir``, combined stores under its ``combined/`` and ``normalised/``, the step-1 document
 under ``--work``), so a rerun resumes. CIFAR results are in-sample for the default score (it was
 chosen on them); Fashion-MNIST-LT is the check.
+
+Steps 3 and 4 for the normalised singles do not depend on step 1, and every fit is single-threaded
+(featlt's heads train on 1 CPU thread): ``--normalised-only`` runs just those, taking no turn of
+the heavy lock, so a second process can fit them on the other core while a full run of the same
+dataset ranks; the full run then reuses them as it reuses the raw singles' heads. Pair-scoring
+seconds measured meanwhile share the machine with it (the quiet timing of one pair is
+``benchmarks/bench_pair_scores.py``).
 """
 
 from __future__ import annotations
@@ -103,6 +111,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cv-folds", type=int, default=5)
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--normalised-only", action="store_true",
+                        help="Only steps 3-4 for the L2-normalised singles, kept under "
+                             "--heads-dir for a full run to reuse; takes no turn of the heavy "
+                             "lock, to run on the second core beside a full run; writes no "
+                             "results")
     args = parser.parse_args(argv)
     if args.smoke:
         if args.dataset:
@@ -117,9 +130,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def turn(name: str) -> AbstractContextManager[None]:
-    """One turn of the shared heavy lock (none for the smoke mode's few seconds of work)."""
-    return nullcontext() if name == SMOKE else heavy_lock()
+def turn(name: str, args: argparse.Namespace) -> AbstractContextManager[None]:
+    """One turn of the shared heavy lock (none for the smoke mode's few seconds of work, and none
+    for ``--normalised-only``, which runs beside a full run that holds it)."""
+    return nullcontext() if name == SMOKE or args.normalised_only else heavy_lock()
 
 
 def dataset_files(name: str, args: argparse.Namespace) -> list[Path]:
@@ -229,7 +243,7 @@ def measure_sets(name: str, sets: dict[str, Path], args: argparse.Namespace) -> 
         protocol, settings = protocol_of(name, seed), head_settings(name, seed, args.bootstrap)
         outcomes = []
         for label, entry in zip(labels, entries, strict=True):
-            with turn(name), FeatureStore(entry.path) as store:
+            with turn(name, args), FeatureStore(entry.path) as store:
                 view = resolve_view(store, protocol)
                 n_classes = len(store.info(protocol.test_split).class_names)
                 clock = time.perf_counter()
@@ -346,7 +360,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     costs: dict[str, float] = {}
     clock = time.perf_counter()
     files = dataset_files(name, args)
-    with turn(name):
+    with turn(name, args):
         document = full_mode_with_pairs(name, files, args)
     costs["full_mode_with_pairs_seconds"] = round(time.perf_counter() - clock, 1)
     clock = time.perf_counter()
@@ -355,7 +369,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
                if r.get("combination") is None}
     top = [r for r in document["rows"] if r.get("combination") and r.get("measured")]
     drawn = drawn_pairs(document)
-    with turn(name):
+    with turn(name, args):
         pairs = {r["label"]: written_pair(r, heads_dir) for r in [*top, *drawn]}
         normalised = {label: normalised_single(path, heads_dir) for label, path in singles.items()}
     costs["write_sets_seconds"] = round(time.perf_counter() - clock, 1)
@@ -374,11 +388,27 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def fit_normalised_only(name: str, args: argparse.Namespace) -> None:
+    """Steps 3 and 4 for the normalised singles alone (``--normalised-only``): their combined
+    stores and heads are kept where :func:`run_dataset` finds and reuses them."""
+    clock = time.perf_counter()
+    heads_dir = args.heads_dir / name
+    sets = {f"{path.stem} (L2)": normalised_single(path, heads_dir)
+            for path in dataset_files(name, args)}
+    measure_sets(name, sets, args)
+    log(f"{name}: {len(sets)} normalised singles fitted for view seeds "
+        f"{list(args.view_seeds)} in {time.perf_counter() - clock:.0f} s, kept for the full run")
+
+
 def main(argv: list[str] | None = None) -> None:
     from featlt.rank.model import DEFAULT_SCORE
     from featlt.runtime import write_json_atomic
 
     args = parse_args(argv)
+    if args.normalised_only:
+        for name in args.dataset:
+            fit_normalised_only(name, args)
+        return
     record = run_record(sys.argv)
     results = json.loads(args.output.read_text()) if args.output.is_file() else {}
     for name in args.dataset:

@@ -70,3 +70,23 @@ def test_smoke_mode_measures_pairs_and_normalised_singles(tmp_path: Path) -> Non
     assert set(result["pairs_scored"]) >= {s["label"] for s in result["sets"]
                                            if s["kind"].startswith("pair")}
     assert result["goal"]["gain_at_least_1.5_points"] is None  # only on CIFAR-10-LT IF100
+
+
+def test_normalised_only_fits_what_the_full_run_then_reuses(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    bench = _bench_pairs()
+    stores = bench.smoke_stores(tmp_path / "zoo" / bench.SMOKE)
+    monkeypatch.setattr(bench, "dataset_files", lambda name, args: stores)  # no rewrite
+    common = ["--smoke", "--work", str(tmp_path), "--bootstrap", "50", "--view-seeds", "0-1"]
+    bench.main([*common, "--normalised-only"])
+    assert not (tmp_path / "pairs.json").exists()  # it writes no results
+    normalised = sorted((tmp_path / "heads" / bench.SMOKE).glob("*-l2-*/summary.json"))
+    assert len(normalised) == len(stores) * 2  # every normalised single, both view seeds
+    fitted = {path: path.stat().st_mtime_ns for path in normalised}
+    bench.main(common)
+    result = json.loads((tmp_path / "pairs.json").read_text())[bench.SMOKE]
+    assert sum(s["kind"] == "single, L2-normalised" for s in result["sets"]) == len(stores)
+    # the full run measured the normalised singles from those fits, without fitting again
+    assert {path: path.stat().st_mtime_ns for path in normalised} == fitted
+    assert sorted((tmp_path / "heads" / bench.SMOKE).glob("*-l2-*/summary.json")) == normalised
