@@ -156,3 +156,15 @@ def test_bad_grid_is_refused(grid) -> None:
     X, y = problem(30, 4, 3, seed=1)
     with pytest.raises(FeatltError, match="relative_grid"):
         ridge_probe(X, y, relative_grid=grid)
+
+
+@pytest.mark.parametrize("n, dim", [(300, 20), (15, 40)])
+def test_working_in_the_callers_features_gives_the_same_basis(n: int, dim: int) -> None:
+    X, y = problem(n, dim, 3, seed=7)
+    Z, s = _prepare(X, y, 3)
+    copied = ridge_basis(Z, y, s, 3)
+    np.testing.assert_array_equal(Z, _prepare(X, y, 3)[0])  # the default leaves Z alone
+    overwritten = ridge_basis(Z, y, s, 3, overwrite_features=True)
+    np.testing.assert_array_equal(overwritten.G, copied.G)  # G projected block by block in Z
+    np.testing.assert_array_equal(overwritten.eigvals, copied.eigvals)
+    np.testing.assert_array_equal(overwritten.GtT, copied.GtT)

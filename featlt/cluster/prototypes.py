@@ -30,9 +30,12 @@ def l2_normalise(X: Any, dtype: Any = np.float32) -> np.ndarray:
 def centred_unit(X: Any, mean: Any, dtype: Any = np.float32) -> np.ndarray:
     """``l2_normalise(X - mean)``: rows of ``X`` (n, D) centred by ``mean`` (D,), unit norm.
 
-    The subtraction happens in ``dtype``; returns a new (n, D) array of ``dtype``.
+    The subtraction happens in ``dtype``, in place on one copy of ``X`` (no second (n, D)
+    temporary); returns a new (n, D) array of ``dtype``.
     """
-    return _unit_rows_in_place(np.asarray(X, dtype=dtype) - np.asarray(mean, dtype=dtype))
+    centred = np.array(X, dtype=dtype)
+    centred -= np.asarray(mean, dtype=dtype)
+    return _unit_rows_in_place(centred)
 
 
 def _unit_rows_in_place(X: np.ndarray) -> np.ndarray:

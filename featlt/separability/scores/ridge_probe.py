@@ -48,6 +48,7 @@ RELATIVE_GRID: tuple[float, ...] = tuple(float(v) for v in np.logspace(-6.0, 3.0
 EIGEN_FLOOR = 1e-12  # eigenvalues below this times the largest are treated as 0
 LEVERAGE_CEILING = 1.0 - 1e-10  # h_i above this would make (1 - h_i) meaningless
 CHUNK_ENTRIES = 2**25  # float64 entries of the LOO predictions computed at once (256 MiB)
+ROW_BLOCK_BYTES = 2**24  # rows of G projected or squared at once (16 MiB of float64)
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,14 @@ class RidgeBasis:
 
     With ``Xs = S^{1/2} Xc`` (n, D) and its thin SVD ``Xs = U diag(sqrt(e)) V^T``:
     ``G = U diag(sqrt(e))`` (n, r), ``e`` (r,) eigenvalues of ``Xs^T Xs`` (= of ``Xs Xs^T``).
+    ``G`` is written over ``Xs`` and ``G ** 2`` (the leverages' factor) is formed a block of rows
+    at a time, never whole: at the widths of ``rank --pairs`` (12k x 2,560) each whole (n, D)
+    copy is 250 MB of fresh memory, which cost seconds on the 2-core VM (docs/scaling.md).
     """
 
     G: np.ndarray  # (n, r) float64
     eigvals: np.ndarray  # (r,) float64, >= 0
     GtT: np.ndarray  # (r, C) float64: G^T S^{1/2} (Y - 1 ybar_s^T)
-    G2: np.ndarray  # (n, r) float64: G ** 2
     y_bar: np.ndarray  # (C,) float64 weighted target mean (the intercept's share)
     s: np.ndarray  # (n,) float64 sample weights
     form: str
@@ -90,12 +93,16 @@ def _prepare(X: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, 
     return Z, 1.0 / counts[y]
 
 
-def ridge_basis(Z: np.ndarray, y: np.ndarray, s: np.ndarray, n_classes: int) -> RidgeBasis:
+def ridge_basis(Z: np.ndarray, y: np.ndarray, s: np.ndarray, n_classes: int,
+                overwrite_features: bool = False) -> RidgeBasis:
     """The eigenbasis of the weighted, weighted-centred features, shared by every ridge strength.
 
     Args:
         Z: (n, D) float64 features (already preprocessed); y: (n,) int64 class ids in 0..C-1;
         s: (n,) float64 positive sample weights; n_classes: C.
+        overwrite_features: work in ``Z``'s memory (afterwards it holds ``Xs``, or ``G`` in the
+            primal form) instead of in a copy, as scipy's ``overwrite_a``: for a caller that has
+            no further use for ``Z``.
     """
     n, dim = Z.shape
     total = float(s.sum())
@@ -104,10 +111,12 @@ def ridge_basis(Z: np.ndarray, y: np.ndarray, s: np.ndarray, n_classes: int) -> 
     Y[np.arange(n), y] = 1.0
     y_bar = (s @ Y) / total
     root = np.sqrt(s)
-    Xs = (Z - x_bar) * root[:, None]
+    Xs = Z if overwrite_features else Z.copy()
+    Xs -= x_bar
+    Xs *= root[:, None]
     if n >= dim:
         eigvals, V = scipy.linalg.eigh(Xs.T @ Xs, driver="evd", check_finite=False)
-        G = Xs @ V
+        G = _times_in_place(Xs, V)
         form = "primal"
     else:
         eigvals, U = scipy.linalg.eigh(Xs @ Xs.T, driver="evd", check_finite=False)
@@ -115,10 +124,48 @@ def ridge_basis(Z: np.ndarray, y: np.ndarray, s: np.ndarray, n_classes: int) -> 
         G = U * np.sqrt(eigvals)[None, :]
         form = "kernel"
     eigvals = np.clip(eigvals, 0.0, None)
-    keep = eigvals > EIGEN_FLOOR * max(float(eigvals.max()), EIGEN_FLOOR)
-    G, eigvals = G[:, keep], eigvals[keep]
+    # eigh returns ascending eigenvalues, so the kept ones are a trailing block: a column slice
+    # is a view, where a boolean mask would copy the whole (n, r) G
+    first = int(np.searchsorted(eigvals, EIGEN_FLOOR * max(float(eigvals.max()), EIGEN_FLOOR),
+                                side="right"))
+    G, eigvals = G[:, first:], eigvals[first:]
     T = (Y - y_bar) * root[:, None]
-    return RidgeBasis(G=G, eigvals=eigvals, GtT=G.T @ T, G2=G * G, y_bar=y_bar, s=s, form=form)
+    return RidgeBasis(G=G, eigvals=eigvals, GtT=G.T @ T, y_bar=y_bar, s=s, form=form)
+
+
+def _row_block(width: int) -> int:
+    """Rows per block of a (n, ``width``) float64 array: about :data:`ROW_BLOCK_BYTES`."""
+    return max(1, ROW_BLOCK_BYTES // max(1, 8 * width))
+
+
+def _times_in_place(A: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``A @ V`` written over ``A`` (n, D) float64, for a square ``V`` (D, D), a block of rows at
+    a time (each output row needs only its own input row); returns ``A``."""
+    step = _row_block(A.shape[1])
+    buffer = np.empty((min(step, A.shape[0]), V.shape[1]))
+    for start in range(0, A.shape[0], step):
+        rows = A[start:start + step]
+        out = buffer[:rows.shape[0]]
+        np.matmul(rows, V, out=out)
+        rows[...] = out
+    return A
+
+
+def _leverages(basis: RidgeBasis, inverse: np.ndarray) -> np.ndarray:
+    """(n, L) float64 ``s_i / sum(s) + sum_j G_ij^2 inverse[l, j]``, ``G ** 2`` formed a block of
+    rows at a time (:data:`ROW_BLOCK_BYTES`).
+
+    Args:
+        inverse: (L, r) float64 ``1 / (e_j + lambda_l)``.
+    """
+    G = basis.G
+    out = np.empty((G.shape[0], inverse.shape[0]))
+    step = _row_block(G.shape[1])
+    for start in range(0, G.shape[0], step):
+        block = G[start:start + step]
+        np.matmul(block * block, inverse.T, out=out[start:start + step])
+    out += (basis.s / basis.s.sum())[:, None]
+    return out
 
 
 def loo_predictions_grid(basis: RidgeBasis, y: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
@@ -141,7 +188,7 @@ def loo_predictions_grid(basis: RidgeBasis, y: np.ndarray, lambdas: np.ndarray) 
     fitted = (basis.G @ weighted.reshape(weighted.shape[0], -1)).reshape(n, lambdas.size, C)
     fitted /= np.sqrt(s)[:, None, None]
     fitted += basis.y_bar
-    leverage = s[:, None] / s.sum() + basis.G2 @ inverse.T  # (n, L)
+    leverage = _leverages(basis, inverse)  # (n, L)
     if (leverage > LEVERAGE_CEILING).any():
         row, col = np.unravel_index(int(np.argmax(leverage)), leverage.shape)
         raise FeatltError(
@@ -220,7 +267,8 @@ def ridge_probe(
     X, y, C = _check(X, y, n_classes)
     relative = _relative_grid(relative_grid)
     Z, s = _prepare(X, y, C)
-    basis = ridge_basis(Z, y, s, C)
+    basis = ridge_basis(Z, y, s, C, overwrite_features=True)
+    del Z  # overwritten by the basis, which keeps what the grid needs
     counts = np.bincount(y, minlength=C)
     eigen_scale = float(basis.eigvals.mean()) if basis.eigvals.size else 1.0
     grid = eigen_scale * relative
