@@ -22,6 +22,8 @@ is recorded. The issue's budget: at most 15 s per 2,560-wide pair at 12.4k rows 
 2 cores.
 
     nice -n 5 python benchmarks/bench_pair_scores.py          # -> results/pair_scores_cost.json
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 python benchmarks/bench_pair_scores.py \
+        --threads 2 --repeats 5 -o results/pair_scores_cost_memory_reused.json  # the diagnosis
     python benchmarks/bench_pair_scores.py --quick            # 2,000 rows x 2 x 64, no file
 """
 
@@ -96,6 +98,7 @@ def main() -> None:
                         help="comma-separated BLAS/faiss thread counts, each timed")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small smoke test, no file")
+    parser.add_argument("-o", "--output", type=Path, default=OUTPUT)
     args = parser.parse_args()
     record = run_record(sys.argv)
 
@@ -148,10 +151,12 @@ def main() -> None:
     if args.quick:
         print(text)
         return
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text + "\n")
+    from featlt.runtime import write_json_atomic
+
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.output, json.loads(text))
     print("; ".join(f"{t} thread(s): pair scored in {r['pair_seconds_median']:.1f} s (median)"
-                    for t, r in by_threads.items()) + f"; written to {OUTPUT}")
+                    for t, r in by_threads.items()) + f"; written to {args.output}")
 
 
 if __name__ == "__main__":

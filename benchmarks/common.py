@@ -49,8 +49,9 @@ def run_record(argv: list[str]) -> dict[str, Any]:
     Returns:
         ``git_commit`` (HEAD, or None), ``git_dirty`` (tracked files differ from HEAD),
         ``git_dirty_paths`` (which ones), ``command``, ``hostname``, ``cpu_count``, ``cpu``,
-        ``python``, ``platform``, ``load_average_start`` ([1, 5, 15] min), ``date_utc`` (ISO) and
-        ``started_unix``.
+        ``python``, ``platform``, ``load_average_start`` ([1, 5, 15] min), ``date_utc`` (ISO),
+        ``started_unix`` and ``malloc_environment`` (the ``MALLOC_*`` variables that tune
+        glibc's allocator, when set).
     """
     interpreter = (getattr(sys, "orig_argv", None) or [sys.executable])[0]
     status = _git("status", "--porcelain", "--untracked-files=no")
@@ -68,6 +69,8 @@ def run_record(argv: list[str]) -> dict[str, Any]:
         "load_average_start": load_average(),
         "date_utc": utc_now(),
         "started_unix": round(time.time(), 3),
+        "malloc_environment": {name: value for name, value in sorted(os.environ.items())
+                               if name.startswith("MALLOC_")},
     }
 
 
