@@ -154,7 +154,7 @@ def main() -> None:
     from featlt.runtime import write_json_atomic
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.output, json.loads(text))
+    write_json_atomic(args.output, document)
     print("; ".join(f"{t} thread(s): pair scored in {r['pair_seconds_median']:.1f} s (median)"
                     for t, r in by_threads.items()) + f"; written to {args.output}")
 

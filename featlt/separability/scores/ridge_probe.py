@@ -75,7 +75,8 @@ class RidgeBasis:
     ``G = U diag(sqrt(e))`` (n, r), ``e`` (r,) eigenvalues of ``Xs^T Xs`` (= of ``Xs Xs^T``).
     ``G`` is written over ``Xs`` and ``G ** 2`` (the leverages' factor) is formed a block of rows
     at a time, never whole: at the widths of ``rank --pairs`` (12k x 2,560) each whole (n, D)
-    copy is 250 MB of fresh memory, which cost seconds on the 2-core VM (docs/scaling.md).
+    copy is 250 MB of fresh memory, which cost seconds on the 2-core VM (docs/methods.md,
+    "Cost of scoring").
     """
 
     G: np.ndarray  # (n, r) float64
